@@ -1,0 +1,117 @@
+/*
+ * config.h -- journeyd configuration: the table of keys, the loaded values,
+ * and the YAML loader that validates everything before anything starts.
+ *
+ * Errors are reported as "file:line: reason". Secrets (redis.password and any
+ * kafka.* key whose name contains "password", "secret" or ends in ".key" /
+ * "sasl.jaas.config" / "sasl.oauthbearer.config") are never printed:
+ * config_dump() shows them as "***".
+ */
+#ifndef JD_CONFIG_H
+#define JD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "decode.h"
+
+#define CFG_MAX_PHASES 16
+#define CFG_MAX_TOPICS 16
+#define CFG_MAX_RULES 512
+#define CFG_MAX_KAFKA 128
+
+typedef struct cfg_phase {
+    char name[64];              /* [a-z0-9_]+, unique */
+    int64_t timeout_ms;         /* inactivity timeout in this phase (SPEC §5) */
+} cfg_phase_t;
+
+/* One classification rule: all given match fields must match (AND);
+ * a NULL field matches anything. First matching rule wins. */
+typedef struct cfg_rule {
+    int line;                   /* line of the rule in the file, for logs */
+    int has_type;               /* match.type given */
+    int type;                   /* ev_type_t */
+    char *event;                /* match.event: exact event name */
+    char *channel;              /* match.channel: exact context.channel */
+    char *path_prefix;          /* match.path_prefix: prefix of context.page.path */
+    char *name;                 /* match.name: exact page/screen name */
+    char *touchpoint_in;        /* match.touchpoint: exact properties.touchpoint */
+    int phase;                  /* index into phases[], or -1: no phase change */
+    char *touchpoint;           /* touchpoint name to assign, or NULL */
+} cfg_rule_t;
+
+typedef struct cfg_kv {
+    char *key;                  /* librdkafka property name (without "kafka.") */
+    char *value;
+    int line;
+} cfg_kv_t;
+
+typedef struct config {
+    char *path;                 /* file it was loaded from */
+
+    /* kafka.*: passed through to librdkafka (consumer and producer) */
+    cfg_kv_t kafka[CFG_MAX_KAFKA];
+    int n_kafka;
+
+    /* input */
+    char *topics[CFG_MAX_TOPICS];
+    int n_topics;
+    char *group_id;
+    decode_encoding_t encoding;
+    decode_limits_t limits;
+
+    /* dead-letter */
+    char *deadletter_topic;
+
+    /* redis */
+    char *redis_host;
+    int redis_port;
+    char *redis_unix_socket;    /* "" = use host/port */
+    char *redis_user;           /* "" = default user */
+    char *redis_password;       /* "" = no AUTH; secret */
+    int redis_db;
+    char *redis_prefix;         /* key prefix, default "jd" */
+    int redis_connect_timeout_ms;
+    int redis_command_timeout_ms;
+
+    /* journey */
+    int history_max;            /* touchpoint history entries kept (default 50) */
+    int dedup_max;              /* messageIds remembered per journey (default 128) */
+    int64_t allowed_lateness_ms;/* default 5 min */
+
+    /* processing */
+    int batch_max_events;       /* events per batch (one Redis commit per partition) */
+    int batch_max_ms;           /* max time a batch stays open */
+    int cache_journeys;         /* journeys kept in memory across batches */
+    int shutdown_timeout_ms;    /* bound on graceful shutdown */
+    int retry_backoff_max_ms;   /* max backoff while Redis/Kafka are down */
+
+    /* log */
+    int log_level;              /* log_level_t */
+
+    /* phases and classification */
+    cfg_phase_t phases[CFG_MAX_PHASES];
+    int n_phases;
+    cfg_rule_t *rules;
+    int n_rules;
+} config_t;
+
+/*
+ * Load and validate `path`. Returns a new config (caller owns; config_free())
+ * or NULL with "file:line: reason" in errbuf.
+ */
+config_t *config_load(const char *path, char *errbuf, size_t errlen);
+void config_free(config_t *cfg);
+
+/* Index of phase `name`, or -1. */
+int config_phase_index(const config_t *cfg, const char *name);
+
+/* Print the effective configuration as YAML, secrets as "***". */
+void config_dump(const config_t *cfg, FILE *out);
+
+/* Whether a kafka.* property name holds a secret. */
+bool config_is_secret(const char *kafka_key);
+
+#endif
