@@ -1,0 +1,519 @@
+/*
+ * batch.c -- turns a batch of consumed messages into one atomic Redis
+ * commit per shard.
+ *
+ * batch_add() (pass 1, per message): decode, validate, classify; a bad event
+ * goes to the dead-letter producer at once; a good one becomes a compact
+ * item (ids, time, touchpoint, ...); the message itself is not kept.
+ *
+ * batch_commit() (pass 2):
+ *   1. load: every journey id the items name is fetched in one pipelined
+ *      round trip (store_load); values that are redirects (an anonymous id
+ *      linked to a customer) are followed in further rounds, which only
+ *      happen when a batch meets a linked id;
+ *   2. apply: items in offset order per shard: touch events through
+ *      journey_apply(); identify/alias events link the other id to the
+ *      customer, merging its journey (same shard only; cross-partition
+ *      stitching is a later feature), and leave a redirect in its key;
+ *   3. confirm: wait for the dead-letter deliveries of this batch;
+ *   4. commit: one EVALSHA per shard writes the changed journeys and
+ *      redirects, the counters and the new offset, atomically
+ *      (store_commit).
+ *
+ * Owns: the items, the table of journeys loaded for this batch (each entry
+ * owns its journey_t), the scratch buffers. Everything is released at the end
+ * of batch_commit(), so memory is bounded by processing.batch_max_events.
+ */
+#include "batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "classify.h"
+#include "decode.h"
+#include "journey.h"
+#include "log.h"
+
+typedef enum { ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT } item_kind_t;
+
+typedef struct item {
+    shard_t *sh;
+    uint8_t kind;
+    int8_t phase;              /* classification, -1 none */
+    uint8_t explicit_phase;    /* properties.phase was given */
+    int8_t metric, score, scope;
+    int64_t ts;
+    uint64_t mid;
+    char key[JD_ID_MAX + 1];   /* journey key: userId, else anonymousId */
+    char other[JD_ID_MAX + 1]; /* link: anonymousId (identify) / previousId (alias) */
+    char tp[JD_NAME_MAX + 1];  /* "" for identify/alias */
+    char segment[JD_NAME_MAX + 1];
+} item_t;
+
+typedef enum { ENT_UNKNOWN = 0, ENT_ABSENT, ENT_JOURNEY, ENT_REDIRECT } ent_state_t;
+
+typedef struct entry {
+    shard_t *sh;               /* NULL = empty slot */
+    char id[JD_ID_MAX + 1];
+    uint8_t state;
+    uint8_t dirty;
+    char target[JD_ID_MAX + 1];/* ENT_REDIRECT */
+    journey_t j;               /* ENT_JOURNEY */
+} entry_t;
+
+struct batch {
+    const config_t *cfg;       /* borrowed */
+    item_t *items;
+    int n_items, cap_items;
+    int n_msgs;                /* messages taken, good or bad */
+    shard_t **shards;          /* shards with messages in this batch */
+    int n_shards, cap_shards;
+    entry_t *tab;              /* open addressing, cap_tab a power of two */
+    size_t n_tab, cap_tab;
+    char *arena;               /* decode scratch */
+    size_t arena_cap;
+};
+
+batch_t *batch_new(const config_t *cfg) {
+    batch_t *b = calloc(1, sizeof(*b));
+    if (!b) return NULL;
+    b->cfg = cfg;
+    b->cap_items = cfg->batch_max_events;
+    b->items = malloc((size_t)b->cap_items * sizeof(*b->items));
+    b->arena_cap = cfg->limits.max_message_bytes + 64;
+    b->arena = malloc(b->arena_cap);
+    if (!b->items || !b->arena) {
+        batch_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static void table_clear(batch_t *b) {
+    for (size_t i = 0; i < b->cap_tab; i++)
+        if (b->tab[i].sh) journey_reset(&b->tab[i].j);
+    free(b->tab);
+    b->tab = NULL;
+    b->n_tab = b->cap_tab = 0;
+}
+
+void batch_free(batch_t *b) {
+    if (!b) return;
+    table_clear(b);
+    free(b->items);
+    free(b->shards);
+    free(b->arena);
+    free(b);
+}
+
+void batch_set_config(batch_t *b, const config_t *cfg) { b->cfg = cfg; }
+
+int batch_size(const batch_t *b) { return b->n_msgs; }
+
+/* ---- pass 1 ------------------------------------------------------------ */
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap) n = cap - 1;
+    if (n) memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void note_shard(batch_t *b, shard_t *sh, int64_t offset) {
+    if (sh->batch_first < 0) {
+        if (b->n_shards == b->cap_shards) {
+            int ncap = b->cap_shards ? 2 * b->cap_shards : 16;
+            shard_t **s = realloc(b->shards, (size_t)ncap * sizeof(*s));
+            if (!s) abort();
+            b->shards = s;
+            b->cap_shards = ncap;
+        }
+        b->shards[b->n_shards++] = sh;
+        sh->batch_first = offset;
+    }
+    sh->batch_last = offset;
+    sh->stats[STAT_CONSUMED]++;
+    b->n_msgs++;
+}
+
+static void dead_letter(shard_t *sh, const rd_kafka_message_t *m, deadletter_t *dl, int reason,
+                        const char *detail) {
+    const char *name = shard_stat_name(STAT_DL_REASON + reason) + strlen("deadletter.");
+    log_debug("event dead-lettered", "shard=%s offset=%lld reason=%s", sh->name,
+              (long long)m->offset, name);
+    /* If even queueing fails, the commit's deadletter_sync() reports it. */
+    deadletter_send(dl, m, name, detail);
+    sh->stats[STAT_DEADLETTER]++;
+    sh->stats[STAT_DL_REASON + reason]++;
+}
+
+static void fill_item(item_t *it, const event_t *ev, const classification_t *cl) {
+    it->ts = ev->ts_ms;
+    it->mid = ev->message_id ? journey_mid_hash(ev->message_id, strlen(ev->message_id)) : 0;
+    it->phase = (int8_t)cl->phase;
+    it->explicit_phase = ev->phase != NULL;
+    it->metric = (int8_t)ev->metric;
+    it->score = (int8_t)ev->score;
+    it->scope = (int8_t)ev->scope;
+    copy_str(it->key, sizeof(it->key), event_key(ev));
+    copy_str(it->segment, sizeof(it->segment), ev->segment);
+    if (ev->type == EV_IDENTIFY || ev->type == EV_ALIAS) {
+        it->kind = ITEM_LINK;
+        copy_str(it->other, sizeof(it->other),
+                 ev->type == EV_IDENTIFY ? ev->anonymous_id : ev->previous_id);
+        it->tp[0] = '\0';
+    } else {
+        it->kind = ITEM_TOUCH;
+        it->other[0] = '\0';
+        copy_str(it->tp, sizeof(it->tp), cl->touchpoint);
+    }
+}
+
+void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_t *dl) {
+    event_t ev;
+    char err[256];
+    classification_t cl = {.phase = -1, .touchpoint = NULL, .rule_line = 0};
+    note_shard(b, sh, m->offset);
+    decode_status_t ds = decode_event(m->payload, m->len, b->cfg->encoding, &b->cfg->limits, &ev,
+                                      b->arena, b->arena_cap, err, sizeof(err));
+    if (ds != DECODE_OK) {
+        dead_letter(sh, m, dl, (int)ds, err);
+        return;
+    }
+    if (classify_check(b->cfg, &ev, err, sizeof(err)) < 0) {
+        dead_letter(sh, m, dl, DL_UNKNOWN_PHASE, err);
+        return;
+    }
+    item_t *it = &b->items[b->n_items++];
+    it->sh = sh;
+    if (ev.type == EV_HEARTBEAT) {
+        it->kind = ITEM_HEARTBEAT;
+        it->ts = ev.ts_ms;
+        return;
+    }
+    classify_event(b->cfg, &ev, &cl);
+    fill_item(it, &ev, &cl);
+    if (cl.phase < 0 && it->kind == ITEM_TOUCH) sh->stats[STAT_UNCLASSIFIED]++;
+}
+
+/* ---- the journey table -------------------------------------------------- */
+
+static uint64_t ent_hash(const shard_t *sh, const char *id) {
+    return journey_mid_hash(id, strlen(id)) ^ ((uint64_t)(uintptr_t)sh * 0x9e3779b97f4a7c15ULL);
+}
+
+static void table_grow(batch_t *b) {
+    size_t ncap = b->cap_tab ? b->cap_tab * 2 : 1024;
+    entry_t *old = b->tab;
+    size_t ocap = b->cap_tab;
+    b->tab = calloc(ncap, sizeof(*b->tab));
+    if (!b->tab) abort();
+    b->cap_tab = ncap;
+    for (size_t i = 0; i < ocap; i++) {
+        if (!old[i].sh) continue;
+        size_t k = ent_hash(old[i].sh, old[i].id) & (ncap - 1);
+        while (b->tab[k].sh) k = (k + 1) & (ncap - 1);
+        b->tab[k] = old[i];  /* moves the journey's owned arrays */
+    }
+    free(old);
+}
+
+/* Find or add the entry for (sh, id); added entries are ENT_UNKNOWN. */
+static entry_t *table_get(batch_t *b, shard_t *sh, const char *id) {
+    if ((b->n_tab + 1) * 2 > b->cap_tab) table_grow(b);
+    size_t k = ent_hash(sh, id) & (b->cap_tab - 1);
+    while (b->tab[k].sh) {
+        if (b->tab[k].sh == sh && !strcmp(b->tab[k].id, id)) return &b->tab[k];
+        k = (k + 1) & (b->cap_tab - 1);
+    }
+    entry_t *e = &b->tab[k];
+    memset(e, 0, sizeof(*e));
+    e->sh = sh;
+    copy_str(e->id, sizeof(e->id), id);
+    e->state = ENT_UNKNOWN;
+    b->n_tab++;
+    return e;
+}
+
+/* ---- load ---------------------------------------------------------------- */
+
+/* Value loaded from Redis for e: absent, a redirect, or a journey blob. */
+static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
+    char err[128];
+    if (!v->data) {
+        e->state = ENT_ABSENT;
+        return 0;
+    }
+    if ((unsigned char)v->data[0] == STORE_REDIRECT) {
+        size_t n = v->len - 1 < JD_ID_MAX ? v->len - 1 : JD_ID_MAX;
+        memcpy(e->target, v->data + 1, n);
+        e->target[n] = '\0';
+        e->state = ENT_REDIRECT;
+        return 1;
+    }
+    journey_init(&e->j, e->id);
+    if (journey_unpack(&e->j, v->data, v->len, b->cfg, err, sizeof(err)) < 0) {
+        /* Never silently replace a journey we cannot read: stop this shard. */
+        log_error("unreadable journey in redis", "shard=%s customer=%s error=\"%s\"", e->sh->name,
+                  e->id, err);
+        return -1;
+    }
+    e->state = ENT_JOURNEY;
+    return 0;
+}
+
+/* One round: fetch every ENT_UNKNOWN entry. Returns how many redirects were
+ * met (their targets are added as ENT_UNKNOWN for the next round). */
+static store_status_t load_round(batch_t *b, store_t *st, int *redirects, char *errbuf,
+                                 size_t errlen) {
+    size_t n = 0;
+    for (size_t i = 0; i < b->cap_tab; i++) n += b->tab[i].sh && b->tab[i].state == ENT_UNKNOWN;
+    *redirects = 0;
+    if (!n) return STORE_OK;
+    entry_t **ents = malloc(n * sizeof(*ents));
+    const char **ids = malloc(n * sizeof(*ids));
+    store_blob_t *vals = calloc(n, sizeof(*vals));
+    store_load_req_t *reqs = calloc((size_t)b->n_shards, sizeof(*reqs));
+    if (!ents || !ids || !vals || !reqs) abort();
+    size_t k = 0;
+    for (int s = 0; s < b->n_shards; s++) {   /* group by shard */
+        reqs[s].shard = b->shards[s]->name;
+        reqs[s].ids = &ids[k];
+        reqs[s].out = &vals[k];
+        for (size_t i = 0; i < b->cap_tab; i++) {
+            entry_t *e = &b->tab[i];
+            if (e->sh != b->shards[s] || e->state != ENT_UNKNOWN) continue;
+            ents[k] = e;
+            ids[k++] = e->id;
+            reqs[s].n++;
+        }
+    }
+    store_status_t rc = store_load(st, reqs, (size_t)b->n_shards, errbuf, errlen);
+    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+        int r = entry_set_value(b, ents[i], &vals[i]);
+        if (r < 0) {
+            snprintf(errbuf, errlen, "unreadable journey %s in shard %s", ents[i]->id, ents[i]->sh->name);
+            rc = STORE_FATAL;
+        }
+        *redirects += r > 0;
+    }
+    for (size_t i = 0; i < n; i++) free(vals[i].data);
+    /* Room for every redirect target first: growing would move ents[]. */
+    while ((b->n_tab + n + 1) * 2 > b->cap_tab) table_grow(b);
+    free(ents);
+    for (size_t i = 0; rc == STORE_OK && i < b->cap_tab; i++)
+        if (b->tab[i].sh && b->tab[i].state == ENT_REDIRECT)
+            table_get(b, b->tab[i].sh, b->tab[i].target);
+    free(ids);
+    free(vals);
+    free(reqs);
+    return rc;
+}
+
+#define MAX_REDIRECT_HOPS 8
+
+static store_status_t load_all(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
+    for (int i = 0; i < b->n_items; i++) {
+        item_t *it = &b->items[i];
+        if (it->kind == ITEM_HEARTBEAT) continue;
+        table_get(b, it->sh, it->key);
+        if (it->kind == ITEM_LINK) table_get(b, it->sh, it->other);
+    }
+    for (int round = 0; round <= MAX_REDIRECT_HOPS; round++) {
+        int redirects = 0;
+        store_status_t rc = load_round(b, st, &redirects, errbuf, errlen);
+        if (rc != STORE_OK || !redirects) return rc;
+    }
+    return STORE_OK; /* longer chains stay ENT_UNKNOWN and are treated as absent */
+}
+
+/* ---- apply ---------------------------------------------------------------- */
+
+static entry_t *table_find(batch_t *b, shard_t *sh, const char *id) {
+    if (!b->cap_tab) return NULL;
+    size_t k = ent_hash(sh, id) & (b->cap_tab - 1);
+    while (b->tab[k].sh) {
+        if (b->tab[k].sh == sh && !strcmp(b->tab[k].id, id)) return &b->tab[k];
+        k = (k + 1) & (b->cap_tab - 1);
+    }
+    return NULL;
+}
+
+/* Follow redirects to the entry that holds (or will hold) the journey. */
+static entry_t *canonical(batch_t *b, shard_t *sh, const char *id) {
+    entry_t *e = table_find(b, sh, id);
+    for (int hop = 0; e && e->state == ENT_REDIRECT && hop < MAX_REDIRECT_HOPS; hop++) {
+        entry_t *t = table_find(b, sh, e->target);
+        if (!t) break;
+        e = t;
+    }
+    return e;
+}
+
+static journey_t *entry_journey(entry_t *e) {
+    if (e->state != ENT_JOURNEY) {
+        journey_init(&e->j, e->id);
+        e->state = ENT_JOURNEY;
+    }
+    return &e->j;
+}
+
+static journey_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
+    event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.ts_ms = it->ts;
+    ev.segment = it->segment[0] ? it->segment : NULL;
+    ev.phase = it->explicit_phase ? "" : NULL;
+    ev.metric = (ev_metric_t)it->metric;
+    ev.score = it->score;
+    ev.scope = (ev_scope_t)it->scope;
+    journey_result_t r = journey_apply(entry_journey(e), b->cfg, &ev, it->mid, it->phase,
+                                       it->kind == ITEM_TOUCH ? it->tp : NULL);
+    if (r == JOURNEY_APPLIED) e->dirty = 1;
+    return r;
+}
+
+/* identify/alias: make `other` a redirect to the customer, merging its journey. */
+static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
+    shard_t *sh = it->sh;
+    entry_t *raw = table_find(b, sh, it->other);
+    if (!raw || raw == cust) return;
+    if (raw->state == ENT_REDIRECT) {
+        entry_t *t = canonical(b, sh, it->other);
+        if (t != cust) {
+            /* Shared device: the id already belongs to another customer. */
+            sh->stats[STAT_CONFLICT]++;
+            log_info("identity link refused", "shard=%s id=%s linked_to=%s customer=%s", sh->name,
+                     it->other, raw->target, cust->id);
+        }
+        return;
+    }
+    if (raw->state == ENT_JOURNEY) {
+        journey_merge(&cust->j, &raw->j, b->cfg);
+        journey_reset(&raw->j);
+        sh->stats[STAT_MERGED]++;
+    }
+    raw->state = ENT_REDIRECT;
+    copy_str(raw->target, sizeof(raw->target), cust->id);
+    raw->dirty = 1;
+    cust->dirty = 1;
+    sh->stats[STAT_LINKED]++;
+}
+
+static void apply_all(batch_t *b) {
+    for (int i = 0; i < b->n_items; i++) {
+        item_t *it = &b->items[i];
+        if (it->kind == ITEM_HEARTBEAT) {
+            it->sh->stats[STAT_HEARTBEAT]++;
+            continue;
+        }
+        entry_t *e = canonical(b, it->sh, it->key);
+        if (!e) continue; /* cannot happen: every key was added by load_all() */
+        journey_result_t r = apply_event(b, e, it);
+        it->sh->stats[r == JOURNEY_APPLIED ? STAT_APPLIED : STAT_DUPLICATE]++;
+        if (r == JOURNEY_APPLIED && it->kind == ITEM_LINK) apply_link(b, e, it);
+    }
+}
+
+/* ---- commit --------------------------------------------------------------- */
+
+/* The value written for a dirty entry: a journey blob or a redirect. */
+static int entry_value(const entry_t *e, char **val, size_t *len) {
+    if (e->state == ENT_JOURNEY) return journey_pack(&e->j, val, len);
+    size_t n = strlen(e->target);
+    char *v = malloc(n + 1);
+    if (!v) return -1;
+    v[0] = (char)STORE_REDIRECT;
+    memcpy(v + 1, e->target, n);
+    *val = v;
+    *len = n + 1;
+    return 0;
+}
+
+typedef struct commit_buf {
+    store_commit_req_t *reqs;
+    const char **ids;
+    const char **vals;
+    size_t *lens;
+    const char *stat_names[STAT__COUNT];
+} commit_buf_t;
+
+static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size_t *k,
+                            commit_buf_t *cb) {
+    q->shard = sh->name;
+    q->expected_offset = sh->committed;
+    q->new_offset = sh->batch_last + 1;
+    q->n_stats = STAT__COUNT;
+    q->stat_names = cb->stat_names;
+    q->stat_deltas = sh->stats;
+    q->ids = &cb->ids[*k];
+    q->vals = &cb->vals[*k];
+    q->val_lens = &cb->lens[*k];
+    for (size_t i = 0; i < b->cap_tab; i++) {
+        entry_t *e = &b->tab[i];
+        if (e->sh != sh || !e->dirty) continue;
+        char *v;
+        if (entry_value(e, &v, &cb->lens[*k]) < 0) abort();
+        cb->ids[*k] = e->id;
+        cb->vals[*k] = v;
+        (*k)++;
+        q->n_keys++;
+    }
+}
+
+static store_status_t commit_all(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
+    commit_buf_t cb;
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < b->cap_tab; i++) n += b->tab[i].sh && b->tab[i].dirty;
+    cb.reqs = calloc((size_t)b->n_shards, sizeof(*cb.reqs));
+    cb.ids = malloc((n + 1) * sizeof(*cb.ids));
+    cb.vals = malloc((n + 1) * sizeof(*cb.vals));
+    cb.lens = malloc((n + 1) * sizeof(*cb.lens));
+    if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens) abort();
+    for (int s = 0; s < STAT__COUNT; s++) cb.stat_names[s] = shard_stat_name(s);
+    for (int s = 0; s < b->n_shards; s++) build_shard_req(b, b->shards[s], &cb.reqs[s], &k, &cb);
+    store_status_t rc = store_commit(st, cb.reqs, (size_t)b->n_shards, errbuf, errlen);
+    for (int s = 0; s < b->n_shards; s++) {
+        shard_t *sh = b->shards[s];
+        if (cb.reqs[s].status == STORE_OK) sh->committed = cb.reqs[s].new_offset;
+        else sh->resync = 1;
+    }
+    for (size_t i = 0; i < k; i++) free((void *)cb.vals[i]);
+    free(cb.reqs);
+    free(cb.ids);
+    free(cb.vals);
+    free(cb.lens);
+    return rc;
+}
+
+static void batch_clear(batch_t *b) {
+    for (int s = 0; s < b->n_shards; s++) {
+        shard_t *sh = b->shards[s];
+        sh->batch_first = sh->batch_last = -1;
+        memset(sh->stats, 0, sizeof(sh->stats));
+    }
+    b->n_shards = 0;
+    b->n_items = 0;
+    b->n_msgs = 0;
+    table_clear(b);
+}
+
+store_status_t batch_commit(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf,
+                            size_t errlen) {
+    store_status_t rc = STORE_OK;
+    if (!b->n_shards) return STORE_OK;
+    rc = load_all(b, st, errbuf, errlen);
+    if (rc != STORE_OK) goto out;
+    apply_all(b);
+    if (deadletter_sync(dl, b->cfg->shutdown_timeout_ms, errbuf, errlen) < 0) {
+        rc = STORE_RETRY;
+        goto out;
+    }
+    rc = commit_all(b, st, errbuf, errlen);
+out:
+    if (rc != STORE_OK)
+        for (int s = 0; s < b->n_shards; s++)
+            if (b->shards[s]->committed < b->shards[s]->batch_last + 1) b->shards[s]->resync = 1;
+    batch_clear(b);
+    return rc;
+}

@@ -1,0 +1,414 @@
+/*
+ * daemon.c -- the journeyd main loop (like Redis's server.c: owns the
+ * handles, runs the cycle, handles signals between cycles).
+ *
+ * Cycle: collect up to processing.batch_max_events messages or wait at most
+ * processing.batch_max_time, hand them to the batch (decode, classify,
+ * dead-letter), then batch_commit() loads, applies and commits every shard
+ * atomically with its offset, and the committed offsets are stored in the
+ * consumer so that auto-commit makes the group's lag visible to Kafka tools.
+ *
+ * Offsets: Redis is the source of truth. On every assignment each
+ * partition starts at the offset stored in Redis with its journeys (from the
+ * beginning if there is none), never at the group's Kafka offset. After a
+ * failed or fenced commit the shard is re-read from Redis and the consumer
+ * seeks there, so an event is applied exactly once whatever fails when.
+ *
+ * Owns: the consumer, the dead-letter producer, the store, the batch, the
+ * shard table and any reloaded configuration.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "deadletter.h"
+#include "log.h"
+#include "shard.h"
+#include "store.h"
+
+volatile sig_atomic_t daemon_stop_requested = 0;
+volatile sig_atomic_t daemon_reload_requested = 0;
+
+#define MAX_SHARDS 4096
+
+typedef struct ctx {
+    config_t *boot_cfg;         /* borrowed: kafka, redis settings */
+    config_t *live_cfg;         /* owned if != boot_cfg: rules, limits */
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    store_t *st;
+    deadletter_t *dl;
+    batch_t *batch;
+    shard_t *shards[MAX_SHARDS];
+    int n_shards;
+    uint64_t consumed, batches, failures;
+    int backoff_ms;
+} ctx_t;
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !daemon_stop_requested) {}
+}
+
+/* ---- shards ------------------------------------------------------------ */
+
+static shard_t *shard_find(ctx_t *c, const char *topic, int32_t partition) {
+    for (int i = 0; i < c->n_shards; i++)
+        if (c->shards[i]->partition == partition && !strcmp(c->shards[i]->topic_buf, topic))
+            return c->shards[i];
+    return NULL;
+}
+
+static shard_t *shard_add(ctx_t *c, const char *topic, int32_t partition) {
+    shard_t *sh = shard_find(c, topic, partition);
+    if (sh) return sh;
+    if (c->n_shards == MAX_SHARDS || !(sh = calloc(1, sizeof(*sh)))) return NULL;
+    snprintf(sh->topic_buf, sizeof(sh->topic_buf), "%s", topic);
+    sh->topic = sh->topic_buf;
+    snprintf(sh->name, sizeof(sh->name), "%s:%d", topic, (int)partition);
+    sh->partition = partition;
+    sh->committed = sh->next = -1;
+    sh->batch_first = sh->batch_last = -1;
+    c->shards[c->n_shards++] = sh;
+    return sh;
+}
+
+static void shard_remove(ctx_t *c, const char *topic, int32_t partition) {
+    for (int i = 0; i < c->n_shards; i++) {
+        if (c->shards[i]->partition != partition || strcmp(c->shards[i]->topic_buf, topic)) continue;
+        free(c->shards[i]);
+        c->shards[i] = c->shards[--c->n_shards];
+        return;
+    }
+}
+
+/* Back off after a failure: doubling, capped by processing.retry_backoff_max. */
+static void backoff(ctx_t *c, const char *what, const char *err) {
+    c->failures++;
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
+    if (c->backoff_ms > c->boot_cfg->retry_backoff_max_ms) c->backoff_ms = c->boot_cfg->retry_backoff_max_ms;
+    log_warn("retrying", "what=%s backoff_ms=%d error=\"%s\"", what, c->backoff_ms, err);
+    sleep_ms(c->backoff_ms);
+    char e2[256];
+    if (store_reconnect(c->st, e2, sizeof(e2)) != STORE_OK)
+        log_warn("redis reconnect failed", "error=\"%s\"", e2);
+}
+
+/* Read the shard's offset from Redis, retrying until it works or we stop. */
+static int shard_load_offset(ctx_t *c, shard_t *sh) {
+    char err[256];
+    while (!daemon_stop_requested) {
+        if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK) {
+            c->backoff_ms = 0;
+            sh->next = sh->committed;
+            sh->resync = 0;
+            return 0;
+        }
+        backoff(c, "shard offset", err);
+    }
+    return -1;
+}
+
+static int64_t start_offset(const shard_t *sh) {
+    return sh->committed >= 0 ? sh->committed : RD_KAFKA_OFFSET_BEGINNING;
+}
+
+/* ---- the batch ------------------------------------------------------------ */
+
+/* Store committed offsets in the consumer; auto-commit sends them to Kafka. */
+static void store_kafka_offsets(ctx_t *c) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(c->n_shards);
+    for (int i = 0; i < c->n_shards; i++)
+        if (c->shards[i]->committed >= 0)
+            rd_kafka_topic_partition_list_add(l, c->shards[i]->topic, c->shards[i]->partition)->offset =
+                c->shards[i]->committed;
+    if (l->cnt) {
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
+        if (err) log_debug("offsets store", "error=\"%s\"", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void flush_batch(ctx_t *c) {
+    char err[512];
+    if (!batch_size(c->batch)) return;
+    store_status_t rc = batch_commit(c->batch, c->st, c->dl, err, sizeof(err));
+    c->batches++;
+    if (rc == STORE_OK) {
+        c->backoff_ms = 0;
+        store_kafka_offsets(c);
+        return;
+    }
+    if (rc == STORE_FATAL) log_error("batch failed", "error=\"%s\"", err);
+    backoff(c, "batch commit", err);
+}
+
+/* Seek every shard flagged for resync to its offset in Redis. */
+static void resync_shards(ctx_t *c) {
+    for (int i = 0; i < c->n_shards; i++) {
+        shard_t *sh = c->shards[i];
+        if (!sh->resync || shard_load_offset(c, sh) < 0) continue;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, sh->topic, sh->partition)->offset = start_offset(sh);
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
+        if (e) {
+            log_warn("seek failed", "shard=%s error=\"%s\"", sh->name, rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            sh->resync = 1;
+        } else {
+            log_info("shard resynced from redis", "shard=%s offset=%lld", sh->name,
+                     (long long)sh->committed);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+}
+
+/* ---- rebalance -------------------------------------------------------------- */
+
+static void on_assign(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int incremental) {
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        shard_t *sh = shard_add(c, p->topic, p->partition);
+        if (!sh || shard_load_offset(c, sh) < 0) continue;
+        p->offset = start_offset(sh);
+        log_info("partition assigned", "shard=%s offset=%lld", sh->name, (long long)sh->committed);
+    }
+    rd_kafka_error_t *e = incremental ? rd_kafka_incremental_assign(rk, parts) : NULL;
+    if (!incremental) {
+        rd_kafka_resp_err_t err = rd_kafka_assign(rk, parts);
+        if (err) log_error("assign failed", "error=\"%s\"", rd_kafka_err2str(err));
+    }
+    if (e) {
+        log_error("incremental assign failed", "error=\"%s\"", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
+static void on_revoke(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int incremental) {
+    flush_batch(c); /* nothing of a revoked shard may stay in memory */
+    for (int i = 0; i < parts->cnt; i++) {
+        log_info("partition revoked", "topic=%s partition=%d", parts->elems[i].topic,
+                 (int)parts->elems[i].partition);
+        shard_remove(c, parts->elems[i].topic, parts->elems[i].partition);
+    }
+    if (incremental) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        if (e) rd_kafka_error_destroy(e);
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    ctx_t *c = opaque;
+    int incremental = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        on_assign(c, rk, parts, incremental);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        on_revoke(c, rk, parts, incremental);
+    } else {
+        log_error("rebalance error", "error=\"%s\"", rd_kafka_err2str(err));
+        on_revoke(c, rk, parts, incremental);
+    }
+}
+
+/* ---- set-up ----------------------------------------------------------------- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v) {
+    char err[256];
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK) return 0;
+    log_error("kafka configuration refused", "key=%s error=\"%s\"", k, err);
+    return -1;
+}
+
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    log_msg(level <= 3 ? LOG_ERROR : level <= 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG,
+            "librdkafka", "facility=%s detail=\"%s\"", fac, buf);
+}
+
+static int consumer_open(ctx_t *c) {
+    const config_t *cfg = c->boot_cfg;
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    for (int i = 0; i < cfg->n_kafka; i++)
+        if (conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value) < 0) goto fail;
+    if (conf_set(conf, "group.id", cfg->group_id) < 0 ||
+        conf_set(conf, "enable.auto.offset.store", "false") < 0 ||
+        conf_set(conf, "enable.auto.commit", "true") < 0 ||
+        conf_set(conf, "enable.partition.eof", "false") < 0 ||
+        conf_set(conf, "auto.offset.reset", "earliest") < 0)
+        goto fail;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!c->rk) {
+        log_error("kafka consumer", "error=\"%s\"", err);
+        goto fail;
+    }
+    conf = NULL; /* owned by rk */
+    rd_kafka_poll_set_consumer(c->rk);
+    c->q = rd_kafka_queue_get_consumer(c->rk);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(cfg->n_topics);
+    for (int i = 0; i < cfg->n_topics; i++)
+        rd_kafka_topic_partition_list_add(topics, cfg->topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        log_error("kafka subscribe", "error=\"%s\"", rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+fail:
+    if (conf) rd_kafka_conf_destroy(conf);
+    return -1;
+}
+
+/* ---- reload ------------------------------------------------------------------ */
+
+static int same_phases(const config_t *a, const config_t *b) {
+    if (a->n_phases != b->n_phases) return 0;
+    for (int i = 0; i < a->n_phases; i++)
+        if (strcmp(a->phases[i].name, b->phases[i].name)) return 0;
+    return 1;
+}
+
+/* SIGHUP: swap in the new rules only if the whole new file validates. */
+static void reload(ctx_t *c) {
+    char err[512];
+    config_t *n = config_load(c->boot_cfg->path, err, sizeof(err));
+    if (!n) {
+        log_error("reload refused, keeping the running configuration", "error=\"%s\"", err);
+        return;
+    }
+    if (!same_phases(n, c->boot_cfg) || n->limits.max_message_bytes > c->boot_cfg->limits.max_message_bytes ||
+        n->batch_max_events > c->boot_cfg->batch_max_events) {
+        log_error("reload refused, keeping the running configuration",
+                  "error=\"phases, input.max_message_bytes or processing.batch_max_events changed: restart required\"");
+        config_free(n);
+        return;
+    }
+    batch_set_config(c->batch, n);
+    if (c->live_cfg != c->boot_cfg) config_free(c->live_cfg);
+    c->live_cfg = n;
+    log_info("configuration reloaded", "path=%s rules=%d", n->path, n->n_rules);
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+static void take_message(ctx_t *c, rd_kafka_message_t *m) {
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            log_warn("consumer error", "error=\"%s\"", rd_kafka_message_errstr(m));
+        return;
+    }
+    shard_t *sh = shard_find(c, rd_kafka_topic_name(m->rkt), m->partition);
+    /* Not ours (any more), waiting for a seek, or already committed: skip. */
+    if (!sh || sh->resync || (sh->next >= 0 && m->offset < sh->next)) return;
+    sh->next = m->offset + 1;
+    c->consumed++;
+    batch_add(c->batch, sh, m, c->dl);
+}
+
+/* Collect one batch: until it is full or batch_max_time has passed. */
+static void collect(ctx_t *c) {
+    enum { CHUNK = 1024 };
+    rd_kafka_message_t *msgs[CHUNK];
+    const config_t *cfg = c->live_cfg;
+    int64_t deadline = now_ms() + cfg->batch_max_ms;
+    while (!daemon_stop_requested) {
+        int room = cfg->batch_max_events - batch_size(c->batch);
+        int64_t left = deadline - now_ms();
+        if (room <= 0 || left <= 0) break;
+        ssize_t n = rd_kafka_consume_batch_queue(c->q, (int)left, msgs, room < CHUNK ? (size_t)room : CHUNK);
+        for (ssize_t i = 0; i < n; i++) {
+            take_message(c, msgs[i]);
+            rd_kafka_message_destroy(msgs[i]);
+        }
+    }
+}
+
+static void log_progress(ctx_t *c, int64_t *last_ms, uint64_t *last_consumed) {
+    int64_t t = now_ms();
+    if (t - *last_ms < 10000) return;
+    uint64_t rt, cmds, dl_ok, dl_fail;
+    store_counters(c->st, &rt, &cmds);
+    deadletter_counters(c->dl, &dl_ok, &dl_fail);
+    log_info("progress", "consumed=%llu rate=%.0f/s batches=%llu shards=%d redis_round_trips=%llu "
+             "deadlettered=%llu failures=%llu",
+             (unsigned long long)c->consumed,
+             (double)(c->consumed - *last_consumed) * 1000.0 / (double)(t - *last_ms),
+             (unsigned long long)c->batches, c->n_shards, (unsigned long long)rt,
+             (unsigned long long)dl_ok, (unsigned long long)c->failures);
+    *last_ms = t;
+    *last_consumed = c->consumed;
+}
+
+static void shutdown_all(ctx_t *c) {
+    /* Bounded: if anything below hangs, SIGALRM ends the process; state is
+     * committed atomically, so the next start resumes where Redis says. */
+    alarm((unsigned)(c->boot_cfg->shutdown_timeout_ms + 999) / 1000 + 1);
+    log_info("shutting down", "consumed=%llu", (unsigned long long)c->consumed);
+    if (c->rk) {
+        if (c->st) flush_batch(c);
+        rd_kafka_commit(c->rk, NULL, 0);
+        rd_kafka_consumer_close(c->rk);
+        if (c->q) rd_kafka_queue_destroy(c->q);
+        rd_kafka_destroy(c->rk);
+    }
+    deadletter_close(c->dl, c->boot_cfg->shutdown_timeout_ms / 2);
+    batch_free(c->batch);
+    store_close(c->st);
+    for (int i = 0; i < c->n_shards; i++) free(c->shards[i]);
+    if (c->live_cfg != c->boot_cfg) config_free(c->live_cfg);
+    log_info("stopped", "%s", "clean=true");
+}
+
+int daemon_run(config_t *cfg) {
+    static ctx_t c; /* static: large, and the rebalance callback points at it */
+    char err[512];
+    memset(&c, 0, sizeof(c));
+    c.boot_cfg = c.live_cfg = cfg;
+    int rc = 1;
+    while (!(c.st = store_open(cfg, err, sizeof(err)))) {
+        log_error("redis unavailable", "error=\"%s\"", err);
+        if (daemon_stop_requested) goto out;
+        sleep_ms(cfg->retry_backoff_max_ms);
+    }
+    if (!(c.dl = deadletter_open(cfg, err, sizeof(err)))) {
+        log_error("dead-letter producer", "error=\"%s\"", err);
+        goto out;
+    }
+    if (!(c.batch = batch_new(cfg)) || consumer_open(&c) < 0) goto out;
+    log_info("started", "topics=%d group=%s", cfg->n_topics, cfg->group_id);
+    int64_t last_ms = now_ms();
+    uint64_t last_consumed = 0;
+    while (!daemon_stop_requested) {
+        if (daemon_reload_requested) {
+            daemon_reload_requested = 0;
+            reload(&c);
+        }
+        resync_shards(&c);
+        collect(&c);
+        flush_batch(&c);
+        log_progress(&c, &last_ms, &last_consumed);
+    }
+    rc = 0;
+out:
+    shutdown_all(&c);
+    return rc;
+}

@@ -1,0 +1,490 @@
+/*
+ * journey.c -- the per-customer journey state machine (SPEC §4).
+ *
+ * A journey is a summary of the events applied to it. Its states are the
+ * phase indices of the configured model:
+ *
+ *     (none) -1 --event of phase k--> k --event of phase m > k--> m ...
+ *
+ * The phase only moves forward: an event of an earlier phase is recorded in
+ * the history but leaves the phase alone, and reaching phase k counts as
+ * having reached every phase before it (phase_ts[0..k] are all set).
+ *
+ * Invariants, kept by journey_apply() and journey_merge():
+ *   - phase == max(phase of every applied event), -1 if none was classified;
+ *   - phase_ts[k] == min(ts of applied events whose phase >= k);
+ *   - start_ts / last_ts == min / max event time of all applied events;
+ *   - last_tp, segment and sat come from the latest event (by (ts, mid))
+ *     that carries one;
+ *   - hist holds the cap_hist latest touch events by (ts, mid), sorted;
+ *   - events counts distinct messageIds; dedup remembers the latest
+ *     dedup_max of them (a ring) to drop duplicates.
+ * Every field is a min, a max, a count or a top-N over (ts, mid), so the
+ * state after a set of events does not depend on the order in which they
+ * were applied: events that arrive out of order within the allowed lateness
+ * leave exactly the state that in-order delivery would have left (SPEC §4),
+ * and merging two journeys is the same operation over their summaries.
+ *
+ * The journey owns its hist and dedup arrays; both are bounded by the
+ * config (journey.history_max, journey.dedup_max).
+ */
+#include "journey.h"
+
+#include "text.h"
+
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t journey_mid_hash(const char *mid, size_t len) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)mid[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static void copy_name(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* (ts, mid) ordering: the later of two events, deterministic on ties. */
+static int later(int64_t ts, uint64_t mid, int64_t ts2, uint64_t mid2) {
+    return ts > ts2 || (ts == ts2 && mid > mid2);
+}
+
+void journey_init(journey_t *j, const char *customer) {
+    memset(j, 0, sizeof(*j));
+    copy_name(j->customer, sizeof(j->customer), customer);
+    j->number = 1;
+    j->phase = -1;
+    j->start_ts = JOURNEY_NO_TIME;
+    j->last_ts = INT64_MIN;
+    j->last_tp_ts = INT64_MIN;
+    j->segment_ts = INT64_MIN;
+    j->sat.ts = INT64_MIN;
+    for (int k = 0; k < CFG_MAX_PHASES; k++) j->phase_ts[k] = JOURNEY_NO_TIME;
+}
+
+void journey_reset(journey_t *j) {
+    free(j->hist);
+    free(j->dedup);
+    memset(j, 0, sizeof(*j));
+}
+
+static int dedup_seen(const journey_t *j, uint64_t mid) {
+    for (uint32_t i = 0; i < j->n_dedup; i++)
+        if (j->dedup[i] == mid) return 1;
+    return 0;
+}
+
+static void dedup_add(journey_t *j, const config_t *cfg, uint64_t mid) {
+    uint32_t cap = (uint32_t)cfg->dedup_max;
+    if (cap == 0) return;
+    if (j->cap_dedup < cap) {
+        uint64_t *d = realloc(j->dedup, cap * sizeof(*d));
+        if (!d) abort();
+        j->dedup = d;
+        j->cap_dedup = cap;
+    }
+    if (j->n_dedup < cap) {
+        j->dedup[j->n_dedup++] = mid;
+    } else {
+        j->dedup[j->dedup_pos] = mid;
+        j->dedup_pos = (j->dedup_pos + 1) % cap;
+    }
+}
+
+/* Insert into the sorted, capped history; drops the oldest when full. */
+static void hist_add(journey_t *j, const config_t *cfg, int64_t ts, uint64_t mid,
+                     int phase, const char *tp) {
+    uint32_t cap = (uint32_t)cfg->history_max;
+    if (j->n_hist == cap) {
+        if (!later(ts, mid, j->hist[0].ts, j->hist[0].mid)) return; /* older than all kept */
+        memmove(&j->hist[0], &j->hist[1], (j->n_hist - 1) * sizeof(*j->hist));
+        j->n_hist--;
+    }
+    if (j->n_hist == j->cap_hist) {
+        uint32_t ncap = j->cap_hist ? j->cap_hist * 2 : 8;
+        if (ncap > cap) ncap = cap;
+        jd_touch_t *h = realloc(j->hist, ncap * sizeof(*h));
+        if (!h) abort();
+        j->hist = h;
+        j->cap_hist = ncap;
+    }
+    uint32_t pos = j->n_hist;
+    while (pos > 0 && later(j->hist[pos - 1].ts, j->hist[pos - 1].mid, ts, mid)) pos--;
+    memmove(&j->hist[pos + 1], &j->hist[pos], (j->n_hist - pos) * sizeof(*j->hist));
+    jd_touch_t *e = &j->hist[pos];
+    e->ts = ts;
+    e->mid = mid;
+    e->phase = (int8_t)phase;
+    copy_name(e->tp, sizeof(e->tp), tp);
+    j->n_hist++;
+}
+
+static void reach_phase(journey_t *j, int phase, int64_t ts) {
+    if (phase < 0) return;
+    if (phase > j->phase) j->phase = (int8_t)phase;
+    for (int k = 0; k <= phase; k++)
+        if (ts < j->phase_ts[k]) j->phase_ts[k] = ts;
+}
+
+static void touch_time(journey_t *j, int64_t ts) {
+    if (ts < j->start_ts) j->start_ts = ts;
+    if (ts > j->last_ts) j->last_ts = ts;
+}
+
+static void set_last_tp(journey_t *j, int64_t ts, uint64_t mid, const char *tp) {
+    if (!later(ts, mid, j->last_tp_ts, j->last_tp_mid)) return;
+    j->last_tp_ts = ts;
+    j->last_tp_mid = mid;
+    copy_name(j->last_tp, sizeof(j->last_tp), tp);
+}
+
+static void set_segment(journey_t *j, int64_t ts, uint64_t mid, const char *seg) {
+    if (!later(ts, mid, j->segment_ts, j->segment_mid)) return;
+    j->segment_ts = ts;
+    j->segment_mid = mid;
+    copy_name(j->segment, sizeof(j->segment), seg);
+}
+
+static void set_sat(journey_t *j, const jd_satisfaction_t *s) {
+    if (!later(s->ts, s->mid, j->sat.ts, j->sat.mid)) return;
+    j->sat = *s;
+}
+
+journey_result_t journey_apply(journey_t *j, const config_t *cfg, const event_t *ev,
+                               uint64_t mid, int phase, const char *tp) {
+    if (dedup_seen(j, mid)) return JOURNEY_DUPLICATE;
+    dedup_add(j, cfg, mid);
+    j->events++;
+    touch_time(j, ev->ts_ms);
+    reach_phase(j, phase, ev->ts_ms);
+    if (tp) {
+        set_last_tp(j, ev->ts_ms, mid, tp);
+        hist_add(j, cfg, ev->ts_ms, mid, phase, tp);
+    }
+    if (ev->segment) set_segment(j, ev->ts_ms, mid, ev->segment);
+    if (ev->metric != EV_METRIC_NONE) {
+        jd_satisfaction_t s = {
+            .metric = (int8_t)ev->metric, .score = (int8_t)ev->score,
+            .scope = (int8_t)ev->scope, .ts = ev->ts_ms, .mid = mid,
+        };
+        /* Attributed to properties.phase if given, else the journey's phase
+         * after applying the event (SPEC §6); phase >= 0 here means the
+         * classifier already resolved properties.phase. */
+        s.phase = (int8_t)(ev->phase && phase >= 0 ? phase : j->phase);
+        copy_name(s.tp, sizeof(s.tp), tp ? tp : j->last_tp);
+        set_sat(j, &s);
+    }
+    return JOURNEY_APPLIED;
+}
+
+void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
+    dst->events += src->events;
+    if (src->start_ts != JOURNEY_NO_TIME) touch_time(dst, src->start_ts);
+    if (src->last_ts != INT64_MIN) touch_time(dst, src->last_ts);
+    for (int k = 0; k <= src->phase; k++)
+        reach_phase(dst, k, src->phase_ts[k]);
+    if (src->last_tp_ts != INT64_MIN) set_last_tp(dst, src->last_tp_ts, src->last_tp_mid, src->last_tp);
+    if (src->segment_ts != INT64_MIN) set_segment(dst, src->segment_ts, src->segment_mid, src->segment);
+    if (src->sat.metric != EV_METRIC_NONE) set_sat(dst, &src->sat);
+    for (uint32_t i = 0; i < src->n_hist; i++) {
+        const jd_touch_t *e = &src->hist[i];
+        hist_add(dst, cfg, e->ts, e->mid, e->phase, e->tp);
+    }
+    for (uint32_t i = 0; i < src->n_dedup; i++)
+        if (!dedup_seen(dst, src->dedup[i])) dedup_add(dst, cfg, src->dedup[i]);
+    dst->merged += 1 + src->merged;
+}
+
+/* ---- serialised form ----------------------------------------------------
+ * A MessagePack array (JOURNEY_BLOB_VERSION 1):
+ *   [1, customer, number, phase, start_ts, last_ts, [phase_ts 0..phase],
+ *    last_tp, last_tp_ts, last_tp_mid, events, segment, segment_ts,
+ *    segment_mid, [sat metric, score, scope, phase, ts, mid, tp], merged,
+ *    [hist: ts, mid, phase, tp, ts, mid, phase, tp, ...], [dedup...], dedup_pos]
+ * documented in schemas/README.md. */
+
+static void pack_str(msgpack_packer *pk, const char *s) {
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+int journey_pack(const journey_t *j, char **out, size_t *outlen) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 19);
+    msgpack_pack_uint8(&pk, JOURNEY_BLOB_VERSION);
+    pack_str(&pk, j->customer);
+    msgpack_pack_uint32(&pk, j->number);
+    msgpack_pack_int8(&pk, j->phase);
+    msgpack_pack_int64(&pk, j->start_ts);
+    msgpack_pack_int64(&pk, j->last_ts);
+    msgpack_pack_array(&pk, (size_t)(j->phase + 1));
+    for (int k = 0; k <= j->phase; k++) msgpack_pack_int64(&pk, j->phase_ts[k]);
+    pack_str(&pk, j->last_tp);
+    msgpack_pack_int64(&pk, j->last_tp_ts);
+    msgpack_pack_uint64(&pk, j->last_tp_mid);
+    msgpack_pack_uint64(&pk, j->events);
+    pack_str(&pk, j->segment);
+    msgpack_pack_int64(&pk, j->segment_ts);
+    msgpack_pack_uint64(&pk, j->segment_mid);
+    msgpack_pack_array(&pk, 7);
+    msgpack_pack_int8(&pk, j->sat.metric);
+    msgpack_pack_int8(&pk, j->sat.score);
+    msgpack_pack_int8(&pk, j->sat.scope);
+    msgpack_pack_int8(&pk, j->sat.phase);
+    msgpack_pack_int64(&pk, j->sat.ts);
+    msgpack_pack_uint64(&pk, j->sat.mid);
+    pack_str(&pk, j->sat.tp);
+    msgpack_pack_uint32(&pk, j->merged);
+    msgpack_pack_array(&pk, (size_t)j->n_hist * 4);
+    for (uint32_t i = 0; i < j->n_hist; i++) {
+        msgpack_pack_int64(&pk, j->hist[i].ts);
+        msgpack_pack_uint64(&pk, j->hist[i].mid);
+        msgpack_pack_int8(&pk, j->hist[i].phase);
+        pack_str(&pk, j->hist[i].tp);
+    }
+    msgpack_pack_array(&pk, j->n_dedup);
+    for (uint32_t i = 0; i < j->n_dedup; i++) msgpack_pack_uint64(&pk, j->dedup[i]);
+    msgpack_pack_uint32(&pk, j->dedup_pos);
+    if (!sb.data) return -1;
+    *out = sb.data;   /* ownership passes to the caller */
+    *outlen = sb.size;
+    return 0;
+}
+
+/* Typed readers over a msgpack_object; each returns -1 on a type mismatch. */
+static int get_i64(const msgpack_object *o, int64_t *v) {
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
+        *v = (int64_t)o->via.u64;
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *v = o->via.i64;
+        return 0;
+    }
+    return -1;
+}
+
+static int get_u64(const msgpack_object *o, uint64_t *v) {
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return -1;
+    *v = o->via.u64;
+    return 0;
+}
+
+static int get_small(const msgpack_object *o, int64_t lo, int64_t hi, int64_t *v) {
+    if (get_i64(o, v) < 0 || *v < lo || *v > hi) return -1;
+    return 0;
+}
+
+static int get_name(const msgpack_object *o, char *dst, size_t cap) {
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap) return -1;
+    memcpy(dst, o->via.str.ptr, o->via.str.size);
+    dst[o->via.str.size] = '\0';
+    return 0;
+}
+
+static int unpack_sat(journey_t *j, const msgpack_object *o) {
+    int64_t v[4];
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7) return -1;
+    const msgpack_object *a = o->via.array.ptr;
+    for (int i = 0; i < 4; i++)
+        if (get_small(&a[i], -1, 100, &v[i]) < 0) return -1;
+    j->sat.metric = (int8_t)v[0];
+    j->sat.score = (int8_t)v[1];
+    j->sat.scope = (int8_t)v[2];
+    j->sat.phase = (int8_t)v[3];
+    if (get_i64(&a[4], &j->sat.ts) < 0 || get_u64(&a[5], &j->sat.mid) < 0) return -1;
+    return get_name(&a[6], j->sat.tp, sizeof(j->sat.tp));
+}
+
+static int unpack_hist(journey_t *j, const msgpack_object *o, const config_t *cfg) {
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size % 4) return -1;
+    const msgpack_object *a = o->via.array.ptr;
+    for (uint32_t i = 0; i < o->via.array.size; i += 4) {
+        int64_t ts, ph;
+        uint64_t mid;
+        char tp[JD_NAME_MAX + 1];
+        if (get_i64(&a[i], &ts) < 0 || get_u64(&a[i + 1], &mid) < 0 ||
+            get_small(&a[i + 2], -1, CFG_MAX_PHASES - 1, &ph) < 0 ||
+            get_name(&a[i + 3], tp, sizeof(tp)) < 0)
+            return -1;
+        hist_add(j, cfg, ts, mid, (int)ph, tp);
+    }
+    return 0;
+}
+
+static int unpack_dedup(journey_t *j, const msgpack_object *o, const msgpack_object *pos,
+                        const config_t *cfg) {
+    int64_t p;
+    if (o->type != MSGPACK_OBJECT_ARRAY || get_small(pos, 0, UINT32_MAX, &p) < 0) return -1;
+    /* Replay the ring oldest first so that the newest ids survive a smaller cap. */
+    uint32_t n = o->via.array.size;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t mid;
+        if (get_u64(&o->via.array.ptr[(p + i) % n], &mid) < 0) return -1;
+        dedup_add(j, cfg, mid);
+    }
+    return 0;
+}
+
+static int unpack_fields(journey_t *j, const msgpack_object *a, const config_t *cfg) {
+    int64_t v;
+    if (get_small(&a[0], JOURNEY_BLOB_VERSION, JOURNEY_BLOB_VERSION, &v) < 0) return -1;
+    if (get_name(&a[1], j->customer, sizeof(j->customer)) < 0) return -1;
+    if (get_small(&a[2], 1, UINT32_MAX, &v) < 0) return -1;
+    j->number = (uint32_t)v;
+    if (get_small(&a[3], -1, cfg->n_phases - 1, &v) < 0) return -1;
+    j->phase = (int8_t)v;
+    if (get_i64(&a[4], &j->start_ts) < 0 || get_i64(&a[5], &j->last_ts) < 0) return -1;
+    if (a[6].type != MSGPACK_OBJECT_ARRAY || a[6].via.array.size != (uint32_t)(j->phase + 1)) return -1;
+    for (int k = 0; k <= j->phase; k++)
+        if (get_i64(&a[6].via.array.ptr[k], &j->phase_ts[k]) < 0) return -1;
+    if (get_name(&a[7], j->last_tp, sizeof(j->last_tp)) < 0 ||
+        get_i64(&a[8], &j->last_tp_ts) < 0 || get_u64(&a[9], &j->last_tp_mid) < 0 ||
+        get_u64(&a[10], &j->events) < 0 ||
+        get_name(&a[11], j->segment, sizeof(j->segment)) < 0 ||
+        get_i64(&a[12], &j->segment_ts) < 0 || get_u64(&a[13], &j->segment_mid) < 0 ||
+        unpack_sat(j, &a[14]) < 0 || get_small(&a[15], 0, UINT32_MAX, &v) < 0)
+        return -1;
+    j->merged = (uint32_t)v;
+    if (unpack_hist(j, &a[16], cfg) < 0) return -1;
+    return unpack_dedup(j, &a[17], &a[18], cfg);
+}
+
+int journey_unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg,
+                   char *errbuf, size_t errlen) {
+    msgpack_unpacked u;
+    size_t off = 0;
+    int rc = -1;
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
+        snprintf(errbuf, errlen, "journey blob: not one MessagePack value");
+        goto out;
+    }
+    const msgpack_object *o = &u.data;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 19) {
+        snprintf(errbuf, errlen, "journey blob: not a 19-element array");
+        goto out;
+    }
+    if (unpack_fields(j, o->via.array.ptr, cfg) < 0) {
+        snprintf(errbuf, errlen, "journey blob: bad field (version %d expected)", JOURNEY_BLOB_VERSION);
+        goto out;
+    }
+    rc = 0;
+out:
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+/* ---- printing ---------------------------------------------------------- */
+
+static const char *phase_name(const config_t *cfg, int phase) {
+    return phase >= 0 && phase < cfg->n_phases ? cfg->phases[phase].name : "none";
+}
+
+static const char *metric_name(int m) {
+    static const char *const names[] = {"none", "nps", "csat", "ces"};
+    return m >= 0 && m <= EV_METRIC_CES ? names[m] : "none";
+}
+
+static void json_time(FILE *out, const char *key, int64_t ms) {
+    char buf[40];
+    fprintf(out, "\"%s\":", key);
+    if (ms == JOURNEY_NO_TIME || ms == INT64_MIN) {
+        fputs("null", out);
+        return;
+    }
+    text_time(ms, buf, sizeof(buf));
+    fprintf(out, "\"%s\"", buf);
+}
+
+static void json_sat(const journey_t *j, const config_t *cfg, FILE *out) {
+    if (j->sat.metric == EV_METRIC_NONE) {
+        fputs("null", out);
+        return;
+    }
+    fprintf(out, "{\"metric\":\"%s\",\"score\":%d,\"scope\":\"%s\",\"phase\":",
+            metric_name(j->sat.metric), j->sat.score,
+            j->sat.scope == EV_SCOPE_JOURNEY ? "journey" : "touchpoint");
+    text_json_str(out, phase_name(cfg, j->sat.phase));
+    fputs(",\"touchpoint\":", out);
+    text_json_str(out, j->sat.tp);
+    fputc(',', out);
+    json_time(out, "time", j->sat.ts);
+    fputc('}', out);
+}
+
+void journey_print_json(const journey_t *j, const config_t *cfg, FILE *out) {
+    fputs("{\"customer\":", out);
+    text_json_str(out, j->customer);
+    fprintf(out, ",\"journey\":%u,\"phase\":", j->number);
+    text_json_str(out, phase_name(cfg, j->phase));
+    fputc(',', out);
+    json_time(out, "start", j->start_ts);
+    fputc(',', out);
+    json_time(out, "last_event", j->last_ts);
+    fputs(",\"last_touchpoint\":", out);
+    text_json_str(out, j->last_tp);
+    fprintf(out, ",\"events\":%llu,\"segment\":", (unsigned long long)j->events);
+    text_json_str(out, j->segment);
+    fputs(",\"phase_entered\":{", out);
+    for (int k = 0; k <= j->phase; k++) {
+        if (k) fputc(',', out);
+        json_time(out, cfg->phases[k].name, j->phase_ts[k]);
+    }
+    fputs("},\"satisfaction\":", out);
+    json_sat(j, cfg, out);
+    fprintf(out, ",\"merged_ids\":%u,\"history\":[", j->merged);
+    for (uint32_t i = 0; i < j->n_hist; i++) {
+        if (i) fputc(',', out);
+        fputc('{', out);
+        json_time(out, "time", j->hist[i].ts);
+        fputs(",\"phase\":", out);
+        text_json_str(out, j->hist[i].phase >= 0 ? phase_name(cfg, j->hist[i].phase) : "");
+        fputs(",\"touchpoint\":", out);
+        text_json_str(out, j->hist[i].tp);
+        fputc('}', out);
+    }
+    fputs("]}\n", out);
+}
+
+void journey_print_text(const journey_t *j, const config_t *cfg, FILE *out) {
+    char t1[40], t2[40], d[40];
+    text_time(j->start_ts, t1, sizeof(t1));
+    text_time(j->last_ts, t2, sizeof(t2));
+    text_duration(j->last_ts - j->start_ts, d, sizeof(d));
+    fprintf(out, "customer   %s\njourney    #%u\nphase      %s\n", j->customer, j->number,
+            phase_name(cfg, j->phase));
+    fprintf(out, "started    %s\nlast event %s  (%s later)\n", t1, t2, d);
+    fprintf(out, "events     %llu\nsegment    %s\nlast touch %s\n",
+            (unsigned long long)j->events, j->segment[0] ? j->segment : "-",
+            j->last_tp[0] ? j->last_tp : "-");
+    for (int k = 0; k <= j->phase; k++) {
+        text_time(j->phase_ts[k], t1, sizeof(t1));
+        fprintf(out, "  entered %-12s %s\n", cfg->phases[k].name, t1);
+    }
+    if (j->sat.metric != EV_METRIC_NONE)
+        fprintf(out, "satisfaction %s %d (%s, %s, at %s)\n", metric_name(j->sat.metric),
+                j->sat.score, j->sat.scope == EV_SCOPE_JOURNEY ? "journey" : "touchpoint",
+                phase_name(cfg, j->sat.phase), j->sat.tp);
+    fprintf(out, "history (%u, oldest first):\n", j->n_hist);
+    for (uint32_t i = 0; i < j->n_hist; i++) {
+        text_time(j->hist[i].ts, t1, sizeof(t1));
+        fprintf(out, "  %s  %-12s %s\n", t1,
+                j->hist[i].phase >= 0 ? phase_name(cfg, j->hist[i].phase) : "-", j->hist[i].tp);
+    }
+}

@@ -1,0 +1,96 @@
+/*
+ * journey.h -- one customer's journey: the state kept per customer in Redis
+ * (SPEC §4), how an event changes it, how two journeys merge, and its
+ * serialised form. Pure: no I/O. See journey.c for the state machine.
+ */
+#ifndef JD_JOURNEY_H
+#define JD_JOURNEY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "event.h"
+
+#define JOURNEY_NO_TIME INT64_MAX   /* "never": phase not reached, no event */
+#define JOURNEY_BLOB_VERSION 1
+
+/* One entry of the touchpoint history. */
+typedef struct jd_touch {
+    int64_t ts;                     /* event time, ms */
+    uint64_t mid;                   /* hash of messageId: order tie-break */
+    int8_t phase;                   /* phase the event was classified into, -1 none */
+    char tp[JD_NAME_MAX + 1];       /* touchpoint */
+} jd_touch_t;
+
+typedef struct jd_satisfaction {
+    int8_t metric;                  /* ev_metric_t, EV_METRIC_NONE = none yet */
+    int8_t score;
+    int8_t scope;                   /* ev_scope_t */
+    int8_t phase;                   /* phase the answer was attributed to */
+    int64_t ts;
+    uint64_t mid;
+    char tp[JD_NAME_MAX + 1];
+} jd_satisfaction_t;
+
+typedef struct journey {
+    char customer[JD_ID_MAX + 1];   /* canonical customer id (journey key) */
+    uint32_t number;                /* 1 for the customer's first journey */
+    int8_t phase;                   /* highest phase reached, -1: none yet */
+    int64_t start_ts;               /* earliest event time */
+    int64_t last_ts;                /* latest event time */
+    int64_t phase_ts[CFG_MAX_PHASES];  /* entry time per phase, JOURNEY_NO_TIME if not reached */
+    char last_tp[JD_NAME_MAX + 1];  /* touchpoint of the latest touch event */
+    int64_t last_tp_ts;
+    uint64_t last_tp_mid;
+    uint64_t events;                /* distinct events applied */
+    char segment[JD_NAME_MAX + 1];  /* segment of the latest event carrying one */
+    int64_t segment_ts;
+    uint64_t segment_mid;
+    jd_satisfaction_t sat;          /* latest satisfaction answer */
+    uint32_t merged;                /* anonymous journeys merged into this one */
+
+    jd_touch_t *hist;               /* sorted by (ts, mid), oldest first; owned */
+    uint32_t n_hist, cap_hist;      /* cap_hist <= history_max */
+    uint64_t *dedup;                /* ring of messageId hashes; owned */
+    uint32_t n_dedup, dedup_pos, cap_dedup;
+} journey_t;
+
+typedef enum {
+    JOURNEY_APPLIED = 0,
+    JOURNEY_DUPLICATE,              /* messageId already seen in this journey */
+} journey_result_t;
+
+/* 64-bit hash of a messageId (FNV-1a, then a finaliser). Stable on disk. */
+uint64_t journey_mid_hash(const char *mid, size_t len);
+
+/* Initialise an empty journey for `customer`. */
+void journey_init(journey_t *j, const char *customer);
+/* Release what j owns; j may be re-initialised afterwards. */
+void journey_reset(journey_t *j);
+
+/*
+ * Apply one event. phase/tp come from classify (phase -1 = unclassified,
+ * tp NULL = no touchpoint: identify/alias). The result does not depend on the
+ * order in which a journey's events are applied (see journey.c).
+ */
+journey_result_t journey_apply(journey_t *j, const config_t *cfg, const event_t *ev,
+                               uint64_t mid, int phase, const char *tp);
+
+/* Merge src into dst (identity stitching); src is left unchanged. */
+void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg);
+
+/* Serialise to MessagePack into a malloc'ed buffer (*out, *outlen; caller frees). 0 / -1. */
+int journey_pack(const journey_t *j, char **out, size_t *outlen);
+/* Parse a blob made by journey_pack. 0, or -1 with errbuf. j must be initialised. */
+int journey_unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg,
+                   char *errbuf, size_t errlen);
+
+/* Print as one JSON object (phase names from cfg). */
+void journey_print_json(const journey_t *j, const config_t *cfg, FILE *out);
+/* Print in a readable form for people. */
+void journey_print_text(const journey_t *j, const config_t *cfg, FILE *out);
+
+#endif

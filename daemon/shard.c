@@ -1,0 +1,20 @@
+/*
+ * shard.c -- names of the per-shard counters stored in Redis.
+ */
+#include "shard.h"
+
+#include <stdio.h>
+
+const char *shard_stat_name(int stat) {
+    static const char *const base[] = {
+        "consumed", "applied", "duplicate", "unclassified", "heartbeat",
+        "linked", "merged", "link_conflict", "deadletter",
+    };
+    static char reasons[DECODE__COUNT + 1][48];
+    if (stat < STAT_DL_REASON) return base[stat];
+    int r = stat - STAT_DL_REASON;
+    if (!reasons[r][0])
+        snprintf(reasons[r], sizeof(reasons[r]), "deadletter.%s",
+                 r == DL_UNKNOWN_PHASE ? "unknown_phase" : decode_reason((decode_status_t)r));
+    return reasons[r];
+}

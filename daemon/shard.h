@@ -1,0 +1,49 @@
+/*
+ * shard.h -- one input topic-partition this daemon owns: its name, the
+ * offset committed in Redis, and the counters of the batch in progress.
+ */
+#ifndef JD_SHARD_H
+#define JD_SHARD_H
+
+#include <stdint.h>
+
+#include "decode.h"
+
+#define SHARD_NAME_MAX 272  /* topic (<= 249) + ':' + partition */
+
+/* Counters kept per shard in Redis (hash <prefix>:{shard}:s), committed with
+ * the journeys, so they are exactly-once too. */
+typedef enum {
+    STAT_CONSUMED = 0,   /* messages consumed */
+    STAT_APPLIED,        /* events applied to a journey */
+    STAT_DUPLICATE,      /* dropped as duplicate messageId */
+    STAT_UNCLASSIFIED,   /* applied, matched no rule */
+    STAT_HEARTBEAT,      /* heartbeat events */
+    STAT_LINKED,         /* identify/alias links made */
+    STAT_MERGED,         /* anonymous journeys merged into a customer's */
+    STAT_CONFLICT,       /* links refused: id already linked to another customer */
+    STAT_DEADLETTER,     /* events sent to the dead-letter topic */
+    STAT_DL_REASON,      /* first of DL_REASONS per-reason counters */
+    STAT__COUNT = STAT_DL_REASON + DECODE__COUNT + 1
+} stat_t;
+
+/* Dead-letter reason beyond the decoder's: properties.phase is no configured phase. */
+#define DL_UNKNOWN_PHASE DECODE__COUNT
+
+typedef struct shard {
+    char name[SHARD_NAME_MAX];  /* "<topic>:<partition>" */
+    const char *topic;          /* points into name (NUL at the ':' is not used) */
+    char topic_buf[256];
+    int32_t partition;
+    int64_t committed;          /* next offset per Redis; -1: nothing committed */
+    int64_t next;               /* next offset to accept from Kafka; -1: any */
+    int64_t batch_first;        /* first offset in the open batch, -1 none */
+    int64_t batch_last;         /* last offset in the open batch, -1 none */
+    int64_t stats[STAT__COUNT]; /* deltas of the open batch */
+    int resync;                 /* must re-read its offset and seek before consuming */
+} shard_t;
+
+/* Counter name as stored in Redis ("applied", "deadletter.syntax", ...). */
+const char *shard_stat_name(int stat);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * store.h -- journeyd's Redis state: per-shard journeys, consumed offsets and
+ * counters, committed together atomically (SPEC §8). The only module that
+ * talks to Redis. Key layout: schemas/README.md.
+ *
+ * A shard is one input topic-partition, named "<topic>:<partition>"; all its
+ * keys share the hash tag {<topic>:<partition>} so one Lua script can commit
+ * them on a Redis Cluster too.
+ */
+#ifndef JD_STORE_H
+#define JD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* First byte of a value that is a redirect (identity link) instead of a
+ * journey: MessagePack never uses 0xc1, so the two cannot be confused. */
+#define STORE_REDIRECT 0xc1
+
+typedef struct store store_t;
+
+typedef enum {
+    STORE_OK = 0,
+    STORE_RETRY,      /* connection or server trouble: back off, reconnect, retry */
+    STORE_FENCED,     /* stored offset is not the one expected: someone else owns the shard */
+    STORE_FATAL,      /* bad configuration (auth refused, script refused, ...) */
+} store_status_t;
+
+typedef struct store_blob {
+    char *data;       /* owned by the caller after store_load (free()); NULL = missing */
+    size_t len;
+} store_blob_t;
+
+typedef struct store_load_req {
+    const char *shard;
+    size_t n;
+    const char *const *ids;   /* customer ids, NUL-terminated */
+    store_blob_t *out;        /* n entries, filled */
+} store_load_req_t;
+
+typedef struct store_commit_req {
+    const char *shard;
+    int64_t expected_offset;  /* offset stored now, -1 if none */
+    int64_t new_offset;       /* next offset to consume after this commit */
+    size_t n_stats;
+    const char *const *stat_names;
+    const int64_t *stat_deltas;
+    size_t n_keys;
+    const char *const *ids;   /* customer ids whose value changes */
+    const char *const *vals;  /* new values (journey blobs or redirects); NULL = delete */
+    const size_t *val_lens;
+    store_status_t status;    /* out: result for this shard */
+} store_commit_req_t;
+
+/* Connect, authenticate, select the db and load the scripts. */
+store_t *store_open(const config_t *cfg, char *errbuf, size_t errlen);
+void store_close(store_t *st);
+/* Drop and re-establish the connection. */
+store_status_t store_reconnect(store_t *st, char *errbuf, size_t errlen);
+store_status_t store_ping(store_t *st, char *errbuf, size_t errlen);
+
+/* Register a shard in the shard set and read its stored offset (-1: none). */
+store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset,
+                                char *errbuf, size_t errlen);
+
+/* Load the values of ids of several shards in one round trip. */
+store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
+                          char *errbuf, size_t errlen);
+
+/* Commit several shards in one round trip (one atomic script per shard).
+ * Returns STORE_OK if every shard's status is STORE_OK or STORE_FENCED. */
+store_status_t store_commit(store_t *st, store_commit_req_t *reqs, size_t nreq,
+                            char *errbuf, size_t errlen);
+
+/* Round trips and commands sent since store_open (for the benchmark). */
+void store_counters(const store_t *st, uint64_t *round_trips, uint64_t *commands);
+
+/* Build a key "<prefix>:{<shard>}:<kind>[:<id>]" into buf; returns length or -1. */
+int store_key(const char *prefix, const char *shard, const char *kind, const char *id,
+              char *buf, size_t cap);
+
+#endif

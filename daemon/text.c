@@ -1,0 +1,47 @@
+/*
+ * text.c -- JSON string escaping and time formatting for everything that
+ * prints (journeyctl, logs of journeyd). Owns nothing.
+ */
+#include "text.h"
+
+#include <time.h>
+
+void text_json_str(FILE *out, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            fputc('\\', out);
+            fputc(c, out);
+        } else if (c < 0x20 || c == 0x7f) {
+            fprintf(out, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+        } else {
+            fputc(c, out);
+        }
+    }
+    fputc('"', out);
+}
+
+void text_time(int64_t ms, char *buf, size_t cap) {
+    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int frac = (int)(ms - (int64_t)secs * 1000);
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm)) {
+        snprintf(buf, cap, "%lld", (long long)ms);
+        return;
+    }
+    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+}
+
+void text_duration(int64_t ms, char *buf, size_t cap) {
+    if (ms < 1000) {
+        snprintf(buf, cap, "%lldms", (long long)ms);
+        return;
+    }
+    long long s = ms / 1000, d = s / 86400, h = s % 86400 / 3600, m = s % 3600 / 60;
+    if (d) snprintf(buf, cap, "%lldd%02lldh%02lldm", d, h, m);
+    else if (h) snprintf(buf, cap, "%lldh%02lldm%02llds", h, m, s % 60);
+    else snprintf(buf, cap, "%lldm%02llds", m, s % 60);
+}

@@ -1,0 +1,22 @@
+/*
+ * text.h -- output helpers shared by the CLI and the daemon: JSON string
+ * escaping and ISO-8601 time formatting.
+ */
+#ifndef JD_TEXT_H
+#define JD_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Write s as a JSON string literal (quotes included, control bytes and
+ * invalid UTF-8 escaped as \u00XX). */
+void text_json_str(FILE *out, const char *s);
+
+/* Format epoch milliseconds as "2026-01-05T10:00:00.123Z" into buf (>= 32 bytes). */
+void text_time(int64_t ms, char *buf, size_t cap);
+
+/* Format a duration in ms as "1h02m03s" / "850ms" into buf (>= 32 bytes). */
+void text_duration(int64_t ms, char *buf, size_t cap);
+
+#endif
