@@ -393,3 +393,76 @@ void store_counters(const store_t *st, uint64_t *round_trips, uint64_t *commands
     *round_trips = st->round_trips;
     *commands = st->commands;
 }
+
+store_status_t store_shards(store_t *st, char ***names, size_t *n, char *errbuf, size_t errlen) {
+    redisReply *r = redisCommand(st->c, "SMEMBERS %s:shards", st->cfg->redis_prefix);
+    store_status_t s = reply_error(st, r, "SMEMBERS", errbuf, errlen);
+    st->round_trips++;
+    if (s != STORE_OK) return s;
+    *n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    *names = calloc(*n + 1, sizeof(**names));
+    if (!*names) abort();
+    for (size_t i = 0; i < *n; i++)
+        if (!((*names)[i] = strndup(r->element[i]->str, r->element[i]->len))) abort();
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
+store_status_t store_shard_stats(store_t *st, const char *shard, int64_t *offset,
+                                 void (*fn)(const char *, long long, void *), void *opaque,
+                                 char *errbuf, size_t errlen) {
+    char key[512];
+    store_status_t s = store_shard_open(st, shard, offset, errbuf, errlen);
+    if (s != STORE_OK) return s;
+    store_key(st->cfg->redis_prefix, shard, "s", NULL, key, sizeof(key));
+    redisReply *r = redisCommand(st->c, "HGETALL %s", key);
+    st->round_trips++;
+    if ((s = reply_error(st, r, "HGETALL", errbuf, errlen)) != STORE_OK) return s;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+        fn(r->element[i]->str, strtoll(r->element[i + 1]->str, NULL, 10), opaque);
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
+/* Split "<prefix>:{<shard>}:j:<id>" into shard and id (pointers into key). */
+static int parse_journey_key(char *key, size_t plen, char **shard, char **id) {
+    char *open = key + plen + 1, *close;
+    if (*open != '{' || !(close = strstr(open, "}:j:"))) return -1;
+    *close = '\0';
+    *shard = open + 1;
+    *id = close + 4;
+    return 0;
+}
+
+static void scan_values(store_t *st, redisReply *keys, store_scan_fn fn, void *opaque) {
+    size_t plen = strlen(st->cfg->redis_prefix);
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *r = redisCommand(st->c, "GET %b", keys->element[i]->str, keys->element[i]->len);
+        st->round_trips++;
+        char *shard, *id;
+        if (r && r->type == REDIS_REPLY_STRING &&
+            parse_journey_key(keys->element[i]->str, plen, &shard, &id) == 0)
+            fn(shard, id, r->str, r->len, opaque);
+        if (r) freeReplyObject(r);
+    }
+}
+
+store_status_t store_scan(store_t *st, store_scan_fn fn, void *opaque, char *errbuf, size_t errlen) {
+    char cursor[32] = "0", match[256];
+    snprintf(match, sizeof(match), "%s:{*}:j:*", st->cfg->redis_prefix);
+    do {
+        redisReply *r = redisCommand(st->c, "SCAN %s MATCH %s COUNT 1000", cursor, match);
+        st->round_trips++;
+        store_status_t s = reply_error(st, r, "SCAN", errbuf, errlen);
+        if (s != STORE_OK) return s;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            snprintf(errbuf, errlen, "redis SCAN: unexpected reply");
+            return STORE_RETRY;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        scan_values(st, r->element[1], fn, opaque);
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0"));
+    return STORE_OK;
+}

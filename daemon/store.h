@@ -74,6 +74,22 @@ store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
 store_status_t store_commit(store_t *st, store_commit_req_t *reqs, size_t nreq,
                             char *errbuf, size_t errlen);
 
+/* The shards that have ever been opened (set <prefix>:shards); *names is
+ * malloc'ed, each name too (caller frees). */
+store_status_t store_shards(store_t *st, char ***names, size_t *n, char *errbuf, size_t errlen);
+
+/* Read a shard's counters (hash <prefix>:{shard}:s) and offset. Calls
+ * fn(name, value, opaque) for each counter; *offset = -1 if none. */
+store_status_t store_shard_stats(store_t *st, const char *shard, int64_t *offset,
+                                 void (*fn)(const char *, long long, void *), void *opaque,
+                                 char *errbuf, size_t errlen);
+
+/* Call fn for every journey or redirect value stored (SCAN, so it is safe on
+ * a live server but may see a value twice if it changes meanwhile). */
+typedef void (*store_scan_fn)(const char *shard, const char *id, const char *val, size_t len,
+                              void *opaque);
+store_status_t store_scan(store_t *st, store_scan_fn fn, void *opaque, char *errbuf, size_t errlen);
+
 /* Round trips and commands sent since store_open (for the benchmark). */
 void store_counters(const store_t *st, uint64_t *round_trips, uint64_t *commands);
 
