@@ -130,11 +130,23 @@ static void hist_add(journey_t *j, const config_t *cfg, int64_t ts, uint64_t mid
     j->n_hist++;
 }
 
+/* The highest phase reached by event time ts: the phase "after applying" an
+ * event at ts when events are taken in event-time order. */
+static int phase_at(const journey_t *j, int64_t ts) {
+    int k = j->phase;
+    while (k >= 0 && j->phase_ts[k] > ts) k--;
+    return k;
+}
+
 static void reach_phase(journey_t *j, int phase, int64_t ts) {
     if (phase < 0) return;
     if (phase > j->phase) j->phase = (int8_t)phase;
     for (int k = 0; k <= phase; k++)
         if (ts < j->phase_ts[k]) j->phase_ts[k] = ts;
+    /* An earlier event arriving late can change the phase an answer
+     * belongs to: keep the attribution what event-time order gives. */
+    if (j->sat.metric != EV_METRIC_NONE && !j->sat.explicit_phase)
+        j->sat.phase = (int8_t)phase_at(j, j->sat.ts);
 }
 
 static void touch_time(journey_t *j, int64_t ts) {
@@ -181,7 +193,8 @@ journey_result_t journey_apply(journey_t *j, const config_t *cfg, const event_t 
         /* Attributed to properties.phase if given, else the journey's phase
          * after applying the event (SPEC §6); phase >= 0 here means the
          * classifier already resolved properties.phase. */
-        s.phase = (int8_t)(ev->phase && phase >= 0 ? phase : j->phase);
+        s.explicit_phase = ev->phase && phase >= 0;
+        s.phase = (int8_t)(s.explicit_phase ? phase : phase_at(j, ev->ts_ms));
         copy_name(s.tp, sizeof(s.tp), tp ? tp : j->last_tp);
         set_sat(j, &s);
     }
@@ -197,6 +210,8 @@ void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
     if (src->last_tp_ts != INT64_MIN) set_last_tp(dst, src->last_tp_ts, src->last_tp_mid, src->last_tp);
     if (src->segment_ts != INT64_MIN) set_segment(dst, src->segment_ts, src->segment_mid, src->segment);
     if (src->sat.metric != EV_METRIC_NONE) set_sat(dst, &src->sat);
+    if (dst->sat.metric != EV_METRIC_NONE && !dst->sat.explicit_phase)
+        dst->sat.phase = (int8_t)phase_at(dst, dst->sat.ts);
     for (uint32_t i = 0; i < src->n_hist; i++) {
         const jd_touch_t *e = &src->hist[i];
         hist_add(dst, cfg, e->ts, e->mid, e->phase, e->tp);
@@ -210,7 +225,8 @@ void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
  * A MessagePack array (JOURNEY_BLOB_VERSION 1):
  *   [1, customer, number, phase, start_ts, last_ts, [phase_ts 0..phase],
  *    last_tp, last_tp_ts, last_tp_mid, events, segment, segment_ts,
- *    segment_mid, [sat metric, score, scope, phase, ts, mid, tp], merged,
+ *    segment_mid, [sat metric, score, scope, phase, explicit_phase, ts, mid, tp],
+ *    merged,
  *    [hist: ts, mid, phase, tp, ts, mid, phase, tp, ...], [dedup...], dedup_pos]
  * documented in schemas/README.md. */
 
@@ -241,11 +257,12 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     pack_str(&pk, j->segment);
     msgpack_pack_int64(&pk, j->segment_ts);
     msgpack_pack_uint64(&pk, j->segment_mid);
-    msgpack_pack_array(&pk, 7);
+    msgpack_pack_array(&pk, 8);
     msgpack_pack_int8(&pk, j->sat.metric);
     msgpack_pack_int8(&pk, j->sat.score);
     msgpack_pack_int8(&pk, j->sat.scope);
     msgpack_pack_int8(&pk, j->sat.phase);
+    msgpack_pack_int8(&pk, j->sat.explicit_phase);
     msgpack_pack_int64(&pk, j->sat.ts);
     msgpack_pack_uint64(&pk, j->sat.mid);
     pack_str(&pk, j->sat.tp);
@@ -298,17 +315,18 @@ static int get_name(const msgpack_object *o, char *dst, size_t cap) {
 }
 
 static int unpack_sat(journey_t *j, const msgpack_object *o) {
-    int64_t v[4];
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7) return -1;
+    int64_t v[5];
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 8) return -1;
     const msgpack_object *a = o->via.array.ptr;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (get_small(&a[i], -1, 100, &v[i]) < 0) return -1;
     j->sat.metric = (int8_t)v[0];
     j->sat.score = (int8_t)v[1];
     j->sat.scope = (int8_t)v[2];
     j->sat.phase = (int8_t)v[3];
-    if (get_i64(&a[4], &j->sat.ts) < 0 || get_u64(&a[5], &j->sat.mid) < 0) return -1;
-    return get_name(&a[6], j->sat.tp, sizeof(j->sat.tp));
+    j->sat.explicit_phase = (int8_t)v[4];
+    if (get_i64(&a[5], &j->sat.ts) < 0 || get_u64(&a[6], &j->sat.mid) < 0) return -1;
+    return get_name(&a[7], j->sat.tp, sizeof(j->sat.tp));
 }
 
 static int unpack_hist(journey_t *j, const msgpack_object *o, const config_t *cfg) {

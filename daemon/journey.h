@@ -30,6 +30,7 @@ typedef struct jd_satisfaction {
     int8_t score;
     int8_t scope;                   /* ev_scope_t */
     int8_t phase;                   /* phase the answer was attributed to */
+    int8_t explicit_phase;          /* phase came from properties.phase */
     int64_t ts;
     uint64_t mid;
     char tp[JD_NAME_MAX + 1];
