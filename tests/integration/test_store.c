@@ -1,0 +1,199 @@
+/*
+ * test_store.c -- the Redis store against a real redis-server
+ * (JD_REDIS_PORT, default 16379; JD_REDIS_SOCKET for the Unix socket test):
+ * atomic commit of journeys, counters and offset; fencing; AUTH with an ACL
+ * user; secrets kept out of error messages.
+ */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static config_t cfg;
+static char prefix[64];
+
+static int redis_port(void) {
+    const char *p = getenv("JD_REDIS_PORT");
+    return p ? (int)strtol(p, NULL, 10) : 16379;
+}
+
+static void setup(void) {
+    static int n;
+    memset(&cfg, 0, sizeof(cfg));
+    snprintf(prefix, sizeof(prefix), "test%d_%d", (int)getpid(), n++);
+    cfg.redis_host = "127.0.0.1";
+    cfg.redis_port = redis_port();
+    cfg.redis_unix_socket = "";
+    cfg.redis_user = "";
+    cfg.redis_password = "";
+    cfg.redis_prefix = prefix;
+    cfg.redis_connect_timeout_ms = 2000;
+    cfg.redis_command_timeout_ms = 5000;
+}
+
+TestSuite(store, .init = setup);
+
+/* A raw connection for checking what is really in Redis. */
+static redisReply *raw(const char *fmt, const char *arg) {
+    redisContext *c = redisConnect("127.0.0.1", redis_port());
+    cr_assert(c && !c->err);
+    redisReply *r = redisCommand(c, fmt, arg);
+    redisFree(c);
+    return r;
+}
+
+static store_t *open_store(void) {
+    char err[256];
+    store_t *st = store_open(&cfg, err, sizeof(err));
+    cr_assert(st, "%s", err);
+    return st;
+}
+
+static store_status_t commit(store_t *st, int64_t expected, int64_t next, const char *id,
+                             const char *val, int64_t delta) {
+    char err[256];
+    const char *names[1] = {"applied"};
+    int64_t deltas[1] = {delta};
+    const char *ids[1] = {id};
+    const char *vals[1] = {val};
+    size_t lens[1] = {val ? strlen(val) : 0};
+    store_commit_req_t q = {
+        .shard = "events:3", .expected_offset = expected, .new_offset = next,
+        .n_stats = 1, .stat_names = names, .stat_deltas = deltas,
+        .n_keys = 1, .ids = ids, .vals = vals, .val_lens = lens,
+    };
+    store_status_t s = store_commit(st, &q, 1, err, sizeof(err));
+    cr_assert_eq(s, STORE_OK, "%s", err);
+    return q.status;
+}
+
+Test(store, commit_writes_journeys_counters_and_offset_together) {
+    store_t *st = open_store();
+    char err[256], key[256];
+    int64_t off;
+    cr_assert_eq(store_shard_open(st, "events:3", &off, err, sizeof(err)), STORE_OK);
+    cr_assert_eq(off, -1);
+    cr_assert_eq(commit(st, -1, 100, "cust-1", "blob-1", 7), STORE_OK);
+    cr_assert_eq(commit(st, 100, 250, "cust-2", "blob-2", 3), STORE_OK);
+    cr_assert_eq(store_shard_open(st, "events:3", &off, err, sizeof(err)), STORE_OK);
+    cr_assert_eq(off, 250);
+
+    const char *ids[3] = {"cust-1", "cust-2", "cust-3"};
+    store_blob_t out[3];
+    store_load_req_t q = {.shard = "events:3", .n = 3, .ids = ids, .out = out};
+    cr_assert_eq(store_load(st, &q, 1, err, sizeof(err)), STORE_OK);
+    cr_assert_eq(out[0].len, 6);
+    cr_assert(!memcmp(out[0].data, "blob-1", 6));
+    cr_assert(!memcmp(out[1].data, "blob-2", 6));
+    cr_assert_null(out[2].data);
+    free(out[0].data);
+    free(out[1].data);
+
+    store_key(prefix, "events:3", "s", NULL, key, sizeof(key));
+    redisReply *r = raw("HGET %s applied", key);
+    cr_assert_str_eq(r->str, "10");
+    freeReplyObject(r);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:{events:3}:j:cust-1", prefix);
+    store_key(prefix, "events:3", "j", "cust-1", key, sizeof(key));
+    cr_assert_str_eq(key, want);
+    r = raw("GET %s", key);
+    cr_assert_str_eq(r->str, "blob-1");
+    freeReplyObject(r);
+    store_close(st);
+}
+
+Test(store, fenced_commit_writes_nothing) {
+    store_t *st = open_store();
+    char err[256], key[256];
+    int64_t off;
+    cr_assert_eq(commit(st, -1, 10, "cust-1", "v1", 1), STORE_OK);
+    /* a zombie owner that still believes the offset is 5 */
+    cr_assert_eq(commit(st, 5, 20, "cust-1", "stale", 100), STORE_FENCED);
+    /* and one that believes nothing was committed */
+    cr_assert_eq(commit(st, -1, 20, "cust-1", "stale", 100), STORE_FENCED);
+    cr_assert_eq(store_shard_open(st, "events:3", &off, err, sizeof(err)), STORE_OK);
+    cr_assert_eq(off, 10);
+    store_key(prefix, "events:3", "j", "cust-1", key, sizeof(key));
+    redisReply *r = raw("GET %s", key);
+    cr_assert_str_eq(r->str, "v1");
+    freeReplyObject(r);
+    store_key(prefix, "events:3", "s", NULL, key, sizeof(key));
+    r = raw("HGET %s applied", key);
+    cr_assert_str_eq(r->str, "1");
+    freeReplyObject(r);
+    store_close(st);
+}
+
+Test(store, null_value_deletes_and_redirect_survives) {
+    store_t *st = open_store();
+    char err[256], redirect[16] = {(char)STORE_REDIRECT, 'u', '1', 0};
+    cr_assert_eq(commit(st, -1, 1, "anon-1", "journey", 1), STORE_OK);
+    cr_assert_eq(commit(st, 1, 2, "anon-1", redirect, 0), STORE_OK);
+    const char *ids[1] = {"anon-1"};
+    store_blob_t out[1];
+    store_load_req_t q = {.shard = "events:3", .n = 1, .ids = ids, .out = out};
+    cr_assert_eq(store_load(st, &q, 1, err, sizeof(err)), STORE_OK);
+    cr_assert_eq(out[0].len, 3);
+    cr_assert(!memcmp(out[0].data, redirect, 3));
+    free(out[0].data);
+    cr_assert_eq(commit(st, 2, 3, "anon-1", NULL, 0), STORE_OK);
+    cr_assert_eq(store_load(st, &q, 1, err, sizeof(err)), STORE_OK);
+    cr_assert_null(out[0].data);
+    store_close(st);
+}
+
+Test(store, several_shards_commit_in_one_round_trip) {
+    store_t *st = open_store();
+    char err[256];
+    uint64_t rt0, rt1, cmds;
+    const char *names[1] = {"applied"};
+    int64_t deltas[1] = {1};
+    const char *ids[1] = {"c"};
+    const char *vals[1] = {"v"};
+    size_t lens[1] = {1};
+    store_commit_req_t q[3];
+    char shard[3][16];
+    for (int i = 0; i < 3; i++) {
+        snprintf(shard[i], sizeof(shard[i]), "ev:%d", i);
+        q[i] = (store_commit_req_t){.shard = shard[i], .expected_offset = -1, .new_offset = 5,
+                                    .n_stats = 1, .stat_names = names, .stat_deltas = deltas,
+                                    .n_keys = 1, .ids = ids, .vals = vals, .val_lens = lens};
+    }
+    store_counters(st, &rt0, &cmds);
+    cr_assert_eq(store_commit(st, q, 3, err, sizeof(err)), STORE_OK);
+    store_counters(st, &rt1, &cmds);
+    cr_assert_eq(rt1 - rt0, 1);
+    for (int i = 0; i < 3; i++) cr_assert_eq(q[i].status, STORE_OK);
+    store_close(st);
+}
+
+Test(store, acl_user_and_password) {
+    char err[256];
+    redisReply *r = raw("ACL SETUSER jdtest on >s3cret-pw ~* +@all", "");
+    freeReplyObject(r);
+    cfg.redis_user = "jdtest";
+    cfg.redis_password = "s3cret-pw";
+    store_t *st = open_store();
+    cr_assert_eq(store_ping(st, err, sizeof(err)), STORE_OK);
+    store_close(st);
+    cfg.redis_password = "wrong-pw";
+    cr_assert_null(store_open(&cfg, err, sizeof(err)));
+    cr_assert(strstr(err, "AUTH"), "%s", err);
+    cr_assert_null(strstr(err, "wrong-pw"), "%s", err);
+    r = raw("ACL DELUSER %s", "jdtest");
+    freeReplyObject(r);
+}
+
+Test(store, unix_socket) {
+    const char *sock = getenv("JD_REDIS_SOCKET");
+    char err[256];
+    if (!sock) cr_skip_test("JD_REDIS_SOCKET not set");
+    cfg.redis_unix_socket = (char *)sock;
+    store_t *st = open_store();
+    cr_assert_eq(store_ping(st, err, sizeof(err)), STORE_OK);
+    store_close(st);
+}
