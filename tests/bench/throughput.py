@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""Throughput benchmark (issue #2): a 12-partition topic pre-filled with
+1,000,000 realistic events from 100,000 customers, drained by journeyd until
+every offset is committed in Redis. Per encoding (MessagePack, JSON) and run:
+
+  - journeyd events/s (from the moment it owns its partitions to the last
+    offset committed in Redis, and from process start),
+  - the ceiling: `kcat -C -e` draining the same topic, in the same run,
+  - Redis commands and round trips per event (Redis INFO commandstats and
+    journeyd's own counters),
+  - journeyd peak RSS (VmHWM) and Redis bytes per journey.
+
+Prints a table of medians and appends every raw run to
+tests/bench/results.tsv with the machine, date and commit.
+
+Usage: tests/bench/throughput.py [--events N] [--customers N] [--runs N]
+       [--encodings msgpack,json]
+Needs the local services (deploy/local/up.sh) and a build in build/.
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+import jdtest  # noqa: E402
+
+PARTITIONS = 12
+
+
+def redis_cmdstats(r):
+    calls = 0
+    for k, v in r.info("commandstats").items():
+        calls += v["calls"]
+    return calls
+
+
+def kcat_ceiling(topic, total):
+    t0 = time.monotonic()
+    r = subprocess.run(["kcat", "-C", "-e", "-q", "-b", jdtest.BROKERS, "-t", topic, "-o",
+                        "beginning", "-f", "%o\n"], stdout=subprocess.PIPE)
+    dt = time.monotonic() - t0
+    n = r.stdout.count(b"\n")
+    if n != total:
+        raise RuntimeError("kcat read %d of %d" % (n, total))
+    return total / dt
+
+
+def rss_peak_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run_journeyd(topic, dlq, total):
+    r = jdtest.redis_client()
+    prefix, group = jdtest.unique("bench"), jdtest.unique("bench-g")
+    cfg = jdtest.write_config(topic, dlq, prefix, group, "log:\n  level: warn\n")
+    mem0 = r.info("memory")["used_memory"]
+    cmds0 = redis_cmdstats(r)
+    t0 = time.monotonic()
+    d = jdtest.Daemon(cfg)
+    t_owned = None
+    hw = jdtest.high_watermarks(topic, PARTITIONS)
+    while True:
+        offs = jdtest.redis_offsets(prefix, topic, PARTITIONS)
+        if t_owned is None and any(v >= 0 for v in offs.values()):
+            t_owned = time.monotonic()
+        if all(offs[p] == hw[p] for p in hw):
+            break
+        if d.proc.poll() is not None:
+            raise RuntimeError("journeyd exited: " + d.logtext()[-2000:])
+        time.sleep(0.01)
+    t1 = time.monotonic()
+    rss = rss_peak_kb(d.proc.pid)
+    if d.stop() != 0:
+        raise RuntimeError("journeyd did not stop cleanly")
+    cmds = redis_cmdstats(r) - cmds0 - 2 * (len(hw))  # minus this script's polling, roughly
+    journeys = sum(1 for _ in r.scan_iter("%s:{*}:j:*" % prefix, count=10000))
+    mem = r.info("memory")["used_memory"] - mem0
+    rt = 0
+    for line in d.logtext().splitlines():
+        if "msg=\"shutting down\"" in line or "redis_round_trips=" in line:
+            for kv in line.split():
+                if kv.startswith("redis_round_trips="):
+                    rt = int(kv.split("=")[1])
+    # clean up so Redis memory stays comparable between runs
+    for k in r.scan_iter("%s:*" % prefix, count=10000):
+        r.unlink(k)
+    return {
+        "eps_owned": total / (t1 - (t_owned or t0)), "eps_start": total / (t1 - t0),
+        "rss_kb": rss, "redis_cmds_per_event": cmds / total,
+        "round_trips_per_event": rt / total if rt else float("nan"),
+        "redis_bytes_per_journey": mem / max(journeys, 1), "journeys": journeys,
+    }
+
+
+def machine():
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return "%s, %d cores, %s" % (cpu, os.cpu_count(), platform.release())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1000000)
+    ap.add_argument("--customers", type=int, default=100000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--encodings", default="msgpack,json")
+    a = ap.parse_args()
+    commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    date = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    results = os.path.join(HERE, "results.tsv")
+    rows = []
+    for enc in a.encodings.split(","):
+        topic, dlq = jdtest.unique("bench-" + enc), jdtest.unique("bench-dlq")
+        jdtest.create_topic(topic, PARTITIONS)
+        jdtest.create_topic(dlq, 1)
+        t0 = time.monotonic()
+        subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "1", "--customers", str(a.customers),
+                        "--events", str(a.events), "--encoding", enc, "--topic", topic,
+                        "--brokers", jdtest.BROKERS], check=True)
+        total = sum(jdtest.high_watermarks(topic, PARTITIONS).values())
+        print("%s: pre-filled %d events in %.1fs" % (enc, total, time.monotonic() - t0))
+        runs = []
+        for i in range(a.runs):
+            ceiling = kcat_ceiling(topic, total)
+            m = run_journeyd(topic, dlq, total)
+            m["kcat_eps"] = ceiling
+            m["ratio"] = m["eps_owned"] / ceiling
+            runs.append(m)
+            with open(results, "a") as f:
+                f.write("\t".join(str(x) for x in [
+                    date, commit, machine(), "throughput", enc, total, i,
+                    "%.0f" % m["eps_owned"], "%.0f" % m["eps_start"], "%.0f" % ceiling,
+                    "%.3f" % m["ratio"], "%.4f" % m["redis_cmds_per_event"],
+                    "%.5f" % m["round_trips_per_event"], m["rss_kb"],
+                    "%.0f" % m["redis_bytes_per_journey"], m["journeys"]]) + "\n")
+            print("  run %d: %.0f ev/s (%.0f from start), kcat %.0f ev/s, ratio %.2f, "
+                  "redis cmds/ev %.4f, round trips/ev %.5f, rss %d KiB, %.0f B/journey"
+                  % (i, m["eps_owned"], m["eps_start"], ceiling, m["ratio"],
+                     m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"],
+                     m["redis_bytes_per_journey"]))
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        rows.append((enc, total, med))
+    print()
+    print("machine: %s; commit %s; %s; medians of %d runs" % (machine(), commit, date, a.runs))
+    print("%-8s %9s %12s %12s %12s %6s %9s %10s %9s %10s" % (
+        "encoding", "events", "journeyd/s", "(from start)", "kcat -C -e/s", "ratio",
+        "cmds/ev", "rtrips/ev", "RSS MiB", "B/journey"))
+    for enc, total, m in rows:
+        print("%-8s %9d %12.0f %12.0f %12.0f %6.2f %9.4f %10.5f %9.1f %10.0f" % (
+            enc, total, m["eps_owned"], m["eps_start"], m["kcat_eps"], m["ratio"],
+            m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"] / 1024,
+            m["redis_bytes_per_journey"]))
+
+
+if __name__ == "__main__":
+    main()
