@@ -364,18 +364,22 @@ static void shutdown_all(ctx_t *c) {
     alarm((unsigned)(c->boot_cfg->shutdown_timeout_ms + 999) / 1000 + 1);
     log_info("shutting down", "consumed=%llu", (unsigned long long)c->consumed);
     if (c->rk) {
-        if (c->st) flush_batch(c);
+        if (c->st && c->batch) flush_batch(c);
         rd_kafka_commit(c->rk, NULL, 0);
         rd_kafka_consumer_close(c->rk);
         if (c->q) rd_kafka_queue_destroy(c->q);
         rd_kafka_destroy(c->rk);
     }
     deadletter_close(c->dl, c->boot_cfg->shutdown_timeout_ms / 2);
+    uint64_t rt = 0, cmds = 0;
+    if (c->st) store_counters(c->st, &rt, &cmds);
     batch_free(c->batch);
     store_close(c->st);
     for (int i = 0; i < c->n_shards; i++) free(c->shards[i]);
     if (c->live_cfg != c->boot_cfg) config_free(c->live_cfg);
-    log_info("stopped", "%s", "clean=true");
+    log_info("stopped", "consumed=%llu batches=%llu redis_round_trips=%llu redis_commands=%llu",
+             (unsigned long long)c->consumed, (unsigned long long)c->batches,
+             (unsigned long long)rt, (unsigned long long)cmds);
 }
 
 int daemon_run(config_t *cfg) {
