@@ -1,0 +1,873 @@
+/*
+ * config.c -- loads and validates journeyd's YAML configuration.
+ *
+ * libyaml parses the file into a small tree of nodes that remember their
+ * line; the tree is then checked against the table of keys below (name,
+ * type, default, bounds, description), the kafka.* passthrough, the phases
+ * and the classification rules. Every error is reported as
+ * "file:line: reason" and nothing starts until the whole file is valid.
+ * Missing keys take their defaults; the in-code defaults describe the same
+ * model as the shipped config/journeyd.yaml (a unit test holds them equal).
+ *
+ * Owns: the returned config_t and every string in it (config_free()).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "log.h"
+
+/* ---- the document tree ----------------------------------------------------- */
+
+typedef enum { N_SCALAR, N_MAP, N_SEQ } ntype_t;
+
+typedef struct node {
+    ntype_t type;
+    int line;
+    char *value;            /* N_SCALAR */
+    int quoted;             /* scalar was quoted: never a number */
+    struct node **kids;     /* N_MAP: key, value, key, value...; N_SEQ: items */
+    int n, cap;
+} node_t;
+
+#define MAX_NODES 100000    /* a configuration file is small; refuse monsters */
+
+typedef struct loader {
+    const char *path;
+    char *err;
+    size_t errlen;
+    int nodes;
+} loader_t;
+
+static int fail(loader_t *L, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(loader_t *L, int line, const char *fmt, ...) {
+    va_list ap;
+    int n = snprintf(L->err, L->errlen, "%s:%d: ", L->path, line);
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < L->errlen) vsnprintf(L->err + n, L->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void node_free(node_t *n) {
+    if (!n) return;
+    for (int i = 0; i < n->n; i++) node_free(n->kids[i]);
+    free(n->kids);
+    free(n->value);
+    free(n);
+}
+
+static node_t *node_new(loader_t *L, ntype_t t, int line) {
+    if (++L->nodes > MAX_NODES) return NULL;
+    node_t *n = calloc(1, sizeof(*n));
+    if (n) {
+        n->type = t;
+        n->line = line;
+    }
+    return n;
+}
+
+static int node_add(node_t *parent, node_t *kid) {
+    if (parent->n == parent->cap) {
+        int ncap = parent->cap ? parent->cap * 2 : 8;
+        node_t **k = realloc(parent->kids, (size_t)ncap * sizeof(*k));
+        if (!k) return -1;
+        parent->kids = k;
+        parent->cap = ncap;
+    }
+    parent->kids[parent->n++] = kid;
+    return 0;
+}
+
+static node_t *parse_node(loader_t *L, yaml_parser_t *p, yaml_event_t *ev);
+
+/* Parse the children of a mapping or sequence until its end event. */
+static int parse_children(loader_t *L, yaml_parser_t *p, node_t *n, yaml_event_type_t end) {
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(p, &ev))
+            return fail(L, (int)p->problem_mark.line + 1, "YAML syntax error: %s", p->problem);
+        if (ev.type == end) {
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        node_t *kid = parse_node(L, p, &ev);
+        yaml_event_delete(&ev);
+        if (!kid) return -1;
+        if (node_add(n, kid) < 0) {
+            node_free(kid);
+            return fail(L, n->line, "out of memory");
+        }
+    }
+}
+
+static node_t *parse_node(loader_t *L, yaml_parser_t *p, yaml_event_t *ev) {
+    int line = (int)ev->start_mark.line + 1;
+    node_t *n = NULL;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        if (!(n = node_new(L, N_SCALAR, line))) break;
+        n->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+        n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+        if (!n->value) break;
+        return n;
+    case YAML_MAPPING_START_EVENT:
+    case YAML_SEQUENCE_START_EVENT: {
+        int map = ev->type == YAML_MAPPING_START_EVENT;
+        if (!(n = node_new(L, map ? N_MAP : N_SEQ, line))) break;
+        if (parse_children(L, p, n, map ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT) < 0) {
+            node_free(n);
+            return NULL;
+        }
+        return n;
+    }
+    case YAML_ALIAS_EVENT:
+        fail(L, line, "YAML aliases are not supported");
+        return NULL;
+    default:
+        fail(L, line, "unexpected YAML event");
+        return NULL;
+    }
+    node_free(n);
+    fail(L, line, "out of memory or too many YAML nodes (limit %d)", MAX_NODES);
+    return NULL;
+}
+
+/* Parse the whole file into one tree (an empty file is an empty map). */
+static node_t *parse_file(loader_t *L, FILE *f) {
+    yaml_parser_t p;
+    yaml_event_t ev;
+    node_t *root = NULL;
+    if (!yaml_parser_initialize(&p)) {
+        fail(L, 0, "out of memory");
+        return NULL;
+    }
+    yaml_parser_set_input_file(&p, f);
+    for (;;) {
+        if (!yaml_parser_parse(&p, &ev)) {
+            fail(L, (int)p.problem_mark.line + 1, "YAML syntax error: %s", p.problem);
+            node_free(root);
+            root = NULL;
+            break;
+        }
+        yaml_event_type_t t = ev.type;
+        if (t == YAML_SCALAR_EVENT || t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT) {
+            if (root) {
+                fail(L, (int)ev.start_mark.line + 1, "only one YAML document is allowed");
+                yaml_event_delete(&ev);
+                node_free(root);
+                root = NULL;
+                break;
+            }
+            root = parse_node(L, &p, &ev);
+            if (!root) {
+                yaml_event_delete(&ev);
+                break;
+            }
+        }
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT) {
+            if (!root) root = node_new(L, N_MAP, 1);
+            break;
+        }
+    }
+    yaml_parser_delete(&p);
+    return root;
+}
+
+/* ---- the key table ------------------------------------------------------------ */
+
+typedef enum { T_STR, T_INT, T_DUR, T_ENUM, T_LIST } ktype_t;
+
+typedef struct key {
+    const char *name;       /* dotted: section.key */
+    ktype_t type;
+    size_t off;             /* offset in config_t */
+    const char *def;        /* default, as it would be written in the file */
+    int64_t min, max;       /* T_INT, T_DUR (ms) bounds; T_STR max length */
+    const char *const *choices; /* T_ENUM: value i stored as int i */
+    int secret;
+} key_t_;
+
+static const char *const ENCODINGS[] = {"auto", "json", "msgpack", NULL};
+static const char *const LEVELS[] = {"debug", "info", "warn", "error", NULL};
+
+#define OFF(f) offsetof(config_t, f)
+#define LIM(f) (offsetof(config_t, limits) + offsetof(decode_limits_t, f))
+static const key_t_ KEYS[] = {
+    {"input.topics", T_LIST, OFF(topics), "journeyd.events", 1, 249, NULL, 0},
+    {"input.group_id", T_STR, OFF(group_id), "journeyd", 1, 255, NULL, 0},
+    {"input.encoding", T_ENUM, OFF(encoding), "auto", 0, 0, ENCODINGS, 0},
+    {"input.max_message_bytes", T_INT, LIM(max_message_bytes), "65536", 64, 16777216, NULL, 0},
+    {"input.max_id_bytes", T_INT, LIM(max_id_bytes), "128", 1, JD_ID_MAX, NULL, 0},
+    {"input.max_string_bytes", T_INT, LIM(max_string_bytes), "1024", 64, 1048576, NULL, 0},
+    {"input.max_properties", T_INT, LIM(max_properties), "64", 0, 4096, NULL, 0},
+    {"input.max_depth", T_INT, LIM(max_depth), "16", 2, 64, NULL, 0},
+    {"deadletter.topic", T_STR, OFF(deadletter_topic), "journeyd.deadletter", 1, 249, NULL, 0},
+    {"redis.host", T_STR, OFF(redis_host), "127.0.0.1", 1, 255, NULL, 0},
+    {"redis.port", T_INT, OFF(redis_port), "16379", 1, 65535, NULL, 0},
+    {"redis.unix_socket", T_STR, OFF(redis_unix_socket), "", 0, 107, NULL, 0},
+    {"redis.user", T_STR, OFF(redis_user), "", 0, 255, NULL, 0},
+    {"redis.password", T_STR, OFF(redis_password), "", 0, 4096, NULL, 1},
+    {"redis.db", T_INT, OFF(redis_db), "0", 0, 15, NULL, 0},
+    {"redis.prefix", T_STR, OFF(redis_prefix), "jd", 1, 64, NULL, 0},
+    {"redis.connect_timeout", T_DUR, OFF(redis_connect_timeout_ms), "2s", 10, 600000, NULL, 0},
+    {"redis.command_timeout", T_DUR, OFF(redis_command_timeout_ms), "5s", 10, 600000, NULL, 0},
+    {"journey.history_max", T_INT, OFF(history_max), "50", 1, 1000, NULL, 0},
+    {"journey.dedup_max", T_INT, OFF(dedup_max), "128", 0, 4096, NULL, 0},
+    {"journey.allowed_lateness", T_DUR, OFF(allowed_lateness_ms), "5m", 0, 7LL * 86400000, NULL, 0},
+    {"processing.batch_max_events", T_INT, OFF(batch_max_events), "5000", 1, 100000, NULL, 0},
+    {"processing.batch_max_time", T_DUR, OFF(batch_max_ms), "50ms", 1, 10000, NULL, 0},
+    {"processing.cache_journeys", T_INT, OFF(cache_journeys), "200000", 0, 100000000, NULL, 0},
+    {"processing.shutdown_timeout", T_DUR, OFF(shutdown_timeout_ms), "10s", 100, 600000, NULL, 0},
+    {"processing.retry_backoff_max", T_DUR, OFF(retry_backoff_max_ms), "5s", 10, 600000, NULL, 0},
+    {"log.level", T_ENUM, OFF(log_level), "info", 0, 0, LEVELS, 0},
+};
+#define N_KEYS (sizeof(KEYS) / sizeof(KEYS[0]))
+
+static const char *const SECTIONS[] = {"kafka", "input", "deadletter", "redis", "journey",
+                                       "processing", "log", "phases", "rules", NULL};
+
+/* Parse a duration: "500ms", "30s", "5m", "2h", "7d", "2w" or plain ms. */
+static int parse_duration(const char *s, int64_t *ms) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || errno || v < 0) return -1;
+    static const struct { const char *unit; int64_t mult; } U[] = {
+        {"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+        {"d", 86400000}, {"w", 7 * 86400000LL},
+    };
+    for (size_t i = 0; i < sizeof(U) / sizeof(U[0]); i++) {
+        if (strcmp(end, U[i].unit)) continue;
+        if (v > INT64_MAX / U[i].mult) return -1;
+        *ms = v * U[i].mult;
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_int(const char *s, int64_t *v) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (end == s || *end || errno) return -1;
+    *v = x;
+    return 0;
+}
+
+static void format_duration(int64_t ms, char *buf, size_t cap) {
+    static const struct { const char *unit; int64_t mult; } U[] = {
+        {"w", 7 * 86400000LL}, {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000},
+    };
+    for (size_t i = 0; i < sizeof(U) / sizeof(U[0]); i++)
+        if (ms && ms % U[i].mult == 0) {
+            snprintf(buf, cap, "%lld%s", (long long)(ms / U[i].mult), U[i].unit);
+            return;
+        }
+    snprintf(buf, cap, "%lldms", (long long)ms);
+}
+
+/* Store one scalar value for key k; text is the value as written. */
+static int set_value(loader_t *L, config_t *c, const key_t_ *k, const char *text, int line) {
+    char *base = (char *)c;
+    int64_t v = 0;
+    switch (k->type) {
+    case T_STR: {
+        if ((int64_t)strlen(text) < k->min || (int64_t)strlen(text) > k->max)
+            return fail(L, line, "%s: length must be %lld..%lld bytes", k->name, (long long)k->min,
+                        (long long)k->max);
+        char **dst = (char **)(base + k->off), *dup = strdup(text);
+        if (!dup) return fail(L, line, "out of memory");
+        free(*dst);
+        *dst = dup;
+        return 0;
+    }
+    case T_ENUM:
+        for (int i = 0; k->choices[i]; i++)
+            if (!strcmp(text, k->choices[i])) {
+                *(int *)(base + k->off) = i;
+                return 0;
+            }
+        return fail(L, line, "%s: '%s' is not one of %s", k->name, text,
+                    k->choices == ENCODINGS ? "auto, json, msgpack" : "debug, info, warn, error");
+    case T_INT:
+        if (parse_int(text, &v) < 0) return fail(L, line, "%s: '%s' is not an integer", k->name, text);
+        break;
+    case T_DUR:
+        if (parse_duration(text, &v) < 0)
+            return fail(L, line, "%s: '%s' is not a duration (e.g. 500ms, 30s, 5m, 2h, 7d, 2w)",
+                        k->name, text);
+        break;
+    case T_LIST:
+        return fail(L, line, "%s: expected a list", k->name);
+    }
+    if (v < k->min || v > k->max) {
+        char a[32], b[32];
+        if (k->type == T_DUR) {
+            format_duration(k->min, a, sizeof(a));
+            format_duration(k->max, b, sizeof(b));
+        } else {
+            snprintf(a, sizeof(a), "%lld", (long long)k->min);
+            snprintf(b, sizeof(b), "%lld", (long long)k->max);
+        }
+        return fail(L, line, "%s: %s is out of range %s..%s", k->name, text, a, b);
+    }
+    if (k->off == LIM(max_message_bytes) || k->off == LIM(max_id_bytes) ||
+        k->off == LIM(max_string_bytes))
+        *(size_t *)(base + k->off) = (size_t)v;
+    else if (k->off == LIM(max_properties) || k->off == LIM(max_depth))
+        *(uint32_t *)(base + k->off) = (uint32_t)v;
+    else if (k->off == OFF(allowed_lateness_ms))
+        *(int64_t *)(base + k->off) = v;
+    else
+        *(int *)(base + k->off) = (int)v;
+    return 0;
+}
+
+/* ---- suggestions for unknown keys --------------------------------------------- */
+
+static int edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    int row[128];
+    if (lb >= 128 || la >= 128) return 99;
+    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int prev = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int cur = row[j];
+            int best = prev + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+/* The closest of names (NULL-terminated, or the key table if NULL) to s. */
+static const char *nearest(const char *s, const char *const *names) {
+    const char *best = NULL;
+    int bd = 3;
+    for (size_t i = 0; names ? names[i] != NULL : i < N_KEYS; i++) {
+        const char *n = names ? names[i] : KEYS[i].name;
+        int d = edit_distance(s, n);
+        if (d < bd) {
+            bd = d;
+            best = n;
+        }
+    }
+    return best;
+}
+
+static int unknown_key(loader_t *L, int line, const char *what, const char *name,
+                       const char *const *names) {
+    const char *near = nearest(name, names);
+    if (near) return fail(L, line, "unknown %s '%s' (did you mean '%s'?)", what, name, near);
+    return fail(L, line, "unknown %s '%s'", what, name);
+}
+
+/* ---- sections ------------------------------------------------------------------ */
+
+static int valid_topic(const char *t) {
+    size_t n = strlen(t);
+    if (!n || n > 249) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)t[i]) && t[i] != '.' && t[i] != '_' && t[i] != '-') return 0;
+    return 1;
+}
+
+static int set_topics(loader_t *L, config_t *c, const node_t *v) {
+    if (v->type != N_SEQ || v->n == 0) return fail(L, v->line, "input.topics: expected a non-empty list");
+    if (v->n > CFG_MAX_TOPICS) return fail(L, v->line, "input.topics: at most %d topics", CFG_MAX_TOPICS);
+    for (int i = 0; i < c->n_topics; i++) free(c->topics[i]);
+    c->n_topics = 0;
+    for (int i = 0; i < v->n; i++) {
+        const node_t *t = v->kids[i];
+        if (t->type != N_SCALAR || !valid_topic(t->value))
+            return fail(L, t->line, "input.topics: '%s' is not a valid topic name",
+                        t->type == N_SCALAR ? t->value : "(not a scalar)");
+        if (!(c->topics[c->n_topics++] = strdup(t->value))) return fail(L, t->line, "out of memory");
+    }
+    return 0;
+}
+
+static const key_t_ *find_key(const char *dotted) {
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(KEYS[i].name, dotted)) return &KEYS[i];
+    return NULL;
+}
+
+/* A map node: refuse duplicate keys and non-scalar keys. */
+static int check_map(loader_t *L, const node_t *m, const char *what) {
+    if (m->type != N_MAP) return fail(L, m->line, "%s: expected a mapping", what);
+    for (int i = 0; i < m->n; i += 2) {
+        if (m->kids[i]->type != N_SCALAR) return fail(L, m->kids[i]->line, "%s: keys must be scalars", what);
+        for (int j = 0; j < i; j += 2)
+            if (!strcmp(m->kids[i]->value, m->kids[j]->value))
+                return fail(L, m->kids[i]->line, "duplicate key '%s' in %s (first at line %d)",
+                            m->kids[i]->value, what, m->kids[j]->line);
+    }
+    return 0;
+}
+
+static int load_section(loader_t *L, config_t *c, const char *sec, const node_t *m) {
+    char dotted[128];
+    if (check_map(L, m, sec) < 0) return -1;
+    for (int i = 0; i < m->n; i += 2) {
+        const node_t *k = m->kids[i], *v = m->kids[i + 1];
+        snprintf(dotted, sizeof(dotted), "%s.%s", sec, k->value);
+        const key_t_ *key = find_key(dotted);
+        if (!key) return unknown_key(L, k->line, "key", dotted, NULL);
+        if (key->type == T_LIST) {
+            if (set_topics(L, c, v) < 0) return -1;
+            continue;
+        }
+        if (v->type != N_SCALAR) return fail(L, v->line, "%s: expected a single value", dotted);
+        if (set_value(L, c, key, v->value, v->line) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Keys journeyd sets itself on the consumer. */
+static const char *managed_kafka_key(const char *k) {
+    static const char *const M[][2] = {
+        {"group.id", "input.group_id"},
+        {"enable.auto.offset.store", "nothing: offsets are stored after Redis commits"},
+        {"enable.auto.commit", "nothing: journeyd commits offsets itself"},
+        {"enable.partition.eof", "nothing"},
+        {"auto.offset.reset", "nothing: offsets come from Redis, else the partition start"},
+    };
+    for (size_t i = 0; i < sizeof(M) / sizeof(M[0]); i++)
+        if (!strcmp(k, M[i][0])) return M[i][1];
+    return NULL;
+}
+
+static int load_kafka(loader_t *L, config_t *c, const node_t *m) {
+    char err[512];
+    if (check_map(L, m, "kafka") < 0) return -1;
+    rd_kafka_conf_t *scratch = rd_kafka_conf_new();
+    int rc = 0;
+    for (int i = 0; i < m->n && rc == 0; i += 2) {
+        const node_t *k = m->kids[i], *v = m->kids[i + 1];
+        const char *managed = managed_kafka_key(k->value);
+        if (managed) rc = fail(L, k->line, "kafka.%s is set by journeyd (use %s)", k->value, managed);
+        else if (v->type != N_SCALAR) rc = fail(L, v->line, "kafka.%s: expected a single value", k->value);
+        else if (c->n_kafka == CFG_MAX_KAFKA) rc = fail(L, k->line, "kafka: at most %d properties", CFG_MAX_KAFKA);
+        else if (rd_kafka_conf_set(scratch, k->value, v->value, err, sizeof(err)) != RD_KAFKA_CONF_OK)
+            rc = config_is_secret(k->value) ? fail(L, k->line, "kafka.%s: refused by librdkafka", k->value)
+                                            : fail(L, k->line, "kafka.%s: %s", k->value, err);
+        else {
+            cfg_kv_t *kv = &c->kafka[c->n_kafka++];
+            kv->key = strdup(k->value);
+            kv->value = strdup(v->value);
+            kv->line = k->line;
+            if (!kv->key || !kv->value) rc = fail(L, k->line, "out of memory");
+        }
+    }
+    rd_kafka_conf_destroy(scratch);
+    return rc;
+}
+
+/* ---- phases and rules ------------------------------------------------------------- */
+
+static int valid_name(const char *s) {
+    size_t n = strlen(s);
+    if (!n || n > JD_NAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '_') return 0;
+    return 1;
+}
+
+static const node_t *map_get(const node_t *m, const char *key) {
+    for (int i = 0; i < m->n; i += 2)
+        if (!strcmp(m->kids[i]->value, key)) return m->kids[i + 1];
+    return NULL;
+}
+
+/* Every key of m must be in allowed (NULL-terminated). */
+static int only_keys(loader_t *L, const node_t *m, const char *what, const char *const *allowed) {
+    for (int i = 0; i < m->n; i += 2) {
+        int ok = 0;
+        for (int j = 0; allowed[j] && !ok; j++) ok = !strcmp(m->kids[i]->value, allowed[j]);
+        if (!ok) {
+            const char *k = m->kids[i]->value, *near = nearest(k, allowed);
+            if (near) return fail(L, m->kids[i]->line, "unknown key '%s.%s' (did you mean '%s'?)", what, k, near);
+            return fail(L, m->kids[i]->line, "unknown key '%s.%s'", what, k);
+        }
+    }
+    return 0;
+}
+
+static int scalar(loader_t *L, const node_t *v, const char *what, const char **out) {
+    if (!v) return 0;
+    if (v->type != N_SCALAR) return fail(L, v->line, "%s: expected a single value", what);
+    *out = v->value;
+    return 0;
+}
+
+static int load_phases(loader_t *L, config_t *c, const node_t *seq) {
+    static const char *const allowed[] = {"name", "timeout", NULL};
+    if (seq->type != N_SEQ) return fail(L, seq->line, "phases: expected a list");
+    if (seq->n < 2 || seq->n > CFG_MAX_PHASES)
+        return fail(L, seq->line, "phases: between 2 and %d phases are needed, got %d", CFG_MAX_PHASES, seq->n);
+    c->n_phases = 0;
+    for (int i = 0; i < seq->n; i++) {
+        const node_t *p = seq->kids[i];
+        const char *name = NULL, *timeout = NULL;
+        if (check_map(L, p, "phases[]") < 0 || only_keys(L, p, "phases[]", allowed) < 0 ||
+            scalar(L, map_get(p, "name"), "phases[].name", &name) < 0 ||
+            scalar(L, map_get(p, "timeout"), "phases[].timeout", &timeout) < 0)
+            return -1;
+        if (!name || !valid_name(name))
+            return fail(L, p->line, "phases[%d]: name must be 1..%d characters of a-z, 0-9, _", i, JD_NAME_MAX);
+        if (config_phase_index(c, name) >= 0) return fail(L, p->line, "duplicate phase '%s'", name);
+        cfg_phase_t *ph = &c->phases[c->n_phases];
+        if (!timeout) return fail(L, p->line, "phase '%s': timeout is required", name);
+        if (parse_duration(timeout, &ph->timeout_ms) < 0 || ph->timeout_ms <= 0)
+            return fail(L, map_get(p, "timeout")->line, "phase '%s': timeout '%s' is not a positive duration",
+                        name, timeout);
+        snprintf(ph->name, sizeof(ph->name), "%s", name);
+        c->n_phases++;
+    }
+    return 0;
+}
+
+static const char *const TYPES[] = {"track", "page", "screen", "identify", "alias", "heartbeat", NULL};
+
+static int rule_match(loader_t *L, cfg_rule_t *r, const node_t *m) {
+    static const char *const allowed[] = {"type", "event", "channel", "path_prefix", "name",
+                                          "touchpoint", NULL};
+    const char *v[6] = {NULL};
+    char **dst[6] = {NULL, &r->event, &r->channel, &r->path_prefix, &r->name, &r->touchpoint_in};
+    if (check_map(L, m, "rules[].match") < 0 || only_keys(L, m, "rules[].match", allowed) < 0) return -1;
+    if (m->n == 0) return fail(L, m->line, "rule: match needs at least one field");
+    for (int i = 0; i < 6; i++) {
+        char what[64];
+        snprintf(what, sizeof(what), "rules[].match.%s", allowed[i]);
+        if (scalar(L, map_get(m, allowed[i]), what, &v[i]) < 0) return -1;
+        if (v[i] && strlen(v[i]) > 255) return fail(L, m->line, "%s: longer than 255 bytes", what);
+        if (i && v[i] && !(*dst[i] = strdup(v[i]))) return fail(L, m->line, "out of memory");
+    }
+    if (v[0]) {
+        r->has_type = 1;
+        r->type = -1;
+        for (int t = 0; TYPES[t]; t++)
+            if (!strcmp(v[0], TYPES[t])) r->type = t;
+        if (r->type < 0)
+            return fail(L, map_get(m, "type")->line,
+                        "rule: match.type '%s' is not one of track, page, screen, identify, alias, heartbeat", v[0]);
+    }
+    return 0;
+}
+
+static int load_rule(loader_t *L, config_t *c, const node_t *n, cfg_rule_t *r) {
+    static const char *const allowed[] = {"match", "phase", "touchpoint", NULL};
+    const char *phase = NULL, *tp = NULL;
+    memset(r, 0, sizeof(*r));
+    r->line = n->line;
+    r->phase = -1;
+    if (check_map(L, n, "rules[]") < 0 || only_keys(L, n, "rules[]", allowed) < 0) return -1;
+    const node_t *m = map_get(n, "match");
+    if (!m) return fail(L, n->line, "rule: 'match' is required");
+    if (rule_match(L, r, m) < 0 || scalar(L, map_get(n, "phase"), "rules[].phase", &phase) < 0 ||
+        scalar(L, map_get(n, "touchpoint"), "rules[].touchpoint", &tp) < 0)
+        return -1;
+    if (!phase && !tp) return fail(L, n->line, "rule: needs a phase, a touchpoint or both");
+    if (phase && (r->phase = config_phase_index(c, phase)) < 0)
+        return fail(L, map_get(n, "phase")->line, "rule: unknown phase '%s'", phase);
+    if (tp && !valid_name(tp))
+        return fail(L, map_get(n, "touchpoint")->line,
+                    "rule: touchpoint '%s' must be 1..%d characters of a-z, 0-9, _", tp, JD_NAME_MAX);
+    if (tp && !(r->touchpoint = strdup(tp))) return fail(L, n->line, "out of memory");
+    return 0;
+}
+
+static void rules_free(config_t *c) {
+    for (int i = 0; i < c->n_rules; i++) {
+        cfg_rule_t *r = &c->rules[i];
+        free(r->event);
+        free(r->channel);
+        free(r->path_prefix);
+        free(r->name);
+        free(r->touchpoint_in);
+        free(r->touchpoint);
+    }
+    free(c->rules);
+    c->rules = NULL;
+    c->n_rules = 0;
+}
+
+static int load_rules(loader_t *L, config_t *c, const node_t *seq) {
+    if (seq->type != N_SEQ) return fail(L, seq->line, "rules: expected a list");
+    if (seq->n > CFG_MAX_RULES) return fail(L, seq->line, "rules: at most %d rules", CFG_MAX_RULES);
+    rules_free(c);
+    c->rules = calloc((size_t)seq->n + 1, sizeof(*c->rules));
+    if (!c->rules) return fail(L, seq->line, "out of memory");
+    for (int i = 0; i < seq->n; i++) {
+        int rc = load_rule(L, c, seq->kids[i], &c->rules[i]);
+        c->n_rules++; /* so that rules_free() releases a half-loaded rule too */
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* ---- defaults --------------------------------------------------------------------- */
+
+static const cfg_phase_t DEFAULT_PHASES[] = {
+    {"search", 30 * 60000LL},
+    {"information", 3 * 86400000LL},
+    {"purchase", 2 * 3600000LL},
+    {"loyalty", 28 * 86400000LL},
+};
+
+/* The default classification; config/journeyd.yaml ships the same rules. */
+static const struct {
+    const char *type, *event, *channel, *path_prefix, *name, *phase, *touchpoint;
+} DEFAULT_RULES[] = {
+    {"track", "Search Result Clicked", NULL, NULL, NULL, "search", "search_engine"},
+    {"track", "Ad Clicked", NULL, NULL, NULL, "search", "ads"},
+    {"track", "Social Post Clicked", "social", NULL, NULL, "search", "social_media"},
+    {"page", NULL, NULL, "/community", NULL, "search", "forum"},
+    {"page", NULL, NULL, "/products", NULL, "information", "company_site"},
+    {"track", "Comparison Viewed", NULL, NULL, NULL, "information", "comparison_portal"},
+    {"page", NULL, NULL, "/reviews", NULL, "information", "reviews"},
+    {"track", "Advice Call Completed", "phone", NULL, NULL, "information", "phone_advice"},
+    {"track", "Demo Attended", "store", NULL, NULL, "information", "store_demo"},
+    {"screen", NULL, "app", NULL, "Product Detail", "information", "app_product"},
+    {"track", "Product Added", NULL, NULL, NULL, "purchase", "cart"},
+    {"page", NULL, NULL, "/checkout", NULL, "purchase", "checkout"},
+    {"track", "Checkout Started", NULL, NULL, NULL, "purchase", "checkout"},
+    {"track", "Order Completed", "web", NULL, NULL, "purchase", "web_shop"},
+    {"track", "Order Completed", "app", NULL, NULL, "purchase", "app_shop"},
+    {"track", "Order Completed", "phone", NULL, NULL, "purchase", "phone_order"},
+    {"track", "Order Completed", "store", NULL, NULL, "purchase", "store"},
+    {"track", "Order Confirmation Opened", "email", NULL, NULL, "loyalty", "order_confirmation"},
+    {"track", "Order Delivered", NULL, NULL, NULL, "loyalty", "delivery"},
+    {"track", "Chat Started", "chat", NULL, NULL, "loyalty", "support_chat"},
+    {"track", "Bot Conversation", "chat", NULL, NULL, "loyalty", "service_bot"},
+    {"screen", NULL, "app", NULL, "Service", "loyalty", "service_app"},
+    {"track", "Support Call Completed", "phone", NULL, NULL, "loyalty", "phone_support"},
+    {"track", "Email Opened", "email", NULL, NULL, NULL, "newsletter"},
+};
+#define N_DEFAULT_RULES (sizeof(DEFAULT_RULES) / sizeof(DEFAULT_RULES[0]))
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static int set_defaults(loader_t *L, config_t *c) {
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (KEYS[i].type == T_LIST) {
+            if (!(c->topics[0] = strdup(KEYS[i].def))) return fail(L, 0, "out of memory");
+            c->n_topics = 1;
+        } else if (set_value(L, c, &KEYS[i], KEYS[i].def, 0) < 0) {
+            return -1;
+        }
+    }
+    memcpy(c->phases, DEFAULT_PHASES, sizeof(DEFAULT_PHASES));
+    c->n_phases = (int)(sizeof(DEFAULT_PHASES) / sizeof(DEFAULT_PHASES[0]));
+    if (!(c->rules = calloc(N_DEFAULT_RULES, sizeof(*c->rules)))) return fail(L, 0, "out of memory");
+    for (size_t i = 0; i < N_DEFAULT_RULES; i++) {
+        cfg_rule_t *r = &c->rules[c->n_rules++];
+        r->has_type = 1;
+        for (int t = 0; TYPES[t]; t++)
+            if (!strcmp(DEFAULT_RULES[i].type, TYPES[t])) r->type = t;
+        r->event = dup_or_null(DEFAULT_RULES[i].event);
+        r->channel = dup_or_null(DEFAULT_RULES[i].channel);
+        r->path_prefix = dup_or_null(DEFAULT_RULES[i].path_prefix);
+        r->name = dup_or_null(DEFAULT_RULES[i].name);
+        r->touchpoint = dup_or_null(DEFAULT_RULES[i].touchpoint);
+        r->phase = DEFAULT_RULES[i].phase ? config_phase_index(c, DEFAULT_RULES[i].phase) : -1;
+    }
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------------------ */
+
+static int is_section(const char *s) {
+    for (int i = 0; SECTIONS[i]; i++)
+        if (!strcmp(s, SECTIONS[i])) return 1;
+    return 0;
+}
+
+static int load_root(loader_t *L, config_t *c, const node_t *root) {
+    if (check_map(L, root, "the configuration") < 0) return -1;
+    const node_t *phases = map_get(root, "phases"), *rules = map_get(root, "rules");
+    for (int i = 0; i < root->n; i += 2) {
+        const char *sec = root->kids[i]->value;
+        const node_t *v = root->kids[i + 1];
+        int rc;
+        if (v->type == N_SCALAR && !v->quoted && !v->value[0] && is_section(sec)) continue; /* "section:" alone */
+        if (!strcmp(sec, "kafka")) rc = load_kafka(L, c, v);
+        else if (!strcmp(sec, "phases")) rc = load_phases(L, c, v);
+        else if (!strcmp(sec, "rules")) rc = 0; /* after the phases, below */
+        else if (is_section(sec)) rc = load_section(L, c, sec, v);
+        else rc = unknown_key(L, root->kids[i]->line, "section", sec, SECTIONS);
+        if (rc < 0) return -1;
+    }
+    if (phases && !rules)
+        return fail(L, phases->line, "phases are given, so rules must be given too (the default rules name the default phases)");
+    if (rules && load_rules(L, c, rules) < 0) return -1;
+    return 0;
+}
+
+static int has_kafka_key(const config_t *c, const char *k) {
+    for (int i = 0; i < c->n_kafka; i++)
+        if (!strcmp(c->kafka[i].key, k)) return 1;
+    return 0;
+}
+
+config_t *config_load(const char *path, char *errbuf, size_t errlen) {
+    loader_t L = {.path = path, .err = errbuf, .errlen = errlen, .nodes = 0};
+    node_t *root = NULL;
+    config_t *c = calloc(1, sizeof(*c));
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fail(&L, 0, "cannot open: %s", strerror(errno));
+        goto fail;
+    }
+    if (!c || !(c->path = strdup(path)) || set_defaults(&L, c) < 0) goto fail;
+    if (!(root = parse_file(&L, f))) goto fail;
+    if (load_root(&L, c, root) < 0) goto fail;
+    if (!has_kafka_key(c, "bootstrap.servers") && c->n_kafka < CFG_MAX_KAFKA) {
+        c->kafka[c->n_kafka].key = strdup("bootstrap.servers");
+        c->kafka[c->n_kafka].value = strdup("127.0.0.1:19092");
+        c->n_kafka++;
+    }
+    node_free(root);
+    fclose(f);
+    return c;
+fail:
+    node_free(root);
+    if (f) fclose(f);
+    config_free(c);
+    return NULL;
+}
+
+void config_free(config_t *c) {
+    if (!c) return;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (KEYS[i].type == T_STR) free(*(char **)((char *)c + KEYS[i].off));
+    for (int i = 0; i < c->n_topics; i++) free(c->topics[i]);
+    for (int i = 0; i < c->n_kafka; i++) {
+        free(c->kafka[i].key);
+        free(c->kafka[i].value);
+    }
+    rules_free(c);
+    free(c->path);
+    free(c);
+}
+
+int config_phase_index(const config_t *c, const char *name) {
+    for (int i = 0; i < c->n_phases; i++)
+        if (!strcmp(c->phases[i].name, name)) return i;
+    return -1;
+}
+
+bool config_is_secret(const char *k) {
+    return strstr(k, "password") || strstr(k, "secret") || strstr(k, "sasl.jaas") ||
+           !strcmp(k, "ssl.key.pem") || !strcmp(k, "sasl.oauthbearer.config") ||
+           !strcmp(k, "ssl.keystore.location.password");
+}
+
+/* ---- dump ------------------------------------------------------------------------------ */
+
+static void dump_str(FILE *out, const char *s) {
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+static void dump_key(const config_t *c, const key_t_ *k, FILE *out) {
+    const char *base = (const char *)c;
+    char buf[32];
+    fprintf(out, "  %s: ", strchr(k->name, '.') + 1);
+    switch (k->type) {
+    case T_STR:
+        if (k->secret && **(char *const *)(base + k->off)) fputs("\"***\"", out);
+        else dump_str(out, *(char *const *)(base + k->off));
+        break;
+    case T_ENUM: fputs(k->choices[*(const int *)(base + k->off)], out); break;
+    case T_LIST:
+        fputc('[', out);
+        for (int i = 0; i < c->n_topics; i++) {
+            if (i) fputs(", ", out);
+            dump_str(out, c->topics[i]);
+        }
+        fputc(']', out);
+        break;
+    case T_DUR:
+        format_duration(k->off == OFF(allowed_lateness_ms) ? *(const int64_t *)(base + k->off)
+                                                           : *(const int *)(base + k->off),
+                        buf, sizeof(buf));
+        fputs(buf, out);
+        break;
+    case T_INT:
+        if (k->off >= OFF(limits) && k->off < OFF(limits) + sizeof(decode_limits_t))
+            fprintf(out, "%llu", k->off <= LIM(max_string_bytes)
+                                     ? (unsigned long long)*(const size_t *)(base + k->off)
+                                     : (unsigned long long)*(const uint32_t *)(base + k->off));
+        else
+            fprintf(out, "%d", *(const int *)(base + k->off));
+        break;
+    }
+    fputc('\n', out);
+}
+
+static void dump_rule(const config_t *c, const cfg_rule_t *r, FILE *out) {
+    const char *names[] = {"event", "channel", "path_prefix", "name", "touchpoint"};
+    const char *vals[] = {r->event, r->channel, r->path_prefix, r->name, r->touchpoint_in};
+    fputs("  - match: {", out);
+    int first = 1;
+    if (r->has_type) {
+        fprintf(out, "type: %s", TYPES[r->type]);
+        first = 0;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (!vals[i]) continue;
+        fprintf(out, "%s%s: ", first ? "" : ", ", names[i]);
+        dump_str(out, vals[i]);
+        first = 0;
+    }
+    fputs("}", out);
+    if (r->phase >= 0) fprintf(out, "\n    phase: %s", c->phases[r->phase].name);
+    if (r->touchpoint) fprintf(out, "\n    touchpoint: %s", r->touchpoint);
+    fputc('\n', out);
+}
+
+void config_dump(const config_t *c, FILE *out) {
+    char buf[32];
+    const char *section = "";
+    fprintf(out, "# effective configuration of %s (secrets shown as ***)\nkafka:\n", c->path);
+    for (int i = 0; i < c->n_kafka; i++) {
+        fprintf(out, "  %s: ", c->kafka[i].key);
+        dump_str(out, config_is_secret(c->kafka[i].key) ? "***" : c->kafka[i].value);
+        fputc('\n', out);
+    }
+    for (size_t i = 0; i < N_KEYS; i++) {
+        size_t sl = (size_t)(strchr(KEYS[i].name, '.') - KEYS[i].name);
+        if (strncmp(section, KEYS[i].name, sl) || section[sl]) {
+            fprintf(out, "%.*s:\n", (int)sl, KEYS[i].name);
+            section = KEYS[i].name;
+        }
+        dump_key(c, &KEYS[i], out);
+    }
+    fputs("phases:\n", out);
+    for (int i = 0; i < c->n_phases; i++) {
+        format_duration(c->phases[i].timeout_ms, buf, sizeof(buf));
+        fprintf(out, "  - name: %s\n    timeout: %s\n", c->phases[i].name, buf);
+    }
+    fputs("rules:\n", out);
+    for (int i = 0; i < c->n_rules; i++) dump_rule(c, &c->rules[i], out);
+}
