@@ -857,7 +857,7 @@ void config_dump(const config_t *c, FILE *out) {
     }
     for (size_t i = 0; i < N_KEYS; i++) {
         size_t sl = (size_t)(strchr(KEYS[i].name, '.') - KEYS[i].name);
-        if (strncmp(section, KEYS[i].name, sl) || section[sl]) {
+        if (strncmp(section, KEYS[i].name, sl + 1)) {
             fprintf(out, "%.*s:\n", (int)sl, KEYS[i].name);
             section = KEYS[i].name;
         }

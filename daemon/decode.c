@@ -443,8 +443,8 @@ static int json_value(dec_t *d, jcur_t *c, const unsigned char *start, pos_t pos
         if (json_literal(d, c, start, "null") < 0) return -1;
         return leaf_null(d, pos);
     default: {
-        double v;
-        int is_int;
+        double v = 0;
+        int is_int = 0;
         if (json_number(d, c, start, &v, &is_int) < 0) return -1;
         if (pos == X_SKIP) return 0;
         if (pos >= F__LEAVES) return leaf_other(d, pos, "a number");
