@@ -772,6 +772,8 @@ int config_phase_index(const config_t *c, const char *name) {
     return -1;
 }
 
+int config_parse_duration(const char *s, int64_t *ms) { return parse_duration(s, ms); }
+
 bool config_is_secret(const char *k) {
     return strstr(k, "password") || strstr(k, "secret") || strstr(k, "sasl.jaas") ||
            !strcmp(k, "ssl.key.pem") || !strcmp(k, "sasl.oauthbearer.config") ||

@@ -111,6 +111,9 @@ int config_phase_index(const config_t *cfg, const char *name);
 /* Print the effective configuration as YAML, secrets as "***". */
 void config_dump(const config_t *cfg, FILE *out);
 
+/* Parse a duration ("500ms", "30s", "5m", "2h", "7d", "2w", or plain ms). 0 / -1. */
+int config_parse_duration(const char *s, int64_t *ms);
+
 /* Whether a kafka.* property name holds a secret. */
 bool config_is_secret(const char *kafka_key);
 

@@ -743,6 +743,8 @@ static int parse_iso8601(const char *s, int64_t *ms) {
     return 0;
 }
 
+int decode_parse_time(const char *s, int64_t *ms) { return parse_iso8601(s, ms); }
+
 static int set_timestamp(dec_t *d) {
     event_t *ev = d->ev;
     if (d->str[F_TIMESTAMP]) {

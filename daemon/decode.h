@@ -56,4 +56,8 @@ decode_status_t decode_event(const void *buf, size_t len, decode_encoding_t enc,
                              char *arena, size_t arena_cap,
                              char *errbuf, size_t errlen);
 
+/* Parse an ISO-8601 time with a zone ("2026-01-05T10:00:00.123+01:00") into
+ * epoch milliseconds. 0 / -1. */
+int decode_parse_time(const char *s, int64_t *ms);
+
 #endif

@@ -1,0 +1,62 @@
+/*
+ * gen.h -- the journey simulator behind `journeyctl gen`: deterministic,
+ * realistic customer journeys through the phases of the default model, with
+ * their ground truth. Pure: events go to a callback, no I/O.
+ */
+#ifndef JD_GEN_H
+#define JD_GEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define GEN_PHASES 4
+
+typedef struct gen_opts {
+    uint64_t seed;
+    uint64_t customers;        /* customers to simulate */
+    uint64_t max_events;       /* stop after this many messages (0 = no limit) */
+    int64_t start_ms;          /* simulated period start */
+    int64_t period_ms;         /* customers arrive over this period */
+    int msgpack;               /* encoding: 0 JSON, 1 MessagePack */
+    int epoch_ms_timestamps;   /* timestamps as integers instead of ISO strings */
+    double drop[GEN_PHASES - 1];   /* drop-off probability per phase (not loyalty) */
+    double mean_touchpoints[GEN_PHASES]; /* mean touchpoints per phase */
+    double survey_rate;        /* survey answer after a touchpoint */
+    double journey_survey_rate;/* journey-scope answer at the end */
+    double dup_rate, ooo_rate, anon_rate, invalid_rate;
+    int64_t max_lateness_ms;   /* out-of-order delay bound */
+    int anon_key_user;         /* Kafka key of anonymous events: eventual userId */
+} gen_opts_t;
+
+/* Defaults: see gen.c. */
+void gen_defaults(gen_opts_t *o);
+
+/* One message: key (customer id), value, event time, delivery time. */
+typedef int (*gen_emit_fn)(const char *key, size_t keylen, const void *value, size_t len,
+                           int64_t ts_ms, void *opaque);
+
+/* Aggregate truth from the simulation (what each customer really did). */
+typedef struct gen_truth {
+    uint64_t messages, valid, duplicates, out_of_order, invalid, identifies, surveys;
+    uint64_t invalid_by_kind[6];
+    uint64_t journeys;
+    uint64_t reached[GEN_PHASES], progressed[GEN_PHASES], dropped[GEN_PHASES], completed[GEN_PHASES];
+    uint64_t touchpoints_before_purchase, purchasers;
+} gen_truth_t;
+
+extern const char *const GEN_INVALID_KINDS[6];
+extern const char *const GEN_PHASE_NAMES[GEN_PHASES];
+
+/*
+ * Run the simulation. emit is called for every message in delivery order
+ * (non-zero return stops it). If journeys is not NULL, one JSON line per
+ * customer journey (the ground truth) is written there as each journey ends.
+ * Returns 0, or the emit callback's non-zero value.
+ */
+int gen_run(const gen_opts_t *o, gen_emit_fn emit, void *opaque, FILE *journeys, gen_truth_t *truth);
+
+/* The truth as one JSON document. */
+void gen_truth_print(const gen_truth_t *t, const gen_opts_t *o, FILE *out);
+
+#endif

@@ -1,0 +1,295 @@
+/*
+ * gen_cli.c -- `journeyctl gen`: parses the options, runs the simulator
+ * (gen.c) and writes its events to a file (NDJSON or a MessagePack stream)
+ * or to a Kafka topic (librdkafka producer, keyed by customer), plus the
+ * ground truth. Owns the output file and the producer.
+ */
+#include "gen_cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "decode.h"
+#include "gen.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+        "usage: journeyctl gen [options] (--out FILE | --topic TOPIC)\n"
+        "  --seed N              random seed (default 1); same seed, same output\n"
+        "  --customers N         customers to simulate (default 10000)\n"
+        "  --events N            stop after N messages (default: when every journey ended)\n"
+        "  --start TIME          ISO-8601 start of the simulated period (default 2026-01-05T00:00:00Z)\n"
+        "  --period DUR          customers arrive over this period (default 1d)\n"
+        "  --encoding json|msgpack   (default json)\n"
+        "  --epoch-ms            timestamps as epoch milliseconds instead of ISO-8601\n"
+        "  --out FILE            write NDJSON / a MessagePack stream to FILE ('-' = stdout)\n"
+        "  --topic TOPIC         produce to Kafka, keyed by customer id\n"
+        "  --brokers LIST        bootstrap servers (default 127.0.0.1:19092)\n"
+        "  -X key=value          any librdkafka producer property\n"
+        "  --truth FILE          write the aggregate ground truth (JSON)\n"
+        "  --journeys FILE       write every journey's ground truth (NDJSON)\n"
+        "  --drop S,I,P          drop-off probability in search, information, purchase\n"
+        "                        (default 0.35,0.30,0.20)\n"
+        "  --survey-rate P       survey answer after a touchpoint (default 0.08)\n"
+        "  --journey-survey-rate P   journey-scope answer at the end (default 0.3)\n"
+        "  --dup-rate P          duplicated messageIds (default 0)\n"
+        "  --ooo-rate P          out-of-order delivery, within --max-lateness (default 0)\n"
+        "  --max-lateness DUR    out-of-order bound (default 4m)\n"
+        "  --anon-rate P         anonymous customers identified later (default 0)\n"
+        "  --anon-key user|anon  Kafka key of anonymous events (default user: same partition)\n"
+        "  --invalid-rate P      invalid events, for the dead-letter topic (default 0)\n");
+}
+
+typedef struct out {
+    FILE *f;
+    rd_kafka_t *rk;
+    char *topic;
+    int msgpack;
+    uint64_t failed, delivered;
+} out_t;
+
+static int emit_file(const char *key, size_t keylen, const void *val, size_t len, int64_t ts, void *opaque) {
+    out_t *o = opaque;
+    (void)key, (void)keylen, (void)ts;
+    if (fwrite(val, 1, len, o->f) != len) return -1;
+    if (!o->msgpack && fputc('\n', o->f) == EOF) return -1;
+    return 0;
+}
+
+static int emit_kafka(const char *key, size_t keylen, const void *val, size_t len, int64_t ts, void *opaque) {
+    out_t *o = opaque;
+    (void)ts;
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            o->rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_END);
+        if (!err) break;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            fprintf(stderr, "journeyctl gen: produce: %s\n", rd_kafka_err2str(err));
+            return -1;
+        }
+        rd_kafka_poll(o->rk, 50);
+    }
+    rd_kafka_poll(o->rk, 0);
+    return 0;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    out_t *o = opaque;
+    (void)rk;
+    if (m->err) {
+        if (!o->failed) fprintf(stderr, "journeyctl gen: delivery failed: %s\n", rd_kafka_err2str(m->err));
+        o->failed++;
+    } else {
+        o->delivered++;
+    }
+}
+
+static int open_kafka(out_t *o, const char *brokers, char **props, int nprops) {
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *defaults[][2] = {
+        {"bootstrap.servers", brokers}, {"linger.ms", "20"}, {"batch.num.messages", "10000"},
+        {"queue.buffering.max.messages", "1000000"}, {"queue.buffering.max.kbytes", "1048576"},
+        {"compression.codec", "lz4"}, {"enable.idempotence", "true"},
+    };
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], err, sizeof(err))) goto fail;
+    for (int i = 0; i < nprops; i++) {
+        char *eq = strchr(props[i], '=');
+        if (!eq) {
+            snprintf(err, sizeof(err), "-X %s: expected key=value", props[i]);
+            goto fail;
+        }
+        *eq = '\0';
+        if (rd_kafka_conf_set(conf, props[i], eq + 1, err, sizeof(err))) goto fail;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, o);
+    if (!(o->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) goto fail;
+    return 0;
+fail:
+    fprintf(stderr, "journeyctl gen: kafka: %s\n", err);
+    if (!o->rk) rd_kafka_conf_destroy(conf);
+    return -1;
+}
+
+static int parse_prob(const char *s, double *p) {
+    char *end;
+    errno = 0;
+    *p = strtod(s, &end);
+    return end == s || *end || errno || *p < 0 || *p > 1 ? -1 : 0;
+}
+
+static int parse_u64(const char *s, uint64_t *v) {
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (end == s || *end || errno || s[0] == '-') return -1;
+    *v = x;
+    return 0;
+}
+
+static int parse_drop(const char *s, gen_opts_t *o) {
+    char buf[128], *save = NULL;
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *tok = strtok_r(buf, ",", &save);
+    for (int i = 0; i < GEN_PHASES - 1; i++, tok = strtok_r(NULL, ",", &save))
+        if (!tok || parse_prob(tok, &o->drop[i]) < 0) return -1;
+    return tok ? -1 : 0;
+}
+
+typedef struct cli_opts {
+    gen_opts_t g;
+    const char *out, *topic, *brokers, *truth, *journeys;
+    char *props[64];
+    int nprops;
+} cli_opts_t;
+
+enum { O_SEED = 256, O_CUST, O_EVENTS, O_START, O_PERIOD, O_ENC, O_EPOCH, O_OUT, O_TOPIC,
+       O_BROKERS, O_TRUTH, O_JOURNEYS, O_DROP, O_SURVEY, O_JSURVEY, O_DUP, O_OOO, O_LATE,
+       O_ANON, O_ANONKEY, O_INVALID, O_HELP };
+
+static int parse_one(cli_opts_t *c, int opt, const char *arg) {
+    gen_opts_t *g = &c->g;
+    switch (opt) {
+    case O_SEED: return parse_u64(arg, &g->seed);
+    case O_CUST: return parse_u64(arg, &g->customers) < 0 || !g->customers ? -1 : 0;
+    case O_EVENTS: return parse_u64(arg, &g->max_events);
+    case O_START: return decode_parse_time(arg, &g->start_ms);
+    case O_PERIOD: return config_parse_duration(arg, &g->period_ms) < 0 || g->period_ms <= 0 ? -1 : 0;
+    case O_ENC:
+        if (strcmp(arg, "json") && strcmp(arg, "msgpack")) return -1;
+        g->msgpack = !strcmp(arg, "msgpack");
+        return 0;
+    case O_EPOCH: g->epoch_ms_timestamps = 1; return 0;
+    case O_OUT: c->out = arg; return 0;
+    case O_TOPIC: c->topic = arg; return 0;
+    case O_BROKERS: c->brokers = arg; return 0;
+    case 'X':
+        if (c->nprops == 64) return -1;
+        c->props[c->nprops++] = (char *)arg;
+        return 0;
+    case O_TRUTH: c->truth = arg; return 0;
+    case O_JOURNEYS: c->journeys = arg; return 0;
+    case O_DROP: return parse_drop(arg, g);
+    case O_SURVEY: return parse_prob(arg, &g->survey_rate);
+    case O_JSURVEY: return parse_prob(arg, &g->journey_survey_rate);
+    case O_DUP: return parse_prob(arg, &g->dup_rate);
+    case O_OOO: return parse_prob(arg, &g->ooo_rate);
+    case O_LATE: return config_parse_duration(arg, &g->max_lateness_ms) < 0 || g->max_lateness_ms < 1 ? -1 : 0;
+    case O_ANON: return parse_prob(arg, &g->anon_rate);
+    case O_ANONKEY:
+        if (strcmp(arg, "user") && strcmp(arg, "anon")) return -1;
+        g->anon_key_user = !strcmp(arg, "user");
+        return 0;
+    case O_INVALID: return parse_prob(arg, &g->invalid_rate);
+    default: return -1;
+    }
+}
+
+static int parse_args(cli_opts_t *c, int argc, char **argv) {
+    static const struct option L[] = {
+        {"seed", 1, NULL, O_SEED}, {"customers", 1, NULL, O_CUST}, {"events", 1, NULL, O_EVENTS},
+        {"start", 1, NULL, O_START}, {"period", 1, NULL, O_PERIOD}, {"encoding", 1, NULL, O_ENC},
+        {"epoch-ms", 0, NULL, O_EPOCH}, {"out", 1, NULL, O_OUT}, {"topic", 1, NULL, O_TOPIC},
+        {"brokers", 1, NULL, O_BROKERS}, {"truth", 1, NULL, O_TRUTH}, {"journeys", 1, NULL, O_JOURNEYS},
+        {"drop", 1, NULL, O_DROP}, {"survey-rate", 1, NULL, O_SURVEY},
+        {"journey-survey-rate", 1, NULL, O_JSURVEY}, {"dup-rate", 1, NULL, O_DUP},
+        {"ooo-rate", 1, NULL, O_OOO}, {"max-lateness", 1, NULL, O_LATE}, {"anon-rate", 1, NULL, O_ANON},
+        {"anon-key", 1, NULL, O_ANONKEY}, {"invalid-rate", 1, NULL, O_INVALID},
+        {"help", 0, NULL, O_HELP}, {NULL, 0, NULL, 0},
+    };
+    int opt, idx;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "X:", L, &idx)) != -1) {
+        if (opt == O_HELP) {
+            usage(stdout);
+            return 1;
+        }
+        if (opt == '?' || parse_one(c, opt, optarg) < 0) {
+            if (opt != '?')
+                fprintf(stderr, "journeyctl gen: bad value '%s' for %s\n", optarg ? optarg : "",
+                        opt == 'X' ? "-X" : argv[optind - 1 - (optarg == argv[optind - 1])]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc || !c->out == !c->topic) {
+        fprintf(stderr, "journeyctl gen: give exactly one of --out FILE and --topic TOPIC\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+static int write_truth(const cli_opts_t *c, const gen_truth_t *t) {
+    if (!c->truth) return 0;
+    FILE *f = fopen(c->truth, "w");
+    if (!f) {
+        fprintf(stderr, "journeyctl gen: %s: %s\n", c->truth, strerror(errno));
+        return -1;
+    }
+    gen_truth_print(t, &c->g, f);
+    return fclose(f) ? -1 : 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int gen_cli_main(int argc, char **argv) {
+    cli_opts_t c;
+    out_t o;
+    gen_truth_t t;
+    FILE *jf = NULL;
+    int rc = 1;
+    memset(&c, 0, sizeof(c));
+    memset(&o, 0, sizeof(o));
+    gen_defaults(&c.g);
+    c.brokers = "127.0.0.1:19092";
+    int pr = parse_args(&c, argc, argv);
+    if (pr) return pr == 1 ? 0 : 2;
+    o.msgpack = c.g.msgpack;
+    o.topic = (char *)c.topic;
+    if (c.journeys && !(jf = fopen(c.journeys, "w"))) {
+        fprintf(stderr, "journeyctl gen: %s: %s\n", c.journeys, strerror(errno));
+        return 1;
+    }
+    if (c.out) o.f = strcmp(c.out, "-") ? fopen(c.out, "wb") : stdout;
+    if (c.out && !o.f) {
+        fprintf(stderr, "journeyctl gen: %s: %s\n", c.out, strerror(errno));
+        goto out;
+    }
+    if (c.topic && open_kafka(&o, c.brokers, c.props, c.nprops) < 0) goto out;
+    double t0 = now_s();
+    int grc = gen_run(&c.g, c.topic ? emit_kafka : emit_file, &o, jf, &t);
+    if (o.rk) {
+        while (rd_kafka_outq_len(o.rk) > 0 && !o.failed) rd_kafka_flush(o.rk, 1000);
+    }
+    double dt = now_s() - t0;
+    fprintf(stderr, "journeyctl gen: %llu messages (%llu duplicates, %llu invalid, %llu out of order), "
+            "%llu journeys in %.2fs: %.0f messages/s\n",
+            (unsigned long long)t.messages, (unsigned long long)t.duplicates,
+            (unsigned long long)t.invalid, (unsigned long long)t.out_of_order,
+            (unsigned long long)t.journeys, dt, (double)t.messages / (dt > 0 ? dt : 1));
+    if (grc || o.failed) {
+        fprintf(stderr, "journeyctl gen: failed (%llu deliveries failed)\n", (unsigned long long)o.failed);
+        goto out;
+    }
+    rc = write_truth(&c, &t) < 0 ? 1 : 0;
+out:
+    if (o.rk) rd_kafka_destroy(o.rk);
+    if (o.f && o.f != stdout && fclose(o.f)) rc = 1;
+    if (o.f == stdout) fflush(stdout);
+    if (jf && fclose(jf)) rc = 1;
+    return rc;
+}
