@@ -288,7 +288,7 @@ int main(int argc, char **argv) {
         }
     }
     int known = !strcmp(cmd, "journey") || !strcmp(cmd, "stats") || !strcmp(cmd, "dump");
-    if (!known || (!strcmp(cmd, "journey") != !arg)) {
+    if (!known || (!strcmp(cmd, "journey") != (arg != NULL))) {
         fprintf(stderr, known ? "journeyctl %s: wrong arguments\n" : "journeyctl: unknown command '%s'\n", cmd);
         usage(stderr);
         return 2;
