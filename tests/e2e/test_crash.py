@@ -68,20 +68,28 @@ class CrashTest(unittest.TestCase):
         points = sorted(rnd.uniform(0.05, 0.95) * self.total for _ in range(KILLS))
         kills = []
         for point in points:
+            # every incarnation must make progress before it dies, and dies at
+            # a random moment, usually with a batch in flight
+            before = committed_total(prefix, self.topic)
             d = jdtest.Daemon(cfg)
             deadline = time.time() + 300
-            while committed_total(prefix, self.topic) < point and time.time() < deadline:
+            while time.time() < deadline:
+                now = committed_total(prefix, self.topic)
+                if now >= point and now > before:
+                    break
                 if d.proc.poll() is not None:
                     self.fail("journeyd exited early: %s" % d.logtext()[-2000:])
-                time.sleep(0.005)
-            kills.append(committed_total(prefix, self.topic))
+                time.sleep(0.002)
+            time.sleep(rnd.uniform(0, 0.03))
             d.kill9()
+            kills.append(committed_total(prefix, self.topic))
         d = jdtest.Daemon(cfg)
         jdtest.wait_committed(prefix, self.topic, PARTITIONS, timeout=300, proc=d.proc)
         self.assertEqual(d.stop(), 0)
         print("killed at committed offsets %s of %d" % (kills, self.total), file=sys.stderr)
-        # at least some kills must have happened mid-stream, not before or after
-        self.assertTrue(any(0 < k < self.total for k in kills), kills)
+        # every incarnation advanced, and the kills happened mid-stream
+        self.assertEqual(len(set(kills)), KILLS, kills)
+        self.assertTrue(all(0 < k < self.total for k in kills), kills)
         return cfg
 
     def test_crashes_leave_identical_state(self):
