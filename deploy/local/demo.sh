@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The journeyd demo on a fresh machine: installs what is missing, builds,
+# starts local Redis and Kafka, runs journeyd on the default configuration,
+# feeds it realistic generated journeys and shows them being built.
+#   JD_DEMO_CUSTOMERS (default 5000)  customers to simulate
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$REPO"
+. deploy/local/env.sh
+CUSTOMERS=${JD_DEMO_CUSTOMERS:-5000}
+
+./deploy/local/up.sh
+jd_log "building"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j2 >/dev/null
+
+LOG="$JD_LOCAL_DIR/journeyd-demo.log"
+jd_log "starting journeyd -c config/journeyd.yaml (log: $LOG)"
+./build/journeyd -c config/journeyd.yaml 2>>"$LOG" &
+JPID=$!
+trap 'kill -TERM $JPID 2>/dev/null; wait $JPID 2>/dev/null || true' EXIT
+
+SEED=$(date +%s)
+jd_log "generating $CUSTOMERS customer journeys (seed $SEED) into journeyd.events"
+./build/journeyctl gen --seed "$SEED" --customers "$CUSTOMERS" --period 2h \
+    --topic journeyd.events --brokers "$JD_KAFKA_BROKERS" \
+    --dup-rate 0.01 --ooo-rate 0.03 --anon-rate 0.2 --invalid-rate 0.005 \
+    --journeys "$JD_LOCAL_DIR/demo-journeys.ndjson" &
+GPID=$!
+
+show() {
+    /usr/bin/python3 - "$@" <<'PY'
+import json, subprocess, sys
+stats = json.loads(subprocess.run(["./build/journeyctl", "stats", "--json"], capture_output=True,
+                                  text=True, check=True).stdout)["total"]
+phases = {}
+for line in subprocess.run(["./build/journeyctl", "dump"], capture_output=True, text=True,
+                           check=True).stdout.splitlines():
+    d = json.loads(line)
+    if "journey" in d:
+        p = d["journey"]["phase"]
+        phases[p] = phases.get(p, 0) + 1
+order = ["search", "information", "purchase", "loyalty"]
+total = sum(phases.values()) or 1
+reached = 0
+print("\n  events consumed %-9d applied %-9d duplicates %-6d dead-lettered %-5d merged ids %d" % (
+    stats.get("consumed", 0), stats.get("applied", 0), stats.get("duplicate", 0),
+    stats.get("deadletter", 0), stats.get("merged", 0)))
+print("  journeys by furthest phase reached (reached = this phase or later):")
+for i, p in enumerate(order):
+    here = phases.get(p, 0)
+    reach = sum(phases.get(q, 0) for q in order[i:])
+    bar = "#" * int(50 * reach / total)
+    print("    %-12s %6d now here   %6d reached  %-50s" % (p, here, reach, bar))
+PY
+}
+
+for i in 1 2 3 4 5; do
+    sleep 2
+    show
+done
+wait $GPID
+sleep 2
+show
+CUST=$(head -n 200 "$JD_LOCAL_DIR/demo-journeys.ndjson" | /usr/bin/python3 -c '
+import json, sys
+best = max((json.loads(l) for l in sys.stdin), key=lambda j: j["events"])
+print(best["customer"])')
+echo
+jd_log "one of the longest journeys: ./build/journeyctl journey $CUST"
+./build/journeyctl journey "$CUST"
+echo
+jd_log "try: ./build/journeyctl journey <customer> --json | ./build/journeyctl stats | ./build/journeyctl dump"
+jd_log "stop the services with ./deploy/local/down.sh"
