@@ -341,6 +341,7 @@ static int json_value(dec_t *d, jcur_t *c, const unsigned char *start, pos_t pos
 static int json_string_value(dec_t *d, jcur_t *c, const unsigned char *start, pos_t pos) {
     size_t len;
     c->p++;
+    if (pos == F_SCORE) return type_error(d, pos, "a number");
     if (pos < F__LEAVES) {
         if (mark_seen(d, pos) < 0) return -1;
         char *out = arena_take(d, (size_t)(c->end - c->p));
@@ -634,6 +635,7 @@ static int mp_map(dec_t *d, mcur_t *c, uint64_t n, pos_t pos) {
 static int mp_string_value(dec_t *d, const mpval_t *v, pos_t pos) {
     if (pos == X_SKIP) return check_len(d, X_SKIP, v->len);
     if (pos >= F__LEAVES) return leaf_other(d, pos, "a string");
+    if (pos == F_SCORE) return type_error(d, pos, "a number");
     if (mark_seen(d, pos) < 0 || check_len(d, pos, v->len) < 0) return -1;
     char *out = arena_take(d, v->len);
     if (!out) return -1;

@@ -62,7 +62,7 @@ def rss_peak_kb(pid):
 def run_journeyd(topic, dlq, total):
     r = jdtest.redis_client()
     prefix, group = jdtest.unique("bench"), jdtest.unique("bench-g")
-    cfg = jdtest.write_config(topic, dlq, prefix, group, "log:\n  level: warn\n")
+    cfg = jdtest.write_config(topic, dlq, prefix, group)
     mem0 = r.info("memory")["used_memory"]
     cmds0 = redis_cmdstats(r)
     t0 = time.monotonic()
