@@ -700,8 +700,10 @@ static int is_section(const char *s) {
 
 static int load_root(loader_t *L, config_t *c, const node_t *root) {
     if (check_map(L, root, "the configuration") < 0) return -1;
-    const node_t *phases = map_get(root, "phases"), *rules = map_get(root, "rules");
+    const node_t *rules = map_get(root, "rules");
+    int phases_line = 0;
     for (int i = 0; i < root->n; i += 2) {
+        if (!strcmp(root->kids[i]->value, "phases")) phases_line = root->kids[i]->line;
         const char *sec = root->kids[i]->value;
         const node_t *v = root->kids[i + 1];
         int rc;
@@ -713,8 +715,8 @@ static int load_root(loader_t *L, config_t *c, const node_t *root) {
         else rc = unknown_key(L, root->kids[i]->line, "section", sec, SECTIONS);
         if (rc < 0) return -1;
     }
-    if (phases && !rules)
-        return fail(L, phases->line, "phases are given, so rules must be given too (the default rules name the default phases)");
+    if (phases_line && !rules)
+        return fail(L, phases_line, "phases are given, so rules must be given too (the default rules name the default phases)");
     if (rules && load_rules(L, c, rules) < 0) return -1;
     return 0;
 }
