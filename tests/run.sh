@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: install what is missing, start
-# local Redis and Kafka, build, run every suite (unit, integration, e2e),
-# then the unit and integration suites again under ASan+UBSan. Exits non-zero
-# on any failure; the last lines are ctest's summary.
+# local Redis and Kafka, build, run every suite (unit, integration, e2e) under
+# ASan+UBSan, then again in the release build. Exits non-zero on any failure;
+# the last lines are ctest's summary.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
@@ -18,9 +18,10 @@ build() { # build DIR [cmake args...]
         cmake --build "$dir" -j2
 }
 
-echo "== build (ASan+UBSan) and unit + integration tests under sanitizers"
+echo "== build (ASan+UBSan) and every suite under the sanitizers"
 build build-asan -DJD_SANITIZE=ON || exit 1
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L 'unit|integration' -j2) ||
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --output-on-failure) ||
     { echo "tests/run.sh: sanitizer run failed" >&2; exit 1; }
 
 echo "== build (release) and every suite: unit, integration, e2e"
