@@ -178,7 +178,8 @@ typedef struct cust {
     uint64_t n;
     int64_t next_ts;
     int phase, left, drop_here, ordered, anon, identified, seg;
-    int pending_survey, pending_journey_survey, ended;
+    int pending_survey, pending_journey_survey;
+    int touches;          /* touchpoint events so far (not surveys, not identify) */
     char user[32], anon_id[40];
     /* truth */
     int64_t first_ts, last_ts, phase_ts[GEN_PHASES];
@@ -516,6 +517,8 @@ static void send_touch(sim_t *s, cust_t *c, const tpl_t *t, int phase) {
     }
     send_event(s, &e, event_key(s, c), 1);
     truth_event(c, e.ts, phase, t->tp);
+    c->touches++;
+    s->t->touches++;
 }
 
 static void send_survey(sim_t *s, cust_t *c, int journey_scope) {
@@ -530,6 +533,7 @@ static void send_survey(sim_t *s, cust_t *c, int journey_scope) {
     e.score = m == 0 ? weighted(&s->r, NPS_W[ph], 11)
             : m == 1 ? 1 + weighted(&s->r, CSAT_W[ph], 5) : 1 + weighted(&s->r, CES_W[ph], 7);
     send_event(s, &e, event_key(s, c), 1);
+    s->t->journey_surveys += journey_scope;
     /* journeyd's touchpoint for an unclassified event: properties.touchpoint */
     truth_event(c, e.ts, -1, e.tp ? e.tp : "unknown");
     c->sat_metric = e.metric;
@@ -631,7 +635,7 @@ static int step(sim_t *s, cust_t *c) {
         }
         if (c->phase == 2 && !c->drop_here && !c->ordered) {
             c->ordered = 1;
-            s->t->touchpoints_before_purchase += (uint64_t)c->n_tps + 1;
+            s->t->touchpoints_before_purchase += (uint64_t)c->touches + 1;
             s->t->purchasers++;
             send_touch(s, c, pick_tpl(&s->r, ORDERS, 4), 2);
             c->pending_survey = chance(&s->r, s->o->survey_rate);

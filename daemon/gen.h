@@ -39,6 +39,7 @@ typedef int (*gen_emit_fn)(const char *key, size_t keylen, const void *value, si
 /* Aggregate truth from the simulation (what each customer really did). */
 typedef struct gen_truth {
     uint64_t messages, valid, duplicates, out_of_order, invalid, identifies, surveys;
+    uint64_t touches, journey_surveys;
     uint64_t invalid_by_kind[6];
     uint64_t journeys;
     uint64_t reached[GEN_PHASES], progressed[GEN_PHASES], dropped[GEN_PHASES], completed[GEN_PHASES];
