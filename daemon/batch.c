@@ -68,8 +68,9 @@ struct batch {
     int n_msgs;                /* messages taken, good or bad */
     shard_t **shards;          /* shards with messages in this batch */
     int n_shards, cap_shards;
-    entry_t *tab;              /* open addressing, cap_tab a power of two */
-    size_t n_tab, cap_tab;
+    entry_t *tab;              /* open addressing, cap_tab a power of two; kept */
+    size_t n_tab, cap_tab;     /* between batches so its pages stay mapped */
+    size_t *used;              /* indices of the occupied slots, n_tab of them */
     char *arena;               /* decode scratch */
     size_t arena_cap;
 };
@@ -82,7 +83,12 @@ batch_t *batch_new(const config_t *cfg) {
     b->items = malloc((size_t)b->cap_items * sizeof(*b->items));
     b->arena_cap = cfg->limits.max_message_bytes + 64;
     b->arena = malloc(b->arena_cap);
-    if (!b->items || !b->arena) {
+    /* a batch names at most two ids per item, plus redirect targets */
+    b->cap_tab = 1024;
+    while (b->cap_tab < 4 * (size_t)cfg->batch_max_events) b->cap_tab *= 2;
+    b->tab = calloc(b->cap_tab, sizeof(*b->tab));
+    b->used = malloc(b->cap_tab * sizeof(*b->used));
+    if (!b->items || !b->arena || !b->tab || !b->used) {
         batch_free(b);
         return NULL;
     }
@@ -90,16 +96,19 @@ batch_t *batch_new(const config_t *cfg) {
 }
 
 static void table_clear(batch_t *b) {
-    for (size_t i = 0; i < b->cap_tab; i++)
-        if (b->tab[i].sh) journey_reset(&b->tab[i].j);
-    free(b->tab);
-    b->tab = NULL;
-    b->n_tab = b->cap_tab = 0;
+    for (size_t i = 0; i < b->n_tab; i++) {
+        entry_t *e = &b->tab[b->used[i]];
+        journey_reset(&e->j);
+        e->sh = NULL;
+    }
+    b->n_tab = 0;
 }
 
 void batch_free(batch_t *b) {
     if (!b) return;
-    table_clear(b);
+    if (b->tab) table_clear(b);
+    free(b->tab);
+    free(b->used);
     free(b->items);
     free(b->shards);
     free(b->arena);
@@ -202,20 +211,24 @@ static uint64_t ent_hash(const shard_t *sh, const char *id) {
     return journey_mid_hash(id, strlen(id)) ^ ((uint64_t)(uintptr_t)sh * 0x9e3779b97f4a7c15ULL);
 }
 
+/* Rarely needed (long redirect chains): double the table. */
 static void table_grow(batch_t *b) {
-    size_t ncap = b->cap_tab ? b->cap_tab * 2 : 1024;
+    size_t ncap = b->cap_tab * 2;
     entry_t *old = b->tab;
-    size_t ocap = b->cap_tab;
     b->tab = calloc(ncap, sizeof(*b->tab));
-    if (!b->tab) abort();
-    b->cap_tab = ncap;
-    for (size_t i = 0; i < ocap; i++) {
-        if (!old[i].sh) continue;
-        size_t k = ent_hash(old[i].sh, old[i].id) & (ncap - 1);
+    size_t *used = malloc(ncap * sizeof(*used));
+    if (!b->tab || !used) abort();
+    for (size_t i = 0; i < b->n_tab; i++) {
+        entry_t *e = &old[b->used[i]];
+        size_t k = ent_hash(e->sh, e->id) & (ncap - 1);
         while (b->tab[k].sh) k = (k + 1) & (ncap - 1);
-        b->tab[k] = old[i];  /* moves the journey's owned arrays */
+        b->tab[k] = *e;  /* moves the journey's owned arrays */
+        used[i] = k;
     }
     free(old);
+    free(b->used);
+    b->used = used;
+    b->cap_tab = ncap;
 }
 
 /* Find or add the entry for (sh, id); added entries are ENT_UNKNOWN. */
@@ -231,7 +244,7 @@ static entry_t *table_get(batch_t *b, shard_t *sh, const char *id) {
     e->sh = sh;
     copy_str(e->id, sizeof(e->id), id);
     e->state = ENT_UNKNOWN;
-    b->n_tab++;
+    b->used[b->n_tab++] = k;
     return e;
 }
 
@@ -267,7 +280,7 @@ static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
 static store_status_t load_round(batch_t *b, store_t *st, int *redirects, char *errbuf,
                                  size_t errlen) {
     size_t n = 0;
-    for (size_t i = 0; i < b->cap_tab; i++) n += b->tab[i].sh && b->tab[i].state == ENT_UNKNOWN;
+    for (size_t i = 0; i < b->n_tab; i++) n += b->tab[b->used[i]].state == ENT_UNKNOWN;
     *redirects = 0;
     if (!n) return STORE_OK;
     entry_t **ents = malloc(n * sizeof(*ents));
@@ -280,8 +293,8 @@ static store_status_t load_round(batch_t *b, store_t *st, int *redirects, char *
         reqs[s].shard = b->shards[s]->name;
         reqs[s].ids = &ids[k];
         reqs[s].out = &vals[k];
-        for (size_t i = 0; i < b->cap_tab; i++) {
-            entry_t *e = &b->tab[i];
+        for (size_t i = 0; i < b->n_tab; i++) {
+            entry_t *e = &b->tab[b->used[i]];
             if (e->sh != b->shards[s] || e->state != ENT_UNKNOWN) continue;
             ents[k] = e;
             ids[k++] = e->id;
@@ -301,9 +314,10 @@ static store_status_t load_round(batch_t *b, store_t *st, int *redirects, char *
     /* Room for every redirect target first: growing would move ents[]. */
     while ((b->n_tab + n + 1) * 2 > b->cap_tab) table_grow(b);
     free(ents);
-    for (size_t i = 0; rc == STORE_OK && i < b->cap_tab; i++)
-        if (b->tab[i].sh && b->tab[i].state == ENT_REDIRECT)
-            table_get(b, b->tab[i].sh, b->tab[i].target);
+    for (size_t i = 0, n0 = b->n_tab; rc == STORE_OK && i < n0; i++) {
+        entry_t *e = &b->tab[b->used[i]];
+        if (e->state == ENT_REDIRECT) table_get(b, e->sh, e->target);
+    }
     free(ids);
     free(vals);
     free(reqs);
@@ -449,8 +463,8 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
     q->ids = &cb->ids[*k];
     q->vals = &cb->vals[*k];
     q->val_lens = &cb->lens[*k];
-    for (size_t i = 0; i < b->cap_tab; i++) {
-        entry_t *e = &b->tab[i];
+    for (size_t i = 0; i < b->n_tab; i++) {
+        entry_t *e = &b->tab[b->used[i]];
         if (e->sh != sh || !e->dirty) continue;
         char *v;
         if (entry_value(e, &v, &cb->lens[*k]) < 0) abort();
@@ -464,7 +478,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
 static store_status_t commit_all(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
     commit_buf_t cb;
     size_t n = 0, k = 0;
-    for (size_t i = 0; i < b->cap_tab; i++) n += b->tab[i].sh && b->tab[i].dirty;
+    for (size_t i = 0; i < b->n_tab; i++) n += b->tab[b->used[i]].dirty;
     cb.reqs = calloc((size_t)b->n_shards, sizeof(*cb.reqs));
     cb.ids = malloc((n + 1) * sizeof(*cb.ids));
     cb.vals = malloc((n + 1) * sizeof(*cb.vals));

@@ -47,20 +47,22 @@ typedef enum {
     X_SKIP = C__COUNT, /* anything else */
 } pos_t;
 
-typedef struct child { pos_t parent; const char *key; pos_t pos; } child_t;
+typedef struct child { pos_t parent; const char *key; size_t len; pos_t pos; } child_t;
+
+#define K(s) s, sizeof(s) - 1
 
 static const child_t SCHEMA[] = {
-    {C_ROOT, "messageId", F_MESSAGE_ID}, {C_ROOT, "type", F_TYPE}, {C_ROOT, "event", F_EVENT},
-    {C_ROOT, "userId", F_USER_ID}, {C_ROOT, "anonymousId", F_ANON_ID},
-    {C_ROOT, "previousId", F_PREV_ID}, {C_ROOT, "timestamp", F_TIMESTAMP},
-    {C_ROOT, "name", F_NAME}, {C_ROOT, "context", C_CONTEXT},
-    {C_ROOT, "properties", C_PROPERTIES}, {C_ROOT, "traits", C_TRAITS},
-    {C_CONTEXT, "channel", F_CHANNEL}, {C_CONTEXT, "page", C_PAGE},
-    {C_CONTEXT, "traits", C_CTX_TRAITS}, {C_PAGE, "path", F_PAGE_PATH},
-    {C_CTX_TRAITS, "segment", F_CTX_SEGMENT}, {C_TRAITS, "segment", F_TRAITS_SEGMENT},
-    {C_PROPERTIES, "touchpoint", F_TOUCHPOINT}, {C_PROPERTIES, "phase", F_PHASE},
-    {C_PROPERTIES, "metric", F_METRIC}, {C_PROPERTIES, "score", F_SCORE},
-    {C_PROPERTIES, "scope", F_SCOPE}, {C_PROPERTIES, "segment", F_PROP_SEGMENT},
+    {C_ROOT, K("messageId"), F_MESSAGE_ID}, {C_ROOT, K("type"), F_TYPE}, {C_ROOT, K("event"), F_EVENT},
+    {C_ROOT, K("userId"), F_USER_ID}, {C_ROOT, K("anonymousId"), F_ANON_ID},
+    {C_ROOT, K("previousId"), F_PREV_ID}, {C_ROOT, K("timestamp"), F_TIMESTAMP},
+    {C_ROOT, K("name"), F_NAME}, {C_ROOT, K("context"), C_CONTEXT},
+    {C_ROOT, K("properties"), C_PROPERTIES}, {C_ROOT, K("traits"), C_TRAITS},
+    {C_CONTEXT, K("channel"), F_CHANNEL}, {C_CONTEXT, K("page"), C_PAGE},
+    {C_CONTEXT, K("traits"), C_CTX_TRAITS}, {C_PAGE, K("path"), F_PAGE_PATH},
+    {C_CTX_TRAITS, K("segment"), F_CTX_SEGMENT}, {C_TRAITS, K("segment"), F_TRAITS_SEGMENT},
+    {C_PROPERTIES, K("touchpoint"), F_TOUCHPOINT}, {C_PROPERTIES, K("phase"), F_PHASE},
+    {C_PROPERTIES, K("metric"), F_METRIC}, {C_PROPERTIES, K("score"), F_SCORE},
+    {C_PROPERTIES, K("scope"), F_SCOPE}, {C_PROPERTIES, K("segment"), F_PROP_SEGMENT},
 };
 
 static const char *const FIELD_NAMES[F__LEAVES] = {
@@ -73,8 +75,7 @@ static const char *const FIELD_NAMES[F__LEAVES] = {
 static pos_t schema_child(pos_t parent, const char *key, size_t len) {
     if (parent == X_SKIP) return X_SKIP;
     for (size_t i = 0; i < sizeof(SCHEMA) / sizeof(SCHEMA[0]); i++)
-        if (SCHEMA[i].parent == parent && strlen(SCHEMA[i].key) == len &&
-            !memcmp(SCHEMA[i].key, key, len))
+        if (SCHEMA[i].parent == parent && SCHEMA[i].len == len && !memcmp(SCHEMA[i].key, key, len))
             return SCHEMA[i].pos;
     return X_SKIP;
 }
