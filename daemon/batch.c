@@ -6,23 +6,29 @@
  * goes to the dead-letter producer at once; a good one becomes a compact
  * item (ids, time, touchpoint, ...); the message itself is not kept.
  *
- * batch_commit() (pass 2):
- *   1. load: every journey id the items name is fetched in one pipelined
- *      round trip (store_load); values that are redirects (an anonymous id
- *      linked to a customer) are followed in further rounds, which only
- *      happen when a batch meets a linked id;
- *   2. apply: items in offset order per shard: touch events through
- *      journey_apply(); identify/alias events link the other id to the
- *      customer, merging its journey (same shard only; cross-partition
- *      stitching is a later feature), and leave a redirect in its key;
- *   3. confirm: wait for the dead-letter deliveries of this batch;
- *   4. commit: one EVALSHA per shard writes the changed journeys and
- *      redirects, the counters and the new offset, atomically
- *      (store_commit).
+ * Pass 2, pipelined with the previous batch's commit:
+ *   1. batch_load_send(): every journey id the items name is requested in
+ *      one pipelined MGET per shard, queued on the connection behind the
+ *      previous batch's commit, so it sees that commit's writes;
+ *   2. batch_wait(): the previous commit's replies; if any shard failed or
+ *      was fenced, the open batch was loaded from a state that may not hold:
+ *      it is dropped and its shards re-read from Redis (resync);
+ *   3. batch_finish(): read the loads; values that are redirects (an
+ *      anonymous id linked to a customer) are followed in further rounds,
+ *      which only happen when a batch meets a linked id; apply the items in
+ *      offset order per shard (touch events through journey_apply();
+ *      identify/alias link the other id to the customer, merging its journey
+ *      -- same shard only; cross-partition stitching is a later feature --
+ *      and leave a redirect in its key); wait for this batch's dead-letter
+ *      deliveries; send one EVALSHA per shard that writes the changed
+ *      journeys and redirects, the counters and the new offset atomically.
+ *      That commit is pending until the next batch_wait().
+ * So Redis runs batch N's commit while journeyd consumes and decodes batch
+ * N+1. batch_commit() does all of it synchronously (rebalance, shutdown).
  *
  * Owns: the items, the table of journeys loaded for this batch (each entry
- * owns its journey_t), the scratch buffers. Everything is released at the end
- * of batch_commit(), so memory is bounded by processing.batch_max_events.
+ * owns its journey_t), the load and the commit in flight, the scratch
+ * buffers. Memory is bounded by processing.batch_max_events.
  */
 #include "batch.h"
 
@@ -61,6 +67,22 @@ typedef struct entry {
     journey_t j;               /* ENT_JOURNEY */
 } entry_t;
 
+/* One pipelined load: the entries asked for, grouped per shard. */
+typedef struct loadset {
+    entry_t **ents;
+    const char **ids;
+    store_blob_t *vals;
+    store_load_req_t *reqs;
+    size_t n, nreq;
+} loadset_t;
+
+/* A commit sent but not yet acknowledged. */
+typedef struct pending {
+    store_commit_req_t *reqs;  /* reqs[i].shard is shards[i]->name */
+    shard_t **shards;
+    int n;
+} pending_t;
+
 struct batch {
     const config_t *cfg;       /* borrowed */
     item_t *items;
@@ -68,6 +90,9 @@ struct batch {
     int n_msgs;                /* messages taken, good or bad */
     shard_t **shards;          /* shards with messages in this batch */
     int n_shards, cap_shards;
+    loadset_t ls;              /* the load in flight */
+    pending_t pend;            /* the commit in flight (sent, reply not read) */
+    int loads_sent;
     entry_t *tab;              /* open addressing, cap_tab a power of two; kept */
     size_t n_tab, cap_tab;     /* between batches so its pages stay mapped */
     size_t *used;              /* indices of the occupied slots, n_tab of them */
@@ -275,68 +300,103 @@ static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
     return 0;
 }
 
-/* One round: fetch every ENT_UNKNOWN entry. Returns how many redirects were
- * met (their targets are added as ENT_UNKNOWN for the next round). */
-static store_status_t load_round(batch_t *b, store_t *st, int *redirects, char *errbuf,
-                                 size_t errlen) {
+/* Gather every ENT_UNKNOWN entry into b->ls, grouped by shard, for one
+ * pipelined load. Returns how many. No table insertion may happen until
+ * load_apply(): ls.ents points into the table. */
+static size_t load_prepare(batch_t *b) {
+    loadset_t *ls = &b->ls;
     size_t n = 0;
     for (size_t i = 0; i < b->n_tab; i++) n += b->tab[b->used[i]].state == ENT_UNKNOWN;
-    *redirects = 0;
-    if (!n) return STORE_OK;
-    entry_t **ents = malloc(n * sizeof(*ents));
-    const char **ids = malloc(n * sizeof(*ids));
-    store_blob_t *vals = calloc(n, sizeof(*vals));
-    store_load_req_t *reqs = calloc((size_t)b->n_shards, sizeof(*reqs));
-    if (!ents || !ids || !vals || !reqs) abort();
+    memset(ls, 0, sizeof(*ls));
+    if (!n) return 0;
+    ls->n = n;
+    ls->ents = malloc(n * sizeof(*ls->ents));
+    ls->ids = malloc(n * sizeof(*ls->ids));
+    ls->vals = calloc(n, sizeof(*ls->vals));
+    ls->reqs = calloc((size_t)b->n_shards, sizeof(*ls->reqs));
+    ls->nreq = (size_t)b->n_shards;
+    if (!ls->ents || !ls->ids || !ls->vals || !ls->reqs) abort();
     size_t k = 0;
     for (int s = 0; s < b->n_shards; s++) {   /* group by shard */
-        reqs[s].shard = b->shards[s]->name;
-        reqs[s].ids = &ids[k];
-        reqs[s].out = &vals[k];
+        ls->reqs[s].shard = b->shards[s]->name;
+        ls->reqs[s].ids = &ls->ids[k];
+        ls->reqs[s].out = &ls->vals[k];
         for (size_t i = 0; i < b->n_tab; i++) {
             entry_t *e = &b->tab[b->used[i]];
             if (e->sh != b->shards[s] || e->state != ENT_UNKNOWN) continue;
-            ents[k] = e;
-            ids[k++] = e->id;
-            reqs[s].n++;
+            ls->ents[k] = e;
+            ls->ids[k++] = e->id;
+            ls->reqs[s].n++;
         }
     }
-    store_status_t rc = store_load(st, reqs, (size_t)b->n_shards, errbuf, errlen);
-    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
-        int r = entry_set_value(b, ents[i], &vals[i]);
+    return n;
+}
+
+static void load_free(batch_t *b) {
+    loadset_t *ls = &b->ls;
+    for (size_t i = 0; ls->vals && i < ls->n; i++) free(ls->vals[i].data);
+    free(ls->ents);
+    free(ls->ids);
+    free(ls->vals);
+    free(ls->reqs);
+    memset(ls, 0, sizeof(*ls));
+}
+
+/* Take the loaded values into the entries; redirect targets become
+ * ENT_UNKNOWN entries for the next round (*redirects counts them). */
+static store_status_t load_apply(batch_t *b, int *redirects, char *errbuf, size_t errlen) {
+    loadset_t *ls = &b->ls;
+    store_status_t rc = STORE_OK;
+    *redirects = 0;
+    for (size_t i = 0; rc == STORE_OK && i < ls->n; i++) {
+        int r = entry_set_value(b, ls->ents[i], &ls->vals[i]);
         if (r < 0) {
-            snprintf(errbuf, errlen, "unreadable journey %s in shard %s", ents[i]->id, ents[i]->sh->name);
+            snprintf(errbuf, errlen, "unreadable journey %s in shard %s", ls->ents[i]->id, ls->ents[i]->sh->name);
             rc = STORE_FATAL;
         }
         *redirects += r > 0;
     }
-    for (size_t i = 0; i < n; i++) free(vals[i].data);
-    /* Room for every redirect target first: growing would move ents[]. */
+    size_t n = ls->n;
+    load_free(b);
     while ((b->n_tab + n + 1) * 2 > b->cap_tab) table_grow(b);
-    free(ents);
-    for (size_t i = 0, n0 = b->n_tab; rc == STORE_OK && i < n0; i++) {
+    for (size_t i = 0, n0 = b->n_tab; rc == STORE_OK && *redirects && i < n0; i++) {
         entry_t *e = &b->tab[b->used[i]];
         if (e->state == ENT_REDIRECT) table_get(b, e->sh, e->target);
     }
-    free(ids);
-    free(vals);
-    free(reqs);
     return rc;
+}
+
+/* One synchronous round: fetch every ENT_UNKNOWN entry. */
+static store_status_t load_round(batch_t *b, store_t *st, int *redirects, char *errbuf,
+                                 size_t errlen) {
+    *redirects = 0;
+    if (!load_prepare(b)) return STORE_OK;
+    store_status_t rc = store_load(st, b->ls.reqs, b->ls.nreq, errbuf, errlen);
+    if (rc != STORE_OK) {
+        load_free(b);
+        return rc;
+    }
+    return load_apply(b, redirects, errbuf, errlen);
 }
 
 #define MAX_REDIRECT_HOPS 8
 
-static store_status_t load_all(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
+/* Every id the items name gets a table entry (ENT_UNKNOWN until loaded). */
+static void add_item_ids(batch_t *b) {
     for (int i = 0; i < b->n_items; i++) {
         item_t *it = &b->items[i];
         if (it->kind == ITEM_HEARTBEAT) continue;
         table_get(b, it->sh, it->key);
         if (it->kind == ITEM_LINK) table_get(b, it->sh, it->other);
     }
-    for (int round = 0; round <= MAX_REDIRECT_HOPS; round++) {
-        int redirects = 0;
+}
+
+/* Rounds after the first: only when redirects were met. */
+static store_status_t load_redirects(batch_t *b, store_t *st, int redirects, char *errbuf,
+                                     size_t errlen) {
+    for (int round = 0; redirects && round < MAX_REDIRECT_HOPS; round++) {
         store_status_t rc = load_round(b, st, &redirects, errbuf, errlen);
-        if (rc != STORE_OK || !redirects) return rc;
+        if (rc != STORE_OK) return rc;
     }
     return STORE_OK; /* longer chains stay ENT_UNKNOWN and are treated as absent */
 }
@@ -422,7 +482,7 @@ static void apply_all(batch_t *b) {
             continue;
         }
         entry_t *e = canonical(b, it->sh, it->key);
-        if (!e) continue; /* cannot happen: every key was added by load_all() */
+        if (!e) continue; /* cannot happen: every key was added by add_item_ids() */
         journey_result_t r = apply_event(b, e, it);
         it->sh->stats[r == JOURNEY_APPLIED ? STAT_APPLIED : STAT_DUPLICATE]++;
         if (r == JOURNEY_APPLIED && it->kind == ITEM_LINK) apply_link(b, e, it);
@@ -475,7 +535,9 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
     }
 }
 
-static store_status_t commit_all(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
+/* Build and send the commit of every shard of the batch; it stays pending
+ * until batch_wait(). The values are in hiredis's buffer once sent. */
+static store_status_t commit_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
     commit_buf_t cb;
     size_t n = 0, k = 0;
     for (size_t i = 0; i < b->n_tab; i++) n += b->tab[b->used[i]].dirty;
@@ -483,20 +545,34 @@ static store_status_t commit_all(batch_t *b, store_t *st, char *errbuf, size_t e
     cb.ids = malloc((n + 1) * sizeof(*cb.ids));
     cb.vals = malloc((n + 1) * sizeof(*cb.vals));
     cb.lens = malloc((n + 1) * sizeof(*cb.lens));
-    if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens) abort();
+    shard_t **shards = malloc((size_t)b->n_shards * sizeof(*shards));
+    if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !shards) abort();
     for (int s = 0; s < STAT__COUNT; s++) cb.stat_names[s] = shard_stat_name(s);
-    for (int s = 0; s < b->n_shards; s++) build_shard_req(b, b->shards[s], &cb.reqs[s], &k, &cb);
-    store_status_t rc = store_commit(st, cb.reqs, (size_t)b->n_shards, errbuf, errlen);
     for (int s = 0; s < b->n_shards; s++) {
-        shard_t *sh = b->shards[s];
-        if (cb.reqs[s].status == STORE_OK) sh->committed = cb.reqs[s].new_offset;
-        else sh->resync = 1;
+        build_shard_req(b, b->shards[s], &cb.reqs[s], &k, &cb);
+        shards[s] = b->shards[s];
     }
+    store_status_t rc = store_commit_send(st, cb.reqs, (size_t)b->n_shards, errbuf, errlen);
     for (size_t i = 0; i < k; i++) free((void *)cb.vals[i]);
-    free(cb.reqs);
     free(cb.ids);
     free(cb.vals);
     free(cb.lens);
+    for (int s = 0; s < b->n_shards; s++) { /* nothing after the send may point into the batch */
+        cb.reqs[s].ids = NULL;
+        cb.reqs[s].vals = NULL;
+        cb.reqs[s].val_lens = NULL;
+        cb.reqs[s].stat_deltas = NULL;
+        cb.reqs[s].stat_names = NULL;
+    }
+    if (rc != STORE_OK) { /* never sent whole: nothing to wait for */
+        for (int s = 0; s < b->n_shards; s++) shards[s]->resync = 1;
+        free(cb.reqs);
+        free(shards);
+        return rc;
+    }
+    b->pend.reqs = cb.reqs;
+    b->pend.shards = shards;
+    b->pend.n = b->n_shards;
     return rc;
 }
 
@@ -509,25 +585,78 @@ static void batch_clear(batch_t *b) {
     b->n_shards = 0;
     b->n_items = 0;
     b->n_msgs = 0;
+    b->loads_sent = 0;
     table_clear(b);
 }
 
-store_status_t batch_commit(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf,
-                            size_t errlen) {
+/* Drop the open batch: its shards are consumed again from Redis's offsets. */
+static void drop_open(batch_t *b) {
+    for (int s = 0; s < b->n_shards; s++) b->shards[s]->resync = 1;
+    load_free(b);
+    batch_clear(b);
+}
+
+int batch_pending(const batch_t *b) { return b->pend.n > 0; }
+
+store_status_t batch_load_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
+    if (!b->n_shards || b->loads_sent) return STORE_OK;
+    add_item_ids(b);
+    b->loads_sent = 1;
+    if (!load_prepare(b)) return STORE_OK;
+    store_status_t rc = store_load_send(st, b->ls.reqs, b->ls.nreq, errbuf, errlen);
+    if (rc != STORE_OK) drop_open(b);
+    return rc;
+}
+
+store_status_t batch_wait(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
+    pending_t *p = &b->pend;
+    if (!p->n) return STORE_OK;
+    store_status_t rc = store_commit_recv(st, p->reqs, (size_t)p->n, errbuf, errlen);
+    for (int s = 0; s < p->n; s++) {
+        if (rc != STORE_RETRY && p->reqs[s].status == STORE_OK) p->shards[s]->committed = p->reqs[s].new_offset;
+        else p->shards[s]->resync = 1;
+    }
+    if (rc == STORE_OK)
+        for (int s = 0; s < p->n; s++) rc = p->reqs[s].status == STORE_FENCED ? STORE_FENCED : rc;
+    free(p->reqs);
+    free(p->shards);
+    memset(p, 0, sizeof(*p));
+    /* The open batch was loaded behind this commit: only valid if it all held. */
+    if (rc != STORE_OK && b->n_shards) {
+        if (b->ls.n) store_load_recv(st, b->ls.reqs, b->ls.nreq, errbuf, errlen); /* drain */
+        drop_open(b);
+    }
+    return rc;
+}
+
+store_status_t batch_finish(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf, size_t errlen) {
     store_status_t rc = STORE_OK;
+    int redirects = 0;
     if (!b->n_shards) return STORE_OK;
-    rc = load_all(b, st, errbuf, errlen);
-    if (rc != STORE_OK) goto out;
+    if (!b->loads_sent && (rc = batch_load_send(b, st, errbuf, errlen)) != STORE_OK) return rc;
+    if (b->ls.n) {
+        rc = store_load_recv(st, b->ls.reqs, b->ls.nreq, errbuf, errlen);
+        if (rc == STORE_OK) rc = load_apply(b, &redirects, errbuf, errlen);
+    }
+    if (rc == STORE_OK) rc = load_redirects(b, st, redirects, errbuf, errlen);
+    if (rc != STORE_OK) goto fail;
     apply_all(b);
     if (deadletter_sync(dl, b->cfg->shutdown_timeout_ms, errbuf, errlen) < 0) {
         rc = STORE_RETRY;
-        goto out;
+        goto fail;
     }
-    rc = commit_all(b, st, errbuf, errlen);
-out:
-    if (rc != STORE_OK)
-        for (int s = 0; s < b->n_shards; s++)
-            if (b->shards[s]->committed < b->shards[s]->batch_last + 1) b->shards[s]->resync = 1;
+    rc = commit_send(b, st, errbuf, errlen);
     batch_clear(b);
     return rc;
+fail:
+    drop_open(b);
+    return rc;
+}
+
+store_status_t batch_commit(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf, size_t errlen) {
+    store_status_t rc = batch_wait(b, st, errbuf, errlen);
+    if (rc != STORE_OK) return rc;
+    rc = batch_finish(b, st, dl, errbuf, errlen);
+    store_status_t rc2 = batch_wait(b, st, errbuf, errlen);
+    return rc != STORE_OK ? rc : rc2;
 }

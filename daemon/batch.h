@@ -30,13 +30,21 @@ int batch_size(const batch_t *b);
 void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_t *dl);
 
 /*
- * Load the journeys the batch touches, apply its events, confirm the
- * dead-letter deliveries and commit every shard of the batch atomically with
- * its new offset. Shards whose commit succeeded have sh->committed advanced;
- * fenced shards get sh->resync set. On STORE_RETRY nothing can be assumed
- * about shards without an advanced offset: the caller resyncs them.
- * The batch is empty afterwards, whatever the result.
+ * The pipelined cycle (see batch.c): batch_load_send() queues the loads of
+ * the open batch behind the pending commit; batch_wait() reads the pending
+ * commit's result (shards that committed have sh->committed advanced; failed
+ * or fenced ones, and every shard of the open batch if anything failed, get
+ * sh->resync); batch_finish() reads the loads, applies, confirms dead letters
+ * and sends the commit, which is pending until the next batch_wait(). On
+ * any failure the open batch is dropped and its shards flagged for resync.
  */
+store_status_t batch_load_send(batch_t *b, store_t *st, char *errbuf, size_t errlen);
+store_status_t batch_wait(batch_t *b, store_t *st, char *errbuf, size_t errlen);
+store_status_t batch_finish(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf, size_t errlen);
+/* Whether a commit is in flight. */
+int batch_pending(const batch_t *b);
+
+/* All of it, synchronously: nothing is pending afterwards. */
 store_status_t batch_commit(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf,
                             size_t errlen);
 

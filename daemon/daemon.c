@@ -4,9 +4,11 @@
  *
  * Cycle: collect up to processing.batch_max_events messages or wait at most
  * processing.batch_max_time, hand them to the batch (decode, classify,
- * dead-letter), then batch_commit() loads, applies and commits every shard
- * atomically with its offset, and the committed offsets are stored in the
- * consumer so that auto-commit makes the group's lag visible to Kafka tools.
+ * dead-letter), then the batch loads, applies and commits every shard
+ * atomically with its offset, pipelined so that Redis runs one batch's
+ * commit while the next batch is consumed (batch.c), and the committed
+ * offsets are stored in the consumer so that auto-commit makes the group's
+ * lag visible to Kafka tools.
  *
  * Offsets: Redis is the source of truth. On every assignment each
  * partition starts at the offset stored in Redis with its journeys (from the
@@ -141,18 +143,39 @@ static void store_kafka_offsets(ctx_t *c) {
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+static void after_failure(ctx_t *c, store_status_t rc, const char *what, const char *err) {
+    if (rc == STORE_FATAL) log_error("batch failed", "error=\"%s\"", err);
+    if (rc == STORE_FENCED) return; /* the fenced shards resync; nothing else is wrong */
+    backoff(c, what, err);
+}
+
+/* Everything consumed so far, committed synchronously: nothing stays in
+ * flight (rebalance, shutdown). */
 static void flush_batch(ctx_t *c) {
     char err[512];
-    if (!batch_size(c->batch)) return;
+    if (!batch_size(c->batch) && !batch_pending(c->batch)) return;
     store_status_t rc = batch_commit(c->batch, c->st, c->dl, err, sizeof(err));
     c->batches++;
-    if (rc == STORE_OK) {
-        c->backoff_ms = 0;
-        store_kafka_offsets(c);
-        return;
+    store_kafka_offsets(c);
+    if (rc == STORE_OK) c->backoff_ms = 0;
+    else after_failure(c, rc, "batch commit", err);
+}
+
+/* One pipelined cycle: the loads of the batch just collected go out behind
+ * the previous commit; Redis works on both while we wait for the previous
+ * commit's result; then this batch is finished and its commit sent. */
+static void cycle(ctx_t *c) {
+    char err[512];
+    store_status_t rc = batch_load_send(c->batch, c->st, err, sizeof(err));
+    store_status_t rc2 = batch_wait(c->batch, c->st, err, sizeof(err));
+    store_kafka_offsets(c);
+    if (rc == STORE_OK) rc = rc2;
+    if (rc == STORE_OK && batch_size(c->batch)) {
+        rc = batch_finish(c->batch, c->st, c->dl, err, sizeof(err));
+        c->batches++;
     }
-    if (rc == STORE_FATAL) log_error("batch failed", "error=\"%s\"", err);
-    backoff(c, "batch commit", err);
+    if (rc == STORE_OK) c->backoff_ms = 0;
+    else after_failure(c, rc, "batch", err);
 }
 
 /* Seek every shard flagged for resync to its offset in Redis. */
@@ -408,7 +431,7 @@ int daemon_run(config_t *cfg) {
         }
         resync_shards(&c);
         collect(&c);
-        flush_batch(&c);
+        cycle(&c);
         log_progress(&c, &last_ms, &last_consumed);
     }
     rc = 0;

@@ -4,7 +4,10 @@
  * Owns one redisContext. Everything a batch needs is sent as one pipeline:
  * store_load() issues one MGET per shard, store_commit() one EVALSHA of the
  * commit script per shard, and each reads all replies back, so a batch costs
- * one round trip to load and one to commit, whatever its size.
+ * one round trip to load and one to commit, whatever its size. The _send and
+ * _recv halves let the caller overlap its own work with Redis's: commands on
+ * one connection run in the order sent, so a load sent after a commit sees
+ * the commit's writes.
  *
  * The commit script is the exactly-once boundary: it checks that the stored
  * offset is the one this consumer last committed (a fence against a zombie
@@ -294,12 +297,20 @@ static store_status_t load_one(const store_load_req_t *q, redisReply *r, char *e
     return STORE_OK;
 }
 
-store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
-                          char *errbuf, size_t errlen) {
-    store_status_t s = STORE_OK;
-    redisReply **replies = calloc(nreq ? nreq : 1, sizeof(*replies));
-    size_t sent = 0;
-    if (!replies) abort();
+/* Send what is queued in hiredis's output buffer without waiting for replies. */
+static store_status_t flush_out(store_t *st, char *errbuf, size_t errlen) {
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(st->c, &done) == REDIS_ERR) {
+            snprintf(errbuf, errlen, "redis: %s", st->c->errstr);
+            return STORE_RETRY;
+        }
+    }
+    return STORE_OK;
+}
+
+store_status_t store_load_send(store_t *st, store_load_req_t *reqs, size_t nreq,
+                               char *errbuf, size_t errlen) {
     for (size_t q = 0; q < nreq; q++) {
         if (!reqs[q].n) continue;
         argvbuf_t a;
@@ -311,11 +322,21 @@ store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
             argv_add_key(&a, st->cfg->redis_prefix, reqs[q].shard, "j", reqs[q].ids[i]);
         redisAppendCommandArgv(st->c, (int)a.argc, a.argv, a.lens);
         argv_free(&a);
-        sent++;
+        st->commands++;
     }
-    st->round_trips += sent ? 1 : 0;
-    st->commands += sent;
-    if (sent && (s = read_replies(st, sent, replies, errbuf, errlen)) != STORE_OK) goto out;
+    return flush_out(st, errbuf, errlen);
+}
+
+store_status_t store_load_recv(store_t *st, store_load_req_t *reqs, size_t nreq,
+                               char *errbuf, size_t errlen) {
+    store_status_t s = STORE_OK;
+    size_t sent = 0;
+    for (size_t q = 0; q < nreq; q++) sent += reqs[q].n > 0;
+    if (!sent) return STORE_OK;
+    redisReply **replies = calloc(sent, sizeof(*replies));
+    if (!replies) abort();
+    st->round_trips++;
+    if ((s = read_replies(st, sent, replies, errbuf, errlen)) != STORE_OK) goto out;
     for (size_t q = 0, k = 0; q < nreq; q++) {
         if (!reqs[q].n) continue;
         if (s == STORE_OK) s = load_one(&reqs[q], replies[k], errbuf, errlen);
@@ -324,6 +345,12 @@ store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
 out:
     free(replies);
     return s;
+}
+
+store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
+                          char *errbuf, size_t errlen) {
+    store_status_t s = store_load_send(st, reqs, nreq, errbuf, errlen);
+    return s == STORE_OK ? store_load_recv(st, reqs, nreq, errbuf, errlen) : s;
 }
 
 static void append_commit(store_t *st, const store_commit_req_t *q) {
@@ -377,15 +404,21 @@ static store_status_t commit_status(store_commit_req_t *q, redisReply *r, char *
     return q->status = STORE_RETRY;
 }
 
-store_status_t store_commit(store_t *st, store_commit_req_t *reqs, size_t nreq,
-                            char *errbuf, size_t errlen) {
-    store_status_t s = STORE_OK;
-    redisReply **replies = calloc(nreq ? nreq : 1, sizeof(*replies));
-    if (!replies) abort();
+store_status_t store_commit_send(store_t *st, store_commit_req_t *reqs, size_t nreq,
+                                 char *errbuf, size_t errlen) {
     for (size_t q = 0; q < nreq; q++) append_commit(st, &reqs[q]);
-    st->round_trips += nreq ? 1 : 0;
     st->commands += nreq;
-    if (nreq && (s = read_replies(st, nreq, replies, errbuf, errlen)) != STORE_OK) goto out;
+    return flush_out(st, errbuf, errlen);
+}
+
+store_status_t store_commit_recv(store_t *st, store_commit_req_t *reqs, size_t nreq,
+                                 char *errbuf, size_t errlen) {
+    store_status_t s = STORE_OK;
+    if (!nreq) return STORE_OK;
+    redisReply **replies = calloc(nreq, sizeof(*replies));
+    if (!replies) abort();
+    st->round_trips++;
+    if ((s = read_replies(st, nreq, replies, errbuf, errlen)) != STORE_OK) goto out;
     for (size_t q = 0; q < nreq; q++) {
         store_status_t qs = commit_status(&reqs[q], replies[q], errbuf, errlen);
         if (qs == STORE_RETRY) s = STORE_RETRY;
@@ -394,6 +427,12 @@ store_status_t store_commit(store_t *st, store_commit_req_t *reqs, size_t nreq,
 out:
     free(replies);
     return s;
+}
+
+store_status_t store_commit(store_t *st, store_commit_req_t *reqs, size_t nreq,
+                            char *errbuf, size_t errlen) {
+    store_status_t s = store_commit_send(st, reqs, nreq, errbuf, errlen);
+    return s == STORE_OK ? store_commit_recv(st, reqs, nreq, errbuf, errlen) : s;
 }
 
 void store_counters(const store_t *st, uint64_t *round_trips, uint64_t *commands) {

@@ -69,6 +69,20 @@ store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset,
 store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
                           char *errbuf, size_t errlen);
 
+/* The two halves of store_load(): queue and send the loads; read the replies.
+ * Replies come back in the order commands were sent. */
+store_status_t store_load_send(store_t *st, store_load_req_t *reqs, size_t nreq,
+                               char *errbuf, size_t errlen);
+store_status_t store_load_recv(store_t *st, store_load_req_t *reqs, size_t nreq,
+                               char *errbuf, size_t errlen);
+
+/* The two halves of store_commit(). reqs must stay valid until the recv;
+ * everything they point to may be freed after the send. */
+store_status_t store_commit_send(store_t *st, store_commit_req_t *reqs, size_t nreq,
+                                 char *errbuf, size_t errlen);
+store_status_t store_commit_recv(store_t *st, store_commit_req_t *reqs, size_t nreq,
+                                 char *errbuf, size_t errlen);
+
 /* Commit several shards in one round trip (one atomic script per shard).
  * Returns STORE_OK if every shard's status is STORE_OK or STORE_FENCED. */
 store_status_t store_commit(store_t *st, store_commit_req_t *reqs, size_t nreq,
