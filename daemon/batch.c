@@ -40,6 +40,8 @@
 #include "journey.h"
 #include "log.h"
 
+#define MAX_REDIRECT_HOPS 8
+
 typedef enum { ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT } item_kind_t;
 
 typedef struct item {
@@ -60,11 +62,12 @@ typedef enum { ENT_UNKNOWN = 0, ENT_ABSENT, ENT_JOURNEY, ENT_REDIRECT } ent_stat
 
 typedef struct entry {
     shard_t *sh;               /* NULL = empty slot */
-    char id[JD_ID_MAX + 1];
+    uint32_t epoch;            /* batch that last touched it */
     uint8_t state;
     uint8_t dirty;
+    char id[JD_ID_MAX + 1];
     char target[JD_ID_MAX + 1];/* ENT_REDIRECT */
-    journey_t j;               /* ENT_JOURNEY */
+    journey_t *j;              /* ENT_JOURNEY; owned */
 } entry_t;
 
 /* One pipelined load: the entries asked for, grouped per shard. */
@@ -76,11 +79,15 @@ typedef struct loadset {
     size_t n, nreq;
 } loadset_t;
 
-/* A commit sent but not yet acknowledged. */
+/* A commit prepared (values packed) or sent but not yet acknowledged. */
 typedef struct pending {
     store_commit_req_t *reqs;  /* reqs[i].shard is shards[i]->name */
     shard_t **shards;
     int n;
+    const char **ids;          /* prepared only: what the reqs point to */
+    const char **vals;         /* owned */
+    size_t *lens;
+    size_t n_vals;
 } pending_t;
 
 struct batch {
@@ -90,12 +97,17 @@ struct batch {
     int n_msgs;                /* messages taken, good or bad */
     shard_t **shards;          /* shards with messages in this batch */
     int n_shards, cap_shards;
-    loadset_t ls;              /* the load in flight */
-    pending_t pend;            /* the commit in flight (sent, reply not read) */
-    int loads_sent;
-    entry_t *tab;              /* open addressing, cap_tab a power of two; kept */
-    size_t n_tab, cap_tab;     /* between batches so its pages stay mapped */
+    loadset_t ls;              /* the load of one round */
+    pending_t prep;            /* the open batch's commit, packed, not sent */
+    pending_t pend;            /* the previous batch's commit, sent, reply not read */
+    uint32_t epoch;            /* number of the open batch */
+    int stale;                 /* memory was cleared while a commit was in flight:
+                                  wait for it before loading anything */
+    entry_t *tab;              /* open addressing, cap_tab a power of two; holds */
+    size_t n_tab, cap_tab;     /* the open batch's entries and the previous one's */
     size_t *used;              /* indices of the occupied slots, n_tab of them */
+    entry_t *tab2;             /* the other buffer, for table_keep_current() */
+    size_t *used2;
     char *arena;               /* decode scratch */
     size_t arena_cap;
 };
@@ -108,24 +120,32 @@ batch_t *batch_new(const config_t *cfg) {
     b->items = malloc((size_t)b->cap_items * sizeof(*b->items));
     b->arena_cap = cfg->limits.max_message_bytes + 64;
     b->arena = malloc(b->arena_cap);
-    /* a batch names at most two ids per item, plus redirect targets */
+    /* a batch names at most two ids per item, plus redirect targets, and the
+     * previous batch's entries are kept: room for both at half load */
     b->cap_tab = 1024;
-    while (b->cap_tab < 4 * (size_t)cfg->batch_max_events) b->cap_tab *= 2;
+    while (b->cap_tab < 8 * (size_t)cfg->batch_max_events) b->cap_tab *= 2;
     b->tab = calloc(b->cap_tab, sizeof(*b->tab));
     b->used = malloc(b->cap_tab * sizeof(*b->used));
-    if (!b->items || !b->arena || !b->tab || !b->used) {
+    b->tab2 = calloc(b->cap_tab, sizeof(*b->tab2));
+    b->used2 = malloc(b->cap_tab * sizeof(*b->used2));
+    if (!b->items || !b->arena || !b->tab || !b->used || !b->tab2 || !b->used2) {
         batch_free(b);
         return NULL;
     }
     return b;
 }
 
-static void table_clear(batch_t *b) {
-    for (size_t i = 0; i < b->n_tab; i++) {
-        entry_t *e = &b->tab[b->used[i]];
-        journey_reset(&e->j);
-        e->sh = NULL;
+static void entry_drop(entry_t *e) {
+    if (e->j) {
+        journey_reset(e->j);
+        free(e->j);
+        e->j = NULL;
     }
+    e->sh = NULL;
+}
+
+static void table_clear(batch_t *b) {
+    for (size_t i = 0; i < b->n_tab; i++) entry_drop(&b->tab[b->used[i]]);
     b->n_tab = 0;
 }
 
@@ -134,13 +154,18 @@ void batch_free(batch_t *b) {
     if (b->tab) table_clear(b);
     free(b->tab);
     free(b->used);
+    free(b->tab2);
+    free(b->used2);
     free(b->items);
     free(b->shards);
     free(b->arena);
     free(b);
 }
 
-void batch_set_config(batch_t *b, const config_t *cfg) { b->cfg = cfg; }
+void batch_set_config(batch_t *b, const config_t *cfg) {
+    b->cfg = cfg;
+    batch_forget(b); /* kept journeys were built with the old limits */
+}
 
 int batch_size(const batch_t *b) { return b->n_msgs; }
 
@@ -254,6 +279,11 @@ static void table_grow(batch_t *b) {
     free(b->used);
     b->used = used;
     b->cap_tab = ncap;
+    free(b->tab2);
+    free(b->used2);
+    b->tab2 = calloc(ncap, sizeof(*b->tab2));
+    b->used2 = malloc(ncap * sizeof(*b->used2));
+    if (!b->tab2 || !b->used2) abort();
 }
 
 /* Find or add the entry for (sh, id); added entries are ENT_UNKNOWN. */
@@ -261,12 +291,16 @@ static entry_t *table_get(batch_t *b, shard_t *sh, const char *id) {
     if ((b->n_tab + 1) * 2 > b->cap_tab) table_grow(b);
     size_t k = ent_hash(sh, id) & (b->cap_tab - 1);
     while (b->tab[k].sh) {
-        if (b->tab[k].sh == sh && !strcmp(b->tab[k].id, id)) return &b->tab[k];
+        if (b->tab[k].sh == sh && !strcmp(b->tab[k].id, id)) {
+            b->tab[k].epoch = b->epoch;
+            return &b->tab[k];
+        }
         k = (k + 1) & (b->cap_tab - 1);
     }
     entry_t *e = &b->tab[k];
     memset(e, 0, sizeof(*e));
     e->sh = sh;
+    e->epoch = b->epoch;
     copy_str(e->id, sizeof(e->id), id);
     e->state = ENT_UNKNOWN;
     b->used[b->n_tab++] = k;
@@ -289,8 +323,9 @@ static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
         e->state = ENT_REDIRECT;
         return 1;
     }
-    journey_init(&e->j, e->id);
-    if (journey_unpack(&e->j, v->data, v->len, b->cfg, err, sizeof(err)) < 0) {
+    if (!e->j && !(e->j = malloc(sizeof(*e->j)))) abort();
+    journey_init(e->j, e->id);
+    if (journey_unpack(e->j, v->data, v->len, b->cfg, err, sizeof(err)) < 0) {
         /* Never silently replace a journey we cannot read: stop this shard. */
         log_error("unreadable journey in redis", "shard=%s customer=%s error=\"%s\"", e->sh->name,
                   e->id, err);
@@ -379,15 +414,23 @@ static store_status_t load_round(batch_t *b, store_t *st, int *redirects, char *
     return load_apply(b, redirects, errbuf, errlen);
 }
 
-#define MAX_REDIRECT_HOPS 8
 
-/* Every id the items name gets a table entry (ENT_UNKNOWN until loaded). */
+/* Every id the items name gets a table entry (ENT_UNKNOWN until loaded);
+ * redirects kept from the previous batch bring their targets along. */
 static void add_item_ids(batch_t *b) {
     for (int i = 0; i < b->n_items; i++) {
         item_t *it = &b->items[i];
         if (it->kind == ITEM_HEARTBEAT) continue;
         table_get(b, it->sh, it->key);
         if (it->kind == ITEM_LINK) table_get(b, it->sh, it->other);
+    }
+    for (int hop = 0; hop < MAX_REDIRECT_HOPS; hop++) {
+        size_t n0 = b->n_tab;
+        for (size_t i = 0; i < n0; i++) {
+            entry_t *e = &b->tab[b->used[i]];
+            if (e->epoch == b->epoch && e->state == ENT_REDIRECT) table_get(b, e->sh, e->target);
+        }
+        if (b->n_tab == n0) break;
     }
 }
 
@@ -426,10 +469,11 @@ static entry_t *canonical(batch_t *b, shard_t *sh, const char *id) {
 
 static journey_t *entry_journey(entry_t *e) {
     if (e->state != ENT_JOURNEY) {
-        journey_init(&e->j, e->id);
+        if (!e->j && !(e->j = malloc(sizeof(*e->j)))) abort();
+        journey_init(e->j, e->id);
         e->state = ENT_JOURNEY;
     }
-    return &e->j;
+    return e->j;
 }
 
 static journey_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
@@ -463,8 +507,10 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
         return;
     }
     if (raw->state == ENT_JOURNEY) {
-        journey_merge(&cust->j, &raw->j, b->cfg);
-        journey_reset(&raw->j);
+        journey_merge(cust->j, raw->j, b->cfg);
+        journey_reset(raw->j);
+        free(raw->j);
+        raw->j = NULL;
         sh->stats[STAT_MERGED]++;
     }
     raw->state = ENT_REDIRECT;
@@ -493,7 +539,7 @@ static void apply_all(batch_t *b) {
 
 /* The value written for a dirty entry: a journey blob or a redirect. */
 static int entry_value(const entry_t *e, char **val, size_t *len) {
-    if (e->state == ENT_JOURNEY) return journey_pack(&e->j, val, len);
+    if (e->state == ENT_JOURNEY) return journey_pack(e->j, val, len);
     size_t n = strlen(e->target);
     char *v = malloc(n + 1);
     if (!v) return -1;
@@ -535,11 +581,13 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
     }
 }
 
-/* Build and send the commit of every shard of the batch; it stays pending
- * until batch_wait(). The values are in hiredis's buffer once sent. */
-static store_status_t commit_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
+/* Pack the commit of every shard of the open batch into b->prep; offsets
+ * are filled in when it is sent (after the previous commit is known). */
+static void commit_prepare(batch_t *b) {
+    static const char *stat_names[STAT__COUNT];
     commit_buf_t cb;
     size_t n = 0, k = 0;
+    for (int s = 0; s < STAT__COUNT; s++) stat_names[s] = shard_stat_name(s);
     for (size_t i = 0; i < b->n_tab; i++) n += b->tab[b->used[i]].dirty;
     cb.reqs = calloc((size_t)b->n_shards, sizeof(*cb.reqs));
     cb.ids = malloc((n + 1) * sizeof(*cb.ids));
@@ -547,33 +595,53 @@ static store_status_t commit_send(batch_t *b, store_t *st, char *errbuf, size_t 
     cb.lens = malloc((n + 1) * sizeof(*cb.lens));
     shard_t **shards = malloc((size_t)b->n_shards * sizeof(*shards));
     if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !shards) abort();
-    for (int s = 0; s < STAT__COUNT; s++) cb.stat_names[s] = shard_stat_name(s);
+    memcpy(cb.stat_names, stat_names, sizeof(stat_names));
     for (int s = 0; s < b->n_shards; s++) {
         build_shard_req(b, b->shards[s], &cb.reqs[s], &k, &cb);
+        cb.reqs[s].stat_names = stat_names; /* cb is on the stack */
         shards[s] = b->shards[s];
     }
-    store_status_t rc = store_commit_send(st, cb.reqs, (size_t)b->n_shards, errbuf, errlen);
-    for (size_t i = 0; i < k; i++) free((void *)cb.vals[i]);
-    free(cb.ids);
-    free(cb.vals);
-    free(cb.lens);
-    for (int s = 0; s < b->n_shards; s++) { /* nothing after the send may point into the batch */
-        cb.reqs[s].ids = NULL;
-        cb.reqs[s].vals = NULL;
-        cb.reqs[s].val_lens = NULL;
-        cb.reqs[s].stat_deltas = NULL;
-        cb.reqs[s].stat_names = NULL;
+    b->prep = (pending_t){.reqs = cb.reqs, .shards = shards, .n = b->n_shards,
+                          .ids = cb.ids, .vals = cb.vals, .lens = cb.lens, .n_vals = k};
+}
+
+static void pending_free(pending_t *p) {
+    for (size_t i = 0; i < p->n_vals; i++) free((void *)p->vals[i]);
+    free(p->ids);
+    free(p->vals);
+    free(p->lens);
+    free(p->reqs);
+    free(p->shards);
+    memset(p, 0, sizeof(*p));
+}
+
+/* After a commit is sent, keep only the entries the batch touched: they
+ * hold exactly what that commit writes, so the next batch need not load
+ * them. The rest is dropped, which bounds the table. */
+static void table_keep_current(batch_t *b) {
+    size_t n = 0, mask = b->cap_tab - 1;
+    for (size_t i = 0; i < b->n_tab; i++) {
+        entry_t *e = &b->tab[b->used[i]];
+        /* dirty ones too: their commit is in flight, Redis may not have them yet */
+        if ((e->epoch != b->epoch && !e->dirty) || e->state == ENT_UNKNOWN) {
+            entry_drop(e);
+            continue;
+        }
+        size_t k = ent_hash(e->sh, e->id) & mask;
+        while (b->tab2[k].sh) k = (k + 1) & mask;
+        b->tab2[k] = *e;           /* moves the journey */
+        b->tab2[k].dirty = 0;
+        b->used2[n++] = k;
+        e->sh = NULL;
+        e->j = NULL;
     }
-    if (rc != STORE_OK) { /* never sent whole: nothing to wait for */
-        for (int s = 0; s < b->n_shards; s++) shards[s]->resync = 1;
-        free(cb.reqs);
-        free(shards);
-        return rc;
-    }
-    b->pend.reqs = cb.reqs;
-    b->pend.shards = shards;
-    b->pend.n = b->n_shards;
-    return rc;
+    entry_t *t = b->tab;
+    size_t *u = b->used;
+    b->tab = b->tab2;
+    b->used = b->used2;
+    b->tab2 = t;
+    b->used2 = u;
+    b->n_tab = n;
 }
 
 static void batch_clear(batch_t *b) {
@@ -585,26 +653,47 @@ static void batch_clear(batch_t *b) {
     b->n_shards = 0;
     b->n_items = 0;
     b->n_msgs = 0;
-    b->loads_sent = 0;
-    table_clear(b);
 }
 
-/* Drop the open batch: its shards are consumed again from Redis's offsets. */
+/* Drop the open batch and everything kept: its shards are consumed again
+ * from Redis's offsets, and nothing in memory is trusted. */
 static void drop_open(batch_t *b) {
     for (int s = 0; s < b->n_shards; s++) b->shards[s]->resync = 1;
     load_free(b);
+    pending_free(&b->prep);
     batch_clear(b);
+    table_clear(b);
+    b->stale = b->pend.n > 0;
+}
+
+void batch_forget(batch_t *b) {
+    table_clear(b);
+    b->stale = b->pend.n > 0;
 }
 
 int batch_pending(const batch_t *b) { return b->pend.n > 0; }
 
-store_status_t batch_load_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
-    if (!b->n_shards || b->loads_sent) return STORE_OK;
+store_status_t batch_prepare(batch_t *b, store_t *st, store_t *st_load, deadletter_t *dl,
+                             char *errbuf, size_t errlen) {
+    store_status_t rc;
+    int redirects = 0;
+    if (!b->n_shards) return STORE_OK;
+    if (b->stale && (rc = batch_wait(b, st, errbuf, errlen)) != STORE_OK) return rc;
+    b->stale = 0;
+    b->epoch++;
     add_item_ids(b);
-    b->loads_sent = 1;
-    if (!load_prepare(b)) return STORE_OK;
-    store_status_t rc = store_load_send(st, b->ls.reqs, b->ls.nreq, errbuf, errlen);
-    if (rc != STORE_OK) drop_open(b);
+    if ((rc = load_round(b, st_load, &redirects, errbuf, errlen)) != STORE_OK ||
+        (rc = load_redirects(b, st_load, redirects, errbuf, errlen)) != STORE_OK)
+        goto fail;
+    apply_all(b);
+    if (deadletter_sync(dl, b->cfg->shutdown_timeout_ms, errbuf, errlen) < 0) {
+        rc = STORE_RETRY;
+        goto fail;
+    }
+    commit_prepare(b);
+    return STORE_OK;
+fail:
+    drop_open(b);
     return rc;
 }
 
@@ -618,45 +707,48 @@ store_status_t batch_wait(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
     }
     if (rc == STORE_OK)
         for (int s = 0; s < p->n; s++) rc = p->reqs[s].status == STORE_FENCED ? STORE_FENCED : rc;
-    free(p->reqs);
-    free(p->shards);
-    memset(p, 0, sizeof(*p));
-    /* The open batch was loaded behind this commit: only valid if it all held. */
-    if (rc != STORE_OK && b->n_shards) {
-        if (b->ls.n) store_load_recv(st, b->ls.reqs, b->ls.nreq, errbuf, errlen); /* drain */
+    pending_free(p);
+    /* The prepared batch was built on top of this commit: only valid if it held. */
+    if (rc != STORE_OK) drop_open(b);
+    return rc;
+}
+
+store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
+    pending_t *p = &b->prep;
+    if (!p->n) return STORE_OK;
+    for (int s = 0; s < p->n; s++) {
+        p->reqs[s].expected_offset = p->shards[s]->committed;
+        p->reqs[s].new_offset = p->shards[s]->batch_last + 1;
+    }
+    store_status_t rc = store_commit_send(st, p->reqs, (size_t)p->n, errbuf, errlen);
+    if (rc != STORE_OK) { /* never sent whole: nothing to wait for */
         drop_open(b);
+        return rc;
     }
-    return rc;
-}
-
-store_status_t batch_finish(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf, size_t errlen) {
-    store_status_t rc = STORE_OK;
-    int redirects = 0;
-    if (!b->n_shards) return STORE_OK;
-    if (!b->loads_sent && (rc = batch_load_send(b, st, errbuf, errlen)) != STORE_OK) return rc;
-    if (b->ls.n) {
-        rc = store_load_recv(st, b->ls.reqs, b->ls.nreq, errbuf, errlen);
-        if (rc == STORE_OK) rc = load_apply(b, &redirects, errbuf, errlen);
+    for (size_t i = 0; i < p->n_vals; i++) free((void *)p->vals[i]);
+    free(p->ids);
+    free(p->vals);
+    free(p->lens);
+    b->pend = (pending_t){.reqs = p->reqs, .shards = p->shards, .n = p->n};
+    for (int s = 0; s < p->n; s++) { /* nothing pending may point into the batch */
+        b->pend.reqs[s].ids = NULL;
+        b->pend.reqs[s].vals = NULL;
+        b->pend.reqs[s].val_lens = NULL;
+        b->pend.reqs[s].stat_deltas = NULL;
+        b->pend.reqs[s].stat_names = NULL;
     }
-    if (rc == STORE_OK) rc = load_redirects(b, st, redirects, errbuf, errlen);
-    if (rc != STORE_OK) goto fail;
-    apply_all(b);
-    if (deadletter_sync(dl, b->cfg->shutdown_timeout_ms, errbuf, errlen) < 0) {
-        rc = STORE_RETRY;
-        goto fail;
-    }
-    rc = commit_send(b, st, errbuf, errlen);
+    memset(p, 0, sizeof(*p));
+    table_keep_current(b);
     batch_clear(b);
-    return rc;
-fail:
-    drop_open(b);
-    return rc;
+    return STORE_OK;
 }
 
-store_status_t batch_commit(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf, size_t errlen) {
-    store_status_t rc = batch_wait(b, st, errbuf, errlen);
-    if (rc != STORE_OK) return rc;
-    rc = batch_finish(b, st, dl, errbuf, errlen);
+store_status_t batch_commit(batch_t *b, store_t *st, store_t *st_load, deadletter_t *dl,
+                            char *errbuf, size_t errlen) {
+    store_status_t rc = batch_prepare(b, st, st_load, dl, errbuf, errlen);
     store_status_t rc2 = batch_wait(b, st, errbuf, errlen);
+    if (rc == STORE_OK) rc = rc2;
+    if (rc == STORE_OK) rc = batch_send(b, st, errbuf, errlen);
+    rc2 = batch_wait(b, st, errbuf, errlen);
     return rc != STORE_OK ? rc : rc2;
 }

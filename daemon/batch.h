@@ -16,7 +16,8 @@ typedef struct batch batch_t;
 
 batch_t *batch_new(const config_t *cfg);
 void batch_free(batch_t *b);
-/* Use cfg (a reloaded configuration) from the next batch on. */
+/* Use cfg (a reloaded configuration) from the next batch on (forgets what
+ * is kept in memory). */
 void batch_set_config(batch_t *b, const config_t *cfg);
 
 /* Number of messages (good or bad) in the open batch. */
@@ -30,22 +31,31 @@ int batch_size(const batch_t *b);
 void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_t *dl);
 
 /*
- * The pipelined cycle (see batch.c): batch_load_send() queues the loads of
- * the open batch behind the pending commit; batch_wait() reads the pending
- * commit's result (shards that committed have sh->committed advanced; failed
- * or fenced ones, and every shard of the open batch if anything failed, get
- * sh->resync); batch_finish() reads the loads, applies, confirms dead letters
- * and sends the commit, which is pending until the next batch_wait(). On
- * any failure the open batch is dropped and its shards flagged for resync.
+ * The pipelined cycle (see batch.c), with the previous batch's commit in
+ * flight on the commit connection:
+ *  - batch_prepare(): load (on the load connection) what the previous batch
+ *    did not leave in memory, apply, confirm dead letters, pack the commit;
+ *  - batch_wait(): read the previous commit's result: shards that committed
+ *    have sh->committed advanced; if anything failed or was fenced, the
+ *    prepared batch and everything kept in memory are dropped and the shards
+ *    flagged sh->resync;
+ *  - batch_send(): send the prepared commit; it is pending until the next
+ *    batch_wait(). The batch is empty again.
+ * On any failure the open batch is dropped and its shards flagged resync.
  */
-store_status_t batch_load_send(batch_t *b, store_t *st, char *errbuf, size_t errlen);
+store_status_t batch_prepare(batch_t *b, store_t *st, store_t *st_load, deadletter_t *dl,
+                             char *errbuf, size_t errlen);
 store_status_t batch_wait(batch_t *b, store_t *st, char *errbuf, size_t errlen);
-store_status_t batch_finish(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf, size_t errlen);
+store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen);
 /* Whether a commit is in flight. */
 int batch_pending(const batch_t *b);
 
 /* All of it, synchronously: nothing is pending afterwards. */
-store_status_t batch_commit(batch_t *b, store_t *st, deadletter_t *dl, char *errbuf,
-                            size_t errlen);
+store_status_t batch_commit(batch_t *b, store_t *st, store_t *st_load, deadletter_t *dl,
+                            char *errbuf, size_t errlen);
+
+/* Forget the journeys kept from the last batch (after a resync, a revoke or
+ * a reload, when memory may no longer match Redis). Only between batches. */
+void batch_forget(batch_t *b);
 
 #endif

@@ -44,14 +44,22 @@ typedef struct ctx {
     config_t *live_cfg;         /* owned if != boot_cfg: rules, limits */
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
-    store_t *st;
+    store_t *st;                /* commits */
+    store_t *st_load;           /* loads, so they need not queue behind a commit */
     deadletter_t *dl;
     batch_t *batch;
     shard_t *shards[MAX_SHARDS];
     int n_shards;
     uint64_t consumed, batches, failures;
+    int64_t us_collect, us_prepare, us_wait, us_send; /* where the loop's time goes */
     int backoff_ms;
 } ctx_t;
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static int64_t now_ms(void) {
     struct timespec ts;
@@ -104,8 +112,10 @@ static void backoff(ctx_t *c, const char *what, const char *err) {
     log_warn("retrying", "what=%s backoff_ms=%d error=\"%s\"", what, c->backoff_ms, err);
     sleep_ms(c->backoff_ms);
     char e2[256];
-    if (store_reconnect(c->st, e2, sizeof(e2)) != STORE_OK)
+    if (store_reconnect(c->st, e2, sizeof(e2)) != STORE_OK ||
+        store_reconnect(c->st_load, e2, sizeof(e2)) != STORE_OK)
         log_warn("redis reconnect failed", "error=\"%s\"", e2);
+    batch_forget(c->batch); /* whatever was in flight, memory may not match Redis */
 }
 
 /* Read the shard's offset from Redis, retrying until it works or we stop. */
@@ -154,26 +164,33 @@ static void after_failure(ctx_t *c, store_status_t rc, const char *what, const c
 static void flush_batch(ctx_t *c) {
     char err[512];
     if (!batch_size(c->batch) && !batch_pending(c->batch)) return;
-    store_status_t rc = batch_commit(c->batch, c->st, c->dl, err, sizeof(err));
+    store_status_t rc = batch_commit(c->batch, c->st, c->st_load, c->dl, err, sizeof(err));
     c->batches++;
     store_kafka_offsets(c);
     if (rc == STORE_OK) c->backoff_ms = 0;
     else after_failure(c, rc, "batch commit", err);
 }
 
-/* One pipelined cycle: the loads of the batch just collected go out behind
- * the previous commit; Redis works on both while we wait for the previous
- * commit's result; then this batch is finished and its commit sent. */
+/* One pipelined cycle: while Redis runs the previous batch's commit, this
+ * batch is loaded (on the other connection), applied and packed; then the
+ * previous commit's result is read and this batch's commit sent. */
 static void cycle(ctx_t *c) {
     char err[512];
-    store_status_t rc = batch_load_send(c->batch, c->st, err, sizeof(err));
-    store_status_t rc2 = batch_wait(c->batch, c->st, err, sizeof(err));
-    store_kafka_offsets(c);
-    if (rc == STORE_OK) rc = rc2;
-    if (rc == STORE_OK && batch_size(c->batch)) {
-        rc = batch_finish(c->batch, c->st, c->dl, err, sizeof(err));
+    store_status_t rc = STORE_OK, rc2;
+    int64_t t0 = now_us(), t1, t2;
+    if (batch_size(c->batch)) {
+        rc = batch_prepare(c->batch, c->st, c->st_load, c->dl, err, sizeof(err));
         c->batches++;
     }
+    t1 = now_us();
+    rc2 = batch_wait(c->batch, c->st, err, sizeof(err));
+    store_kafka_offsets(c);
+    t2 = now_us();
+    if (rc == STORE_OK) rc = rc2;
+    if (rc == STORE_OK) rc = batch_send(c->batch, c->st, err, sizeof(err));
+    c->us_prepare += t1 - t0;
+    c->us_wait += t2 - t1;
+    c->us_send += now_us() - t2;
     if (rc == STORE_OK) c->backoff_ms = 0;
     else after_failure(c, rc, "batch", err);
 }
@@ -182,7 +199,9 @@ static void cycle(ctx_t *c) {
 static void resync_shards(ctx_t *c) {
     for (int i = 0; i < c->n_shards; i++) {
         shard_t *sh = c->shards[i];
-        if (!sh->resync || shard_load_offset(c, sh) < 0) continue;
+        if (!sh->resync) continue;
+        batch_forget(c->batch);
+        if (shard_load_offset(c, sh) < 0) continue;
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, sh->topic, sh->partition)->offset = start_offset(sh);
         rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
@@ -221,6 +240,7 @@ static void on_assign(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t 
 
 static void on_revoke(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int incremental) {
     flush_batch(c); /* nothing of a revoked shard may stay in memory */
+    batch_forget(c->batch);
     for (int i = 0; i < parts->cnt; i++) {
         log_info("partition revoked", "topic=%s partition=%d", parts->elems[i].topic,
                  (int)parts->elems[i].partition);
@@ -368,8 +388,10 @@ static void collect(ctx_t *c) {
 static void log_progress(ctx_t *c, int64_t *last_ms, uint64_t *last_consumed) {
     int64_t t = now_ms();
     if (t - *last_ms < 10000) return;
-    uint64_t rt, cmds, dl_ok, dl_fail;
+    uint64_t rt, cmds, rt2, cmds2, dl_ok, dl_fail;
     store_counters(c->st, &rt, &cmds);
+    store_counters(c->st_load, &rt2, &cmds2);
+    rt += rt2;
     deadletter_counters(c->dl, &dl_ok, &dl_fail);
     log_info("progress", "consumed=%llu rate=%.0f/s batches=%llu shards=%d redis_round_trips=%llu "
              "deadlettered=%llu failures=%llu",
@@ -394,15 +416,21 @@ static void shutdown_all(ctx_t *c) {
         rd_kafka_destroy(c->rk);
     }
     deadletter_close(c->dl, c->boot_cfg->shutdown_timeout_ms / 2);
-    uint64_t rt = 0, cmds = 0;
+    uint64_t rt = 0, cmds = 0, rt2 = 0, cmds2 = 0;
     if (c->st) store_counters(c->st, &rt, &cmds);
+    if (c->st_load) store_counters(c->st_load, &rt2, &cmds2);
+    rt += rt2;
+    cmds += cmds2;
     batch_free(c->batch);
     store_close(c->st);
+    store_close(c->st_load);
     for (int i = 0; i < c->n_shards; i++) free(c->shards[i]);
     if (c->live_cfg != c->boot_cfg) config_free(c->live_cfg);
-    log_info("stopped", "consumed=%llu batches=%llu redis_round_trips=%llu redis_commands=%llu",
+    log_info("stopped", "consumed=%llu batches=%llu redis_round_trips=%llu redis_commands=%llu "
+             "ms_collect=%lld ms_prepare=%lld ms_wait=%lld ms_send=%lld",
              (unsigned long long)c->consumed, (unsigned long long)c->batches,
-             (unsigned long long)rt, (unsigned long long)cmds);
+             (unsigned long long)rt, (unsigned long long)cmds, (long long)c->us_collect / 1000,
+             (long long)c->us_prepare / 1000, (long long)c->us_wait / 1000, (long long)c->us_send / 1000);
 }
 
 int daemon_run(config_t *cfg) {
@@ -411,7 +439,10 @@ int daemon_run(config_t *cfg) {
     memset(&c, 0, sizeof(c));
     c.boot_cfg = c.live_cfg = cfg;
     int rc = 1;
-    while (!(c.st = store_open(cfg, err, sizeof(err)))) {
+    for (;;) {
+        if (!c.st) c.st = store_open(cfg, err, sizeof(err));
+        if (c.st && !c.st_load) c.st_load = store_open(cfg, err, sizeof(err));
+        if (c.st && c.st_load) break;
         log_error("redis unavailable", "error=\"%s\"", err);
         if (daemon_stop_requested) goto out;
         sleep_ms(cfg->retry_backoff_max_ms);
@@ -430,7 +461,9 @@ int daemon_run(config_t *cfg) {
             reload(&c);
         }
         resync_shards(&c);
+        int64_t t0 = now_us();
         collect(&c);
+        c.us_collect += now_us() - t0;
         cycle(&c);
         log_progress(&c, &last_ms, &last_consumed);
     }
