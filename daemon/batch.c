@@ -63,6 +63,7 @@ typedef enum { ENT_UNKNOWN = 0, ENT_ABSENT, ENT_JOURNEY, ENT_REDIRECT } ent_stat
 typedef struct entry {
     shard_t *sh;               /* NULL = empty slot */
     uint32_t epoch;            /* batch that last touched it */
+    uint64_t hash;             /* ent_hash(sh, id) */
     uint8_t state;
     uint8_t dirty;
     char id[JD_ID_MAX + 1];
@@ -270,7 +271,7 @@ static void table_grow(batch_t *b) {
     if (!b->tab || !used) abort();
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &old[b->used[i]];
-        size_t k = ent_hash(e->sh, e->id) & (ncap - 1);
+        size_t k = e->hash & (ncap - 1);
         while (b->tab[k].sh) k = (k + 1) & (ncap - 1);
         b->tab[k] = *e;  /* moves the journey's owned arrays */
         used[i] = k;
@@ -289,9 +290,10 @@ static void table_grow(batch_t *b) {
 /* Find or add the entry for (sh, id); added entries are ENT_UNKNOWN. */
 static entry_t *table_get(batch_t *b, shard_t *sh, const char *id) {
     if ((b->n_tab + 1) * 2 > b->cap_tab) table_grow(b);
-    size_t k = ent_hash(sh, id) & (b->cap_tab - 1);
+    uint64_t h = ent_hash(sh, id);
+    size_t k = h & (b->cap_tab - 1);
     while (b->tab[k].sh) {
-        if (b->tab[k].sh == sh && !strcmp(b->tab[k].id, id)) {
+        if (b->tab[k].hash == h && b->tab[k].sh == sh && !strcmp(b->tab[k].id, id)) {
             b->tab[k].epoch = b->epoch;
             return &b->tab[k];
         }
@@ -300,6 +302,7 @@ static entry_t *table_get(batch_t *b, shard_t *sh, const char *id) {
     entry_t *e = &b->tab[k];
     memset(e, 0, sizeof(*e));
     e->sh = sh;
+    e->hash = h;
     e->epoch = b->epoch;
     copy_str(e->id, sizeof(e->id), id);
     e->state = ENT_UNKNOWN;
@@ -448,9 +451,10 @@ static store_status_t load_redirects(batch_t *b, store_t *st, int redirects, cha
 
 static entry_t *table_find(batch_t *b, shard_t *sh, const char *id) {
     if (!b->cap_tab) return NULL;
-    size_t k = ent_hash(sh, id) & (b->cap_tab - 1);
+    uint64_t h = ent_hash(sh, id);
+    size_t k = h & (b->cap_tab - 1);
     while (b->tab[k].sh) {
-        if (b->tab[k].sh == sh && !strcmp(b->tab[k].id, id)) return &b->tab[k];
+        if (b->tab[k].hash == h && b->tab[k].sh == sh && !strcmp(b->tab[k].id, id)) return &b->tab[k];
         k = (k + 1) & (b->cap_tab - 1);
     }
     return NULL;
@@ -627,7 +631,7 @@ static void table_keep_current(batch_t *b) {
             entry_drop(e);
             continue;
         }
-        size_t k = ent_hash(e->sh, e->id) & mask;
+        size_t k = e->hash & mask;
         while (b->tab2[k].sh) k = (k + 1) & mask;
         b->tab2[k] = *e;           /* moves the journey */
         b->tab2[k].dirty = 0;

@@ -247,9 +247,11 @@ static int json_uescape(const unsigned char *p, const unsigned char *end, unsign
 
 /*
  * Read a string (c->p just after the opening quote). Unescaped bytes go to
- * out (NULL: only validate and measure); *len gets the unescaped length.
+ * out, as many as fit in cap (NULL: only validate and measure); *len gets the
+ * whole unescaped length.
  */
-static int json_string(dec_t *d, jcur_t *c, const unsigned char *start, char *out, size_t *len) {
+static int json_string(dec_t *d, jcur_t *c, const unsigned char *start, char *out, size_t cap,
+                       size_t *len) {
     size_t n = 0;
     while (c->p < c->end) {
         unsigned char ch = *c->p;
@@ -262,7 +264,7 @@ static int json_string(dec_t *d, jcur_t *c, const unsigned char *start, char *ou
         if (ch != '\\') {
             const unsigned char *q = c->p;
             while (q < c->end && *q != '"' && *q != '\\' && *q >= 0x20) q++;
-            if (out) memcpy(out + n, c->p, (size_t)(q - c->p));
+            if (out && n + (size_t)(q - c->p) <= cap) memcpy(out + n, c->p, (size_t)(q - c->p));
             n += (size_t)(q - c->p);
             c->p = q;
             continue;
@@ -284,14 +286,14 @@ static int json_string(dec_t *d, jcur_t *c, const unsigned char *start, char *ou
             int used = json_uescape(c->p + 1, c->end, &cp);
             if (used < 0) return syntax(d, c, start, "bad \\u escape");
             k = put_utf8(cp, buf);
-            if (out) memcpy(out + n, buf, k);
+            if (out && n + k <= cap) memcpy(out + n, buf, k);
             n += k;
             c->p += 1 + used;
             continue;
         }
         default: return syntax(d, c, start, "bad escape");
         }
-        if (out) out[n] = buf[0];
+        if (out && n < cap) out[n] = buf[0];
         n++;
         c->p += 2;
     }
@@ -345,14 +347,15 @@ static int json_string_value(dec_t *d, jcur_t *c, const unsigned char *start, po
     if (pos == F_SCORE) return type_error(d, pos, "a number");
     if (pos < F__LEAVES) {
         if (mark_seen(d, pos) < 0) return -1;
-        char *out = arena_take(d, (size_t)(c->end - c->p));
-        if (!out || json_string(d, c, start, out, &len) < 0 || check_len(d, pos, len) < 0) return -1;
+        size_t room = (size_t)(c->end - c->p);
+        char *out = arena_take(d, room);
+        if (!out || json_string(d, c, start, out, room, &len) < 0 || check_len(d, pos, len) < 0) return -1;
         out[len] = '\0';
         d->aused = (size_t)(out - d->arena) + len + 1; /* give back the unused reservation */
         d->str[pos] = out;
         return 0;
     }
-    if (json_string(d, c, start, NULL, &len) < 0) return -1;
+    if (json_string(d, c, start, NULL, 0, &len) < 0) return -1;
     if (pos != X_SKIP) return leaf_other(d, pos, "a string");
     return check_len(d, X_SKIP, len);
 }
@@ -372,14 +375,9 @@ static int json_object(dec_t *d, jcur_t *c, const unsigned char *start, pos_t po
         ws(c);
         if (c->p >= c->end || *c->p != '"') return syntax(d, c, start, "expected a key");
         c->p++;
-        const unsigned char *ks = c->p;
-        if (json_string(d, c, start, NULL, &klen) < 0 || check_len(d, X_SKIP, klen) < 0) return -1;
-        pos_t child = X_SKIP;
-        if (klen < sizeof(key)) {
-            jcur_t kc = {ks, c->end};
-            json_string(d, &kc, start, key, &klen);
-            child = schema_child(pos, key, klen);
-        }
+        if (json_string(d, c, start, key, sizeof(key), &klen) < 0 || check_len(d, X_SKIP, klen) < 0)
+            return -1;
+        pos_t child = klen <= sizeof(key) ? schema_child(pos, key, klen) : X_SKIP;
         if (count_property(d, pos) < 0) return -1;
         ws(c);
         if (c->p >= c->end || *c->p != ':') return syntax(d, c, start, "expected ':'");
@@ -642,7 +640,7 @@ static int mp_string_value(dec_t *d, const mpval_t *v, pos_t pos) {
     if (!out) return -1;
     memcpy(out, v->data, v->len);
     out[v->len] = '\0';
-    if (memchr(out, '\0', v->len)) return derr(d, DECODE_E_SYNTAX, "%s: NUL byte in string", FIELD_NAMES[pos]);
+    if (strlen(out) != v->len) return derr(d, DECODE_E_SYNTAX, "%s: NUL byte in string", FIELD_NAMES[pos]);
     d->str[pos] = out;
     return 0;
 }
