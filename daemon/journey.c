@@ -88,11 +88,13 @@ static int dedup_seen(const journey_t *j, uint64_t mid) {
 static void dedup_add(journey_t *j, const config_t *cfg, uint64_t mid) {
     uint32_t cap = (uint32_t)cfg->dedup_max;
     if (cap == 0) return;
-    if (j->cap_dedup < cap) {
-        uint64_t *d = realloc(j->dedup, cap * sizeof(*d));
+    if (j->n_dedup < cap && j->n_dedup == j->cap_dedup) { /* grow by doubling up to the cap */
+        uint32_t ncap = j->cap_dedup ? 2 * j->cap_dedup : 16;
+        if (ncap > cap) ncap = cap;
+        uint64_t *d = realloc(j->dedup, ncap * sizeof(*d));
         if (!d) abort();
         j->dedup = d;
-        j->cap_dedup = cap;
+        j->cap_dedup = ncap;
     }
     if (j->n_dedup < cap) {
         j->dedup[j->n_dedup++] = mid;
@@ -240,6 +242,9 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
+    /* one allocation for the usual size: header, history and dedup ring */
+    sb.alloc = 256 + (size_t)j->n_hist * 48 + (size_t)j->n_dedup * 9;
+    if (!(sb.data = malloc(sb.alloc))) return -1;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 19);
     msgpack_pack_uint8(&pk, JOURNEY_BLOB_VERSION);
