@@ -25,40 +25,11 @@
 
 #include "log.h"
 
-static const char COMMIT_LUA[] =
-    "local cur = redis.call('GET', KEYS[1]) or ''\n"
-    "if cur ~= ARGV[1] then return redis.error_reply('FENCED stored=' .. cur) end\n"
-    "local ns = tonumber(ARGV[3])\n"
-    "local nk = #KEYS - 2\n"
-    "if ns == nil or tonumber(ARGV[2]) == nil or #ARGV ~= 3 + 2 * ns + nk then\n"
-    "  return redis.error_reply('BADARGS')\n"
-    "end\n"
-    "for i = 0, ns - 1 do\n"
-    "  if tonumber(ARGV[5 + 2 * i]) == nil then return redis.error_reply('BADARGS delta') end\n"
-    "end\n"
-    "local t = redis.call('TYPE', KEYS[2]).ok\n"
-    "if t ~= 'hash' and t ~= 'none' then return redis.error_reply('BADTYPE stats') end\n"
-    "local set, n = {}, 0\n"
-    "for i = 1, nk do\n"
-    "  local v = ARGV[3 + 2 * ns + i]\n"
-    "  if v == '' then redis.call('DEL', KEYS[2 + i]) else\n"
-    "    set[n + 1] = KEYS[2 + i]\n"
-    "    set[n + 2] = v\n"
-    "    n = n + 2\n"
-    "    if n == 1000 then redis.call('MSET', unpack(set, 1, n)); n = 0 end\n"
-    "  end\n"
-    "end\n"
-    "if n > 0 then redis.call('MSET', unpack(set, 1, n)) end\n"
-    "for i = 0, ns - 1 do\n"
-    "  if ARGV[5 + 2 * i] ~= '0' then redis.call('HINCRBY', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end\n"
-    "end\n"
-    "redis.call('SET', KEYS[1], ARGV[2])\n"
-    "return 1\n";
-
 struct store {
     const config_t *cfg;       /* borrowed; outlives the store */
     redisContext *c;           /* owned */
-    char sha[41];              /* SHA1 of COMMIT_LUA */
+    size_t txn_queued;         /* commands queued in the transaction in flight */
+    int txn_sent;              /* a MULTI ... EXEC is in flight */
     uint64_t round_trips, commands;
 };
 
@@ -111,27 +82,13 @@ static store_status_t authenticate(store_t *st, char *errbuf, size_t errlen) {
     return s;
 }
 
-static store_status_t select_and_load(store_t *st, char *errbuf, size_t errlen) {
-    redisReply *r;
-    store_status_t s;
-    if (st->cfg->redis_db) {
-        r = redisCommand(st->c, "SELECT %d", st->cfg->redis_db);
-        st->round_trips++;
-        if ((s = reply_error(st, r, "SELECT", errbuf, errlen)) != STORE_OK) return s;
-        freeReplyObject(r);
-    }
-    r = redisCommand(st->c, "SCRIPT LOAD %s", COMMIT_LUA);
+static store_status_t select_db(store_t *st, char *errbuf, size_t errlen) {
+    if (!st->cfg->redis_db) return STORE_OK;
+    redisReply *r = redisCommand(st->c, "SELECT %d", st->cfg->redis_db);
     st->round_trips++;
-    if ((s = reply_error(st, r, "SCRIPT LOAD", errbuf, errlen)) != STORE_OK) return s;
-    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-        snprintf(errbuf, errlen, "redis SCRIPT LOAD: unexpected reply");
-        freeReplyObject(r);
-        return STORE_FATAL;
-    }
-    memcpy(st->sha, r->str, 40);
-    st->sha[40] = '\0';
-    freeReplyObject(r);
-    return STORE_OK;
+    store_status_t s = reply_error(st, r, "SELECT", errbuf, errlen);
+    if (s == STORE_OK) freeReplyObject(r);
+    return s;
 }
 
 static store_status_t connect_ctx(store_t *st, char *errbuf, size_t errlen) {
@@ -148,7 +105,9 @@ static store_status_t connect_ctx(store_t *st, char *errbuf, size_t errlen) {
     }
     redisSetTimeout(st->c, ms_tv(cfg->redis_command_timeout_ms));
     store_status_t s = authenticate(st, errbuf, errlen);
-    if (s == STORE_OK) s = select_and_load(st, errbuf, errlen);
+    if (s == STORE_OK) s = select_db(st, errbuf, errlen);
+    st->txn_sent = 0;
+    st->txn_queued = 0;
     return s;
 }
 
@@ -353,79 +312,170 @@ store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
     return s == STORE_OK ? store_load_recv(st, reqs, nreq, errbuf, errlen) : s;
 }
 
-static void append_commit(store_t *st, const store_commit_req_t *q) {
-    char num[3][24];
-    size_t argc = 3 + 3 + 2 * q->n_stats + 2 * q->n_keys + 2;
+/* The check before the transaction: WATCH every offset key, then read the
+ * offsets and the counters' types. A shard whose stored offset is not the
+ * expected one is fenced (someone else owns or owned it) and left out; one
+ * whose counters key is not a hash would make a write fail, so nothing of it
+ * is written either. */
+static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t nreq,
+                                   char *errbuf, size_t errlen) {
     argvbuf_t a;
-    if (argv_init(&a, argc, key_text_cap(st->cfg->redis_prefix, q->shard, q->n_keys, q->ids) +
-                                32 * q->n_stats) < 0)
-        abort();
-    argv_add(&a, "EVALSHA", 7);
-    argv_add(&a, st->sha, 40);
-    snprintf(num[0], sizeof(num[0]), "%zu", q->n_keys + 2);
-    argv_add(&a, num[0], strlen(num[0]));
-    argv_add_key(&a, st->cfg->redis_prefix, q->shard, "o", NULL);
-    argv_add_key(&a, st->cfg->redis_prefix, q->shard, "s", NULL);
-    for (size_t i = 0; i < q->n_keys; i++)
-        argv_add_key(&a, st->cfg->redis_prefix, q->shard, "j", q->ids[i]);
-    if (q->expected_offset >= 0) snprintf(num[1], sizeof(num[1]), "%lld", (long long)q->expected_offset);
-    else num[1][0] = '\0';
-    snprintf(num[2], sizeof(num[2]), "%lld", (long long)q->new_offset);
-    argv_add(&a, num[1], strlen(num[1]));
-    argv_add(&a, num[2], strlen(num[2]));
-    char *nst = a.text + a.used;
-    int len = snprintf(nst, a.cap - a.used, "%zu", q->n_stats);
-    a.used += (size_t)len + 1;
-    argv_add(&a, nst, (size_t)len);
-    for (size_t i = 0; i < q->n_stats; i++) {
-        char *d = a.text + a.used;
-        int dl = snprintf(d, 24, "%lld", (long long)q->stat_deltas[i]);
-        a.used += (size_t)dl + 1;
-        argv_add(&a, q->stat_names[i], strlen(q->stat_names[i]));
-        argv_add(&a, d, (size_t)dl);
-    }
-    for (size_t i = 0; i < q->n_keys; i++)
-        argv_add(&a, q->vals[i] ? q->vals[i] : "", q->vals[i] ? q->val_lens[i] : 0);
+    char key[512];
+    size_t cap = 64;
+    for (size_t q = 0; q < nreq; q++) cap += strlen(reqs[q].shard) + strlen(st->cfg->redis_prefix) + 16;
+    if (argv_init(&a, nreq + 1, cap) < 0) abort();
+    argv_add(&a, "WATCH", 5);
+    for (size_t q = 0; q < nreq; q++) argv_add_key(&a, st->cfg->redis_prefix, reqs[q].shard, "o", NULL);
     redisAppendCommandArgv(st->c, (int)a.argc, a.argv, a.lens);
+    for (size_t q = 0; q < nreq; q++) {
+        redisAppendCommandArgv(st->c, 2, (const char *[]){"GET", a.argv[q + 1]}, (size_t[]){3, a.lens[q + 1]});
+        store_key(st->cfg->redis_prefix, reqs[q].shard, "s", NULL, key, sizeof(key));
+        redisAppendCommand(st->c, "TYPE %s", key);
+    }
     argv_free(&a);
+    st->commands += 1 + 2 * nreq;
+    st->round_trips++;
+    redisReply *r;
+    store_status_t s = STORE_OK;
+    for (size_t i = 0; i < 1 + 2 * nreq; i++) {
+        if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
+            snprintf(errbuf, errlen, "redis: %s", st->c->errstr);
+            return STORE_RETRY;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(errbuf, errlen, "redis commit check: %s", r->str);
+            s = STORE_RETRY;
+        } else if (i > 0 && i % 2 == 1) {          /* GET offset */
+            store_commit_req_t *q = &reqs[(i - 1) / 2];
+            long long cur = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+            q->status = cur == q->expected_offset ? STORE_OK : STORE_FENCED;
+            if (q->status == STORE_FENCED)
+                log_warn("shard fenced: stored offset differs from ours", "shard=%s expected=%lld stored=%lld",
+                         q->shard, (long long)q->expected_offset, cur);
+        } else if (i > 0) {                         /* TYPE counters */
+            store_commit_req_t *q = &reqs[(i - 2) / 2];
+            if (strcmp(r->str, "hash") && strcmp(r->str, "none") && q->status == STORE_OK) {
+                snprintf(errbuf, errlen, "redis: counters of %s are a %s, not a hash", q->shard, r->str);
+                q->status = STORE_FATAL;
+            }
+        }
+        freeReplyObject(r);
+    }
+    return s;
 }
 
-static store_status_t commit_status(store_commit_req_t *q, redisReply *r, char *errbuf,
-                                    size_t errlen) {
-    if (r->type == REDIS_REPLY_INTEGER) return q->status = STORE_OK;
-    if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "FENCED", 6)) {
-        log_warn("shard fenced: stored offset differs from ours", "shard=%s expected=%lld detail=\"%s\"",
-                 q->shard, (long long)q->expected_offset, r->str);
-        return q->status = STORE_FENCED;
+/* Queue the writes of one checked shard inside the transaction. */
+static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
+    argvbuf_t a;
+    size_t queued = 0, n_set = 0, n_del = 0;
+    for (size_t i = 0; i < q->n_keys; i++) q->vals[i] ? n_set++ : n_del++;
+    if (argv_init(&a, 1 + 2 * q->n_keys + 2, key_text_cap(st->cfg->redis_prefix, q->shard, q->n_keys, q->ids)) < 0)
+        abort();
+    if (n_set) {
+        argv_add(&a, "MSET", 4);
+        for (size_t i = 0; i < q->n_keys; i++) {
+            if (!q->vals[i]) continue;
+            argv_add_key(&a, st->cfg->redis_prefix, q->shard, "j", q->ids[i]);
+            argv_add(&a, q->vals[i], q->val_lens[i]);
+        }
+        redisAppendCommandArgv(st->c, (int)a.argc, a.argv, a.lens);
+        queued++;
     }
-    snprintf(errbuf, errlen, "redis commit %s: %s", q->shard,
-             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    /* NOSCRIPT after a server restart: reconnecting reloads the script. */
-    return q->status = STORE_RETRY;
+    if (n_del) {
+        a.argc = 0;
+        argv_add(&a, "DEL", 3);
+        for (size_t i = 0; i < q->n_keys; i++)
+            if (!q->vals[i]) argv_add_key(&a, st->cfg->redis_prefix, q->shard, "j", q->ids[i]);
+        redisAppendCommandArgv(st->c, (int)a.argc, a.argv, a.lens);
+        queued++;
+    }
+    argv_free(&a);
+    char skey[512], okey[512];
+    store_key(st->cfg->redis_prefix, q->shard, "s", NULL, skey, sizeof(skey));
+    store_key(st->cfg->redis_prefix, q->shard, "o", NULL, okey, sizeof(okey));
+    for (size_t i = 0; i < q->n_stats; i++) {
+        if (!q->stat_deltas[i]) continue;
+        redisAppendCommand(st->c, "HINCRBY %s %s %lld", skey, q->stat_names[i], (long long)q->stat_deltas[i]);
+        queued++;
+    }
+    redisAppendCommand(st->c, "SET %s %lld", okey, (long long)q->new_offset);
+    return queued + 1;
 }
 
 store_status_t store_commit_send(store_t *st, store_commit_req_t *reqs, size_t nreq,
                                  char *errbuf, size_t errlen) {
-    for (size_t q = 0; q < nreq; q++) append_commit(st, &reqs[q]);
-    st->commands += nreq;
+    if (!nreq) return STORE_OK;
+    store_status_t s = commit_check(st, reqs, nreq, errbuf, errlen);
+    if (s != STORE_OK) return s;
+    size_t ok = 0;
+    for (size_t q = 0; q < nreq; q++) ok += reqs[q].status == STORE_OK;
+    if (!ok) {
+        redisAppendCommand(st->c, "UNWATCH");
+        st->txn_sent = 0;
+        st->txn_queued = 1; /* one reply to skip */
+        st->commands++;
+        return flush_out(st, errbuf, errlen);
+    }
+    redisAppendCommand(st->c, "MULTI");
+    st->txn_queued = 0;
+    for (size_t q = 0; q < nreq; q++)
+        if (reqs[q].status == STORE_OK) st->txn_queued += append_shard_writes(st, &reqs[q]);
+    redisAppendCommand(st->c, "EXEC");
+    st->txn_sent = 1;
+    st->commands += st->txn_queued + 2;
     return flush_out(st, errbuf, errlen);
+}
+
+/* EXEC's reply: nil if a watched offset changed since the check (fenced). */
+static store_status_t exec_result(store_commit_req_t *reqs, size_t nreq, redisReply *r,
+                                  char *errbuf, size_t errlen) {
+    store_status_t s = STORE_OK;
+    if (r->type == REDIS_REPLY_NIL) {
+        for (size_t q = 0; q < nreq; q++)
+            if (reqs[q].status == STORE_OK) reqs[q].status = STORE_FENCED;
+        log_warn("commit fenced: an offset changed between check and commit", "shards=%zu", nreq);
+        return STORE_OK;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        snprintf(errbuf, errlen, "redis EXEC: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        s = STORE_RETRY;
+    }
+    for (size_t i = 0; s == STORE_OK && i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_ERROR) {
+            /* cannot happen after the check; say so loudly if it does */
+            snprintf(errbuf, errlen, "redis EXEC: %s", r->element[i]->str);
+            s = STORE_FATAL;
+        }
+    if (s != STORE_OK)
+        for (size_t q = 0; q < nreq; q++)
+            if (reqs[q].status == STORE_OK) reqs[q].status = s;
+    return s;
 }
 
 store_status_t store_commit_recv(store_t *st, store_commit_req_t *reqs, size_t nreq,
                                  char *errbuf, size_t errlen) {
     store_status_t s = STORE_OK;
+    size_t expect = st->txn_sent ? st->txn_queued + 2 : st->txn_queued;
+    redisReply *r = NULL;
     if (!nreq) return STORE_OK;
-    redisReply **replies = calloc(nreq, sizeof(*replies));
-    if (!replies) abort();
     st->round_trips++;
-    if ((s = read_replies(st, nreq, replies, errbuf, errlen)) != STORE_OK) goto out;
-    for (size_t q = 0; q < nreq; q++) {
-        store_status_t qs = commit_status(&reqs[q], replies[q], errbuf, errlen);
-        if (qs == STORE_RETRY) s = STORE_RETRY;
-        freeReplyObject(replies[q]);
+    for (size_t i = 0; i < expect; i++) {
+        if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
+            snprintf(errbuf, errlen, "redis: %s", st->c->errstr);
+            return STORE_RETRY;
+        }
+        if (i + 1 == expect && st->txn_sent) s = exec_result(reqs, nreq, r, errbuf, errlen);
+        else if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(errbuf, errlen, "redis commit: %s", r->str);
+            s = STORE_RETRY; /* EXEC will report EXECABORT: nothing was written */
+        }
+        freeReplyObject(r);
     }
-out:
-    free(replies);
+    st->txn_sent = 0;
+    st->txn_queued = 0;
+    if (s == STORE_RETRY)
+        for (size_t q = 0; q < nreq; q++)
+            if (reqs[q].status == STORE_OK) reqs[q].status = STORE_RETRY;
     return s;
 }
 
