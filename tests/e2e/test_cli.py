@@ -129,6 +129,9 @@ class AuthAndReloadTest(unittest.TestCase):
         j = json.loads(jdtest.journeyctl(path, "journey", "hup-b", "--json").stdout)
         self.assertEqual((j["phase"], j["last_touchpoint"]), ("purchase", "gift_card"))
         # an invalid file is refused and the running rules stay
+        valid = path + ".valid.yaml"
+        with open(path) as f, open(valid, "w") as g:
+            g.write(f.read())
         with open(path, "a") as f:
             f.write("bogus_section: 1\n")
         d.proc.send_signal(signal.SIGHUP)
@@ -136,7 +139,7 @@ class AuthAndReloadTest(unittest.TestCase):
         self.assertIn("unknown section 'bogus_section'", d.logtext())
         p.send(self.topic, ev("hup-3", "hup-c", "Gift Card Redeemed"), b"hup-c")
         jdtest.wait_committed(prefix, self.topic, 1, proc=d.proc)
-        j = json.loads(jdtest.journeyctl(path, "journey", "hup-c", "--json").stdout)
+        j = json.loads(jdtest.journeyctl(valid, "journey", "hup-c", "--json").stdout)
         self.assertEqual((j["phase"], j["last_touchpoint"]), ("purchase", "gift_card"))
         self.assertEqual(d.stop(), 0)
 
