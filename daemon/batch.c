@@ -20,7 +20,7 @@
  *      identify/alias link the other id to the customer, merging its journey
  *      -- same shard only; cross-partition stitching is a later feature --
  *      and leave a redirect in its key); wait for this batch's dead-letter
- *      deliveries; send one EVALSHA per shard that writes the changed
+ *      deliveries; send one transaction that writes, per shard, the changed
  *      journeys and redirects, the counters and the new offset atomically.
  *      That commit is pending until the next batch_wait().
  * So Redis runs batch N's commit while journeyd consumes and decodes batch

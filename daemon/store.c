@@ -1,20 +1,20 @@
 /*
  * store.c -- Redis access for journeyd (hiredis, synchronous, pipelined).
  *
- * Owns one redisContext. Everything a batch needs is sent as one pipeline:
- * store_load() issues one MGET per shard, store_commit() one EVALSHA of the
- * commit script per shard, and each reads all replies back, so a batch costs
- * one round trip to load and one to commit, whatever its size. The _send and
- * _recv halves let the caller overlap its own work with Redis's: commands on
- * one connection run in the order sent, so a load sent after a commit sees
- * the commit's writes.
+ * Owns one redisContext. Everything a batch needs is pipelined: store_load()
+ * issues one MGET per shard and reads the replies back (one round trip);
+ * store_commit() costs two round trips whatever the number of shards. The
+ * _send and _recv halves let the caller work while Redis does.
  *
- * The commit script is the exactly-once boundary: it checks that the stored
- * offset is the one this consumer last committed (a fence against a zombie
- * owner after a rebalance) and that its arguments are well formed, and only
- * then writes the journeys, the counters and the new offset. Lua scripts are
- * atomic but do not roll back, so nothing is written before every check has
- * passed, and no write after the checks can fail.
+ * The commit is the exactly-once boundary. First, under WATCH on every
+ * shard's offset key, it reads the stored offsets and the counters' types:
+ * a shard whose stored offset is not the one this consumer last committed is
+ * fenced (another owner since a rebalance) and left out, and one whose
+ * counters key is not a hash is refused, so nothing in the transaction can
+ * fail. Then one MULTI/EXEC writes, per shard, the journeys and redirects
+ * (MSET), the counter deltas (HINCRBY) and, last, the new offset. EXEC
+ * applies all of it or, if a watched offset changed in between, nothing.
+ * (A transaction does not roll back a failed command: hence the check.)
  */
 #include "store.h"
 

@@ -1,11 +1,12 @@
 /*
  * store.h -- journeyd's Redis state: per-shard journeys, consumed offsets and
  * counters, committed together atomically (SPEC §8). The only module that
- * talks to Redis. Key layout: schemas/README.md.
+ * talks to Redis. Key layout: schemas/redis.md.
  *
  * A shard is one input topic-partition, named "<topic>:<partition>"; all its
- * keys share the hash tag {<topic>:<partition>} so one Lua script can commit
- * them on a Redis Cluster too.
+ * keys share the hash tag {<topic>:<partition>}, so they live in one slot.
+ * Today one transaction commits every shard of a batch, which needs one Redis
+ * server; on a Redis Cluster the same commit would be grouped per node.
  */
 #ifndef JD_STORE_H
 #define JD_STORE_H
@@ -25,7 +26,7 @@ typedef enum {
     STORE_OK = 0,
     STORE_RETRY,      /* connection or server trouble: back off, reconnect, retry */
     STORE_FENCED,     /* stored offset is not the one expected: someone else owns the shard */
-    STORE_FATAL,      /* bad configuration (auth refused, script refused, ...) */
+    STORE_FATAL,      /* needs a person: auth refused, a key of the wrong type, ... */
 } store_status_t;
 
 typedef struct store_blob {
@@ -54,7 +55,7 @@ typedef struct store_commit_req {
     store_status_t status;    /* out: result for this shard */
 } store_commit_req_t;
 
-/* Connect, authenticate, select the db and load the scripts. */
+/* Connect, authenticate and select the db. */
 store_t *store_open(const config_t *cfg, char *errbuf, size_t errlen);
 void store_close(store_t *st);
 /* Drop and re-establish the connection. */
@@ -83,7 +84,7 @@ store_status_t store_commit_send(store_t *st, store_commit_req_t *reqs, size_t n
 store_status_t store_commit_recv(store_t *st, store_commit_req_t *reqs, size_t nreq,
                                  char *errbuf, size_t errlen);
 
-/* Commit several shards in one round trip (one atomic script per shard).
+/* Commit several shards: a checked WATCH round trip, then one MULTI/EXEC.
  * Returns STORE_OK if every shard's status is STORE_OK or STORE_FENCED. */
 store_status_t store_commit(store_t *st, store_commit_req_t *reqs, size_t nreq,
                             char *errbuf, size_t errlen);
