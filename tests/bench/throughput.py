@@ -153,6 +153,7 @@ def main():
                   % (i, m["eps_owned"], m["eps_start"], ceiling, m["ratio"],
                      m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"],
                      m["redis_bytes_per_journey"]))
+        jdtest.delete_topics(topic, dlq)
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         rows.append((enc, total, med))
     print()

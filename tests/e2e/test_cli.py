@@ -78,6 +78,7 @@ class AuthAndReloadTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.topic, cls.dlq = jdtest.unique("cli"), jdtest.unique("cli-dlq")
+        cls.prefixes = []
         jdtest.create_topic(cls.topic, 1)
         jdtest.create_topic(cls.dlq, 1)
         r = jdtest.redis_client()
@@ -86,9 +87,12 @@ class AuthAndReloadTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         jdtest.redis_client().execute_command("ACL", "DELUSER", "jd-e2e")
+        jdtest.drop_prefix(*cls.prefixes)
+        jdtest.delete_topics(cls.topic, cls.dlq)
 
     def config(self, extra_redis="", rules=""):
         prefix = jdtest.unique("cli")
+        self.prefixes.append(prefix)
         path = jdtest.write_config(self.topic, self.dlq, prefix, jdtest.unique("g"), rules)
         with open(path) as f:
             text = f.read()

@@ -96,6 +96,11 @@ class CoreTest(unittest.TestCase):
         jdtest.wait_committed(cls.prefix, cls.topic, 3, proc=cls.daemon.proc)
         cls.rc = cls.daemon.stop()
 
+    @classmethod
+    def tearDownClass(cls):
+        jdtest.drop_prefix(cls.prefix)
+        jdtest.delete_topics(cls.topic, cls.dlq)
+
     def journey(self, customer):
         r = jdtest.journeyctl(self.config, "journey", customer, "--json")
         return json.loads(r.stdout)

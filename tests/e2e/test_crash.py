@@ -52,9 +52,16 @@ class CrashTest(unittest.TestCase):
         if r.returncode != 0:
             raise RuntimeError("gen failed: %s" % r.stderr)
         cls.total = sum(jdtest.high_watermarks(cls.topic, PARTITIONS).values())
+        cls.prefixes = []
+
+    @classmethod
+    def tearDownClass(cls):
+        jdtest.drop_prefix(*cls.prefixes)
+        jdtest.delete_topics(cls.topic, cls.dlq)
 
     def run_clean(self):
         prefix, group = jdtest.unique("clean"), jdtest.unique("g")
+        self.prefixes.append(prefix)
         cfg = config_for(self.topic, self.dlq, prefix, group)
         d = jdtest.Daemon(cfg)
         jdtest.wait_committed(prefix, self.topic, PARTITIONS, timeout=300, proc=d.proc)
@@ -63,6 +70,7 @@ class CrashTest(unittest.TestCase):
 
     def run_crashing(self):
         prefix, group = jdtest.unique("crashy"), jdtest.unique("g")
+        self.prefixes.append(prefix)
         cfg = config_for(self.topic, self.dlq, prefix, group)
         rnd = random.Random(SEED)
         points = sorted(rnd.uniform(0.05, 0.95) * self.total for _ in range(KILLS))
