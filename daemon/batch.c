@@ -520,6 +520,7 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
     raw->state = ENT_REDIRECT;
     copy_str(raw->target, sizeof(raw->target), cust->id);
     raw->dirty = 1;
+    cust->j->merged++; /* counted per link, so arrival order does not matter */
     cust->dirty = 1;
     sh->stats[STAT_LINKED]++;
 }

@@ -220,7 +220,7 @@ void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
     }
     for (uint32_t i = 0; i < src->n_dedup; i++)
         if (!dedup_seen(dst, src->dedup[i])) dedup_add(dst, cfg, src->dedup[i]);
-    dst->merged += 1 + src->merged;
+    dst->merged += src->merged; /* the link itself is counted by the caller */
 }
 
 /* ---- serialised form ----------------------------------------------------

@@ -51,7 +51,7 @@ typedef struct journey {
     int64_t segment_ts;
     uint64_t segment_mid;
     jd_satisfaction_t sat;          /* latest satisfaction answer */
-    uint32_t merged;                /* anonymous journeys merged into this one */
+    uint32_t merged;                /* other ids (anonymous, aliases) linked to this journey */
 
     jd_touch_t *hist;               /* sorted by (ts, mid), oldest first; owned */
     uint32_t n_hist, cap_hist;      /* cap_hist <= history_max */
@@ -80,7 +80,8 @@ void journey_reset(journey_t *j);
 journey_result_t journey_apply(journey_t *j, const config_t *cfg, const event_t *ev,
                                uint64_t mid, int phase, const char *tp);
 
-/* Merge src into dst (identity stitching); src is left unchanged. */
+/* Merge src into dst (identity stitching); src is left unchanged. The ids
+ * src had absorbed carry over; counting the new link is the caller's job. */
 void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg);
 
 /* Serialise to MessagePack into a malloc'ed buffer (*out, *outlen; caller frees). 0 / -1. */
