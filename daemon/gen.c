@@ -459,7 +459,7 @@ static void send_event(sim_t *s, const gev_t *e, const char *key, int dirt) {
     }
     s->pushed++;
     int64_t at = e->ts;
-    if (dirt && chance(&s->r, s->o->ooo_rate)) {
+    if (dirt && s->o->rate <= 0 && chance(&s->r, s->o->ooo_rate)) {
         at += 1 + (int64_t)below(&s->r, (uint64_t)s->o->max_lateness_ms);
         s->t->out_of_order++;
     }
@@ -475,7 +475,9 @@ static void send_event(sim_t *s, const gev_t *e, const char *key, int dirt) {
 static void base_event(sim_t *s, cust_t *c, gev_t *e, const char *type) {
     memset(e, 0, sizeof(*e));
     e->type = type;
-    e->ts = c->next_ts;
+    /* open loop: the event time is the time the message is scheduled to go */
+    e->ts = s->o->rate > 0 ? s->o->rate_t0_ms + (int64_t)((double)s->pushed * 1000.0 / s->o->rate)
+                           : c->next_ts;
     snprintf(e->mid, sizeof(e->mid), "m-%llu-%llu", (unsigned long long)s->o->seed,
              (unsigned long long)s->seq++);
     int known = !c->anon || c->identified;
@@ -540,6 +542,14 @@ static void send_survey(sim_t *s, cust_t *c, int journey_scope) {
     c->sat_score = e.score;
     c->sat_ts = e.ts;
     s->t->surveys++;
+    gen_sat_t *g = &s->t->sat[m][ph][journey_scope];
+    g->n++;
+    g->sum += (uint64_t)e.score;
+    g->promoters += m == 0 && e.score >= 9;
+    g->passives += m == 0 && (e.score == 7 || e.score == 8);
+    g->detractors += m == 0 && e.score <= 6;
+    g->satisfied += m == 1 && e.score >= 4;
+    g->high += m == 2 && e.score >= 5;
 }
 
 static void send_identify(sim_t *s, cust_t *c) {
@@ -677,6 +687,16 @@ static void write_journey(sim_t *s, const cust_t *c, const char *outcome) {
     fputs("}\n", f);
 }
 
+static void count_dropoff(gen_truth_t *t, int phase, const char *tp) {
+    for (int i = 0; i < GEN_MAX_TOUCHPOINTS; i++) {
+        if (!t->dropoff[phase][i].tp) t->dropoff[phase][i].tp = tp;
+        if (!strcmp(t->dropoff[phase][i].tp, tp)) {
+            t->dropoff[phase][i].n++;
+            return;
+        }
+    }
+}
+
 static void end_journey(sim_t *s, cust_t *c, int in_progress) {
     gen_truth_t *t = s->t;
     if (c->events) {
@@ -685,7 +705,10 @@ static void end_journey(sim_t *s, cust_t *c, int in_progress) {
         for (int k = 0; k < c->max_phase; k++) t->progressed[k]++;
         if (!in_progress && c->max_phase >= 0) {
             if (c->max_phase == GEN_PHASES - 1) t->completed[c->max_phase]++;
-            else t->dropped[c->max_phase]++;
+            else {
+                t->dropped[c->max_phase]++;
+                count_dropoff(t, c->max_phase, c->last_tp ? c->last_tp : "unknown");
+            }
         }
         write_journey(s, c, in_progress ? "in_progress" : c->max_phase == GEN_PHASES - 1 ? "completed" : "dropped");
     }
@@ -746,5 +769,35 @@ void gen_truth_print(const gen_truth_t *t, const gen_opts_t *o, FILE *out) {
                 k ? "," : "", GEN_PHASE_NAMES[k], (unsigned long long)t->reached[k],
                 (unsigned long long)t->progressed[k], (unsigned long long)t->dropped[k],
                 (unsigned long long)t->completed[k]);
-    fputs("}}\n", out);
+    fputs("},\"dropoff_by_touchpoint\":{", out);
+    for (int k = 0; k < GEN_PHASES; k++) {
+        fprintf(out, "%s\"%s\":{", k ? "," : "", GEN_PHASE_NAMES[k]);
+        for (int i = 0; i < GEN_MAX_TOUCHPOINTS && t->dropoff[k][i].tp; i++)
+            fprintf(out, "%s\"%s\":%llu", i ? "," : "", t->dropoff[k][i].tp,
+                    (unsigned long long)t->dropoff[k][i].n);
+        fputc('}', out);
+    }
+    fputs("},\"satisfaction\":{", out);
+    static const char *const M[] = {"nps", "csat", "ces"}, *const S[] = {"touchpoint", "journey"};
+    for (int m = 0; m < 3; m++) {
+        fprintf(out, "%s\"%s\":{", m ? "," : "", M[m]);
+        for (int k = 0; k < GEN_PHASES; k++) {
+            fprintf(out, "%s\"%s\":{", k ? "," : "", GEN_PHASE_NAMES[k]);
+            for (int sc = 0; sc < 2; sc++) {
+                const gen_sat_t *g = &t->sat[m][k][sc];
+                fprintf(out, "%s\"%s\":{\"n\":%llu,\"sum\":%llu", sc ? "," : "", S[sc],
+                        (unsigned long long)g->n, (unsigned long long)g->sum);
+                if (m == 0)
+                    fprintf(out, ",\"promoters\":%llu,\"passives\":%llu,\"detractors\":%llu",
+                            (unsigned long long)g->promoters, (unsigned long long)g->passives,
+                            (unsigned long long)g->detractors);
+                if (m == 1) fprintf(out, ",\"satisfied\":%llu", (unsigned long long)g->satisfied);
+                if (m == 2) fprintf(out, ",\"high\":%llu", (unsigned long long)g->high);
+                fputc('}', out);
+            }
+            fputc('}', out);
+        }
+        fputc('}', out);
+    }
+    fprintf(out, "},\"heartbeats\":%llu}\n", (unsigned long long)t->heartbeats);
 }

@@ -27,6 +27,8 @@ typedef struct gen_opts {
     double dup_rate, ooo_rate, anon_rate, invalid_rate;
     int64_t max_lateness_ms;   /* out-of-order delay bound */
     int anon_key_user;         /* Kafka key of anonymous events: eventual userId */
+    double rate;               /* open loop: message i is stamped t0 + i/rate (0: off) */
+    int64_t rate_t0_ms;        /* wall-clock start of the open-loop schedule */
 } gen_opts_t;
 
 /* Defaults: see gen.c. */
@@ -36,6 +38,14 @@ void gen_defaults(gen_opts_t *o);
 typedef int (*gen_emit_fn)(const char *key, size_t keylen, const void *value, size_t len,
                            int64_t ts_ms, void *opaque);
 
+#define GEN_MAX_TOUCHPOINTS 32
+
+/* Counts of one kind of survey answer: NPS promoters 9-10, passives 7-8,
+ * detractors 0-6; CSAT satisfied 4-5; CES high (5-7); raw sum of scores. */
+typedef struct gen_sat {
+    uint64_t n, promoters, passives, detractors, satisfied, high, sum;
+} gen_sat_t;
+
 /* Aggregate truth from the simulation (what each customer really did). */
 typedef struct gen_truth {
     uint64_t messages, valid, duplicates, out_of_order, invalid, identifies, surveys;
@@ -44,6 +54,11 @@ typedef struct gen_truth {
     uint64_t journeys;
     uint64_t reached[GEN_PHASES], progressed[GEN_PHASES], dropped[GEN_PHASES], completed[GEN_PHASES];
     uint64_t touchpoints_before_purchase, purchasers;
+    /* dropped journeys by phase and last touchpoint (names are static strings) */
+    struct { const char *tp; uint64_t n; } dropoff[GEN_PHASES][GEN_MAX_TOUCHPOINTS];
+    /* survey answers by metric (nps, csat, ces), phase and scope (touchpoint, journey) */
+    gen_sat_t sat[3][GEN_PHASES][2];
+    uint64_t heartbeats;
 } gen_truth_t;
 
 extern const char *const GEN_INVALID_KINDS[6];

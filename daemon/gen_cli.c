@@ -43,7 +43,11 @@ static void usage(FILE *out) {
         "  --max-lateness DUR    out-of-order bound (default 4m)\n"
         "  --anon-rate P         anonymous customers identified later (default 0)\n"
         "  --anon-key user|anon  Kafka key of anonymous events (default user: same partition)\n"
-        "  --invalid-rate P      invalid events, for the dead-letter topic (default 0)\n");
+        "  --invalid-rate P      invalid events, for the dead-letter topic (default 0)\n"
+        "  --rate N              open loop: N messages/s, each stamped with its scheduled send\n"
+        "                        time (ignores --ooo-rate); reports falling behind, exit code 3\n"
+        "  --heartbeats N        at the end, N heartbeat events to every partition (file: N)\n"
+        "  --heartbeat-advance DUR   heartbeat time = last event time + DUR (default 0)\n");
 }
 
 typedef struct out {
@@ -52,11 +56,42 @@ typedef struct out {
     char *topic;
     int msgpack;
     uint64_t failed, delivered;
+    double rate;           /* open loop: messages per second, 0 = as fast as possible */
+    double t0;             /* schedule start (monotonic seconds) */
+    uint64_t sent, behind; /* messages sent; of those, sent > 100 ms late */
+    double last_report;
+    int64_t max_ts;
 } out_t;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Open loop: wait for message i's scheduled time; note when we are late,
+ * since a run that falls behind does not measure what it claims. */
+static void pace(out_t *o, int64_t ts) {
+    if (ts > o->max_ts) o->max_ts = ts;
+    if (o->rate <= 0) return;
+    double due = o->t0 + (double)o->sent++ / o->rate, now = now_s();
+    if (due > now) {
+        struct timespec d = {(time_t)(due - now), (long)((due - now - (double)(time_t)(due - now)) * 1e9)};
+        nanosleep(&d, NULL);
+    } else if (now - due > 0.1) {
+        o->behind++;
+        if (now - o->last_report > 1.0) {
+            fprintf(stderr, "journeyctl gen: falling behind: message %llu is %.0f ms late\n",
+                    (unsigned long long)o->sent, (now - due) * 1000);
+            o->last_report = now;
+        }
+    }
+}
 
 static int emit_file(const char *key, size_t keylen, const void *val, size_t len, int64_t ts, void *opaque) {
     out_t *o = opaque;
-    (void)key, (void)keylen, (void)ts;
+    (void)key, (void)keylen;
+    pace(o, ts);
     if (fwrite(val, 1, len, o->f) != len) return -1;
     if (!o->msgpack && fputc('\n', o->f) == EOF) return -1;
     return 0;
@@ -64,7 +99,7 @@ static int emit_file(const char *key, size_t keylen, const void *val, size_t len
 
 static int emit_kafka(const char *key, size_t keylen, const void *val, size_t len, int64_t ts, void *opaque) {
     out_t *o = opaque;
-    (void)ts;
+    pace(o, ts);
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             o->rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -147,6 +182,8 @@ static int parse_drop(const char *s, gen_opts_t *o) {
 
 typedef struct cli_opts {
     gen_opts_t g;
+    uint64_t heartbeats;
+    int64_t hb_advance_ms;
     const char *out, *topic, *brokers, *truth, *journeys;
     char *props[64];
     int nprops;
@@ -154,7 +191,7 @@ typedef struct cli_opts {
 
 enum { O_SEED = 256, O_CUST, O_EVENTS, O_START, O_PERIOD, O_ENC, O_EPOCH, O_OUT, O_TOPIC,
        O_BROKERS, O_TRUTH, O_JOURNEYS, O_DROP, O_SURVEY, O_JSURVEY, O_DUP, O_OOO, O_LATE,
-       O_ANON, O_ANONKEY, O_INVALID, O_HELP };
+       O_ANON, O_ANONKEY, O_INVALID, O_RATE, O_HB, O_HBADV, O_HELP };
 
 static int parse_one(cli_opts_t *c, int opt, const char *arg) {
     gen_opts_t *g = &c->g;
@@ -190,6 +227,13 @@ static int parse_one(cli_opts_t *c, int opt, const char *arg) {
         g->anon_key_user = !strcmp(arg, "user");
         return 0;
     case O_INVALID: return parse_prob(arg, &g->invalid_rate);
+    case O_RATE: {
+        char *end;
+        g->rate = strtod(arg, &end);
+        return end == arg || *end || !(g->rate > 0) ? -1 : 0;
+    }
+    case O_HB: return parse_u64(arg, &c->heartbeats);
+    case O_HBADV: return config_parse_duration(arg, &c->hb_advance_ms);
     default: return -1;
     }
 }
@@ -204,6 +248,7 @@ static int parse_args(cli_opts_t *c, int argc, char **argv) {
         {"journey-survey-rate", 1, NULL, O_JSURVEY}, {"dup-rate", 1, NULL, O_DUP},
         {"ooo-rate", 1, NULL, O_OOO}, {"max-lateness", 1, NULL, O_LATE}, {"anon-rate", 1, NULL, O_ANON},
         {"anon-key", 1, NULL, O_ANONKEY}, {"invalid-rate", 1, NULL, O_INVALID},
+        {"rate", 1, NULL, O_RATE}, {"heartbeats", 1, NULL, O_HB}, {"heartbeat-advance", 1, NULL, O_HBADV},
         {"help", 0, NULL, O_HELP}, {NULL, 0, NULL, 0},
     };
     int opt, idx;
@@ -229,6 +274,48 @@ static int parse_args(cli_opts_t *c, int argc, char **argv) {
     return 0;
 }
 
+/* N heartbeats to every partition (Kafka) or N lines (file), stamped after
+ * the last event, so every partition's event time moves on. */
+static int send_heartbeats(const cli_opts_t *c, out_t *o, gen_truth_t *t) {
+    char val[96];
+    int64_t ts = o->max_ts + c->hb_advance_ms;
+    int len = c->g.msgpack ? 0 : snprintf(val, sizeof(val), "{\"type\":\"heartbeat\",\"timestamp\":%lld}", (long long)ts);
+    if (c->g.msgpack) { /* {"type":"heartbeat","timestamp":<int64>} */
+        unsigned char *p = (unsigned char *)val;
+        memcpy(p, "\x82\xa4type\xa9heartbeat\xa9timestamp\xd3", 27);
+        for (int i = 0; i < 8; i++) p[27 + i] = (unsigned char)((uint64_t)ts >> (56 - 8 * i));
+        len = 35;
+    }
+    int parts = 1;
+    if (o->rk) {
+        const rd_kafka_metadata_t *md;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(o->rk, o->topic, NULL);
+        if (rd_kafka_metadata(o->rk, 0, rkt, &md, 10000) || md->topic_cnt != 1 || md->topics[0].err) {
+            fprintf(stderr, "journeyctl gen: no metadata for topic %s\n", o->topic);
+            rd_kafka_topic_destroy(rkt);
+            return -1;
+        }
+        parts = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+    }
+    for (int p = 0; p < parts; p++)
+        for (uint64_t i = 0; i < c->heartbeats; i++, t->heartbeats++, t->messages++) {
+            if (!o->rk) {
+                if (emit_file(NULL, 0, val, (size_t)len, ts, o) < 0) return -1;
+                continue;
+            }
+            rd_kafka_resp_err_t err;
+            while ((err = rd_kafka_producev(o->rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_PARTITION(p),
+                                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                            RD_KAFKA_V_VALUE(val, (size_t)len), RD_KAFKA_V_END)) ==
+                   RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(o->rk, 50);
+            if (err) return -1;
+        }
+    return 0;
+}
+
 static int write_truth(const cli_opts_t *c, const gen_truth_t *t) {
     if (!c->truth) return 0;
     FILE *f = fopen(c->truth, "w");
@@ -238,12 +325,6 @@ static int write_truth(const cli_opts_t *c, const gen_truth_t *t) {
     }
     gen_truth_print(t, &c->g, f);
     return fclose(f) ? -1 : 0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 int gen_cli_main(int argc, char **argv) {
@@ -260,6 +341,13 @@ int gen_cli_main(int argc, char **argv) {
     if (pr) return pr == 1 ? 0 : 2;
     o.msgpack = c.g.msgpack;
     o.topic = (char *)c.topic;
+    o.rate = c.g.rate;
+    if (o.rate > 0) {
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        c.g.rate_t0_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+        o.t0 = now_s();
+    }
     if (c.journeys && !(jf = fopen(c.journeys, "w"))) {
         fprintf(stderr, "journeyctl gen: %s: %s\n", c.journeys, strerror(errno));
         return 1;
@@ -272,6 +360,7 @@ int gen_cli_main(int argc, char **argv) {
     if (c.topic && open_kafka(&o, c.brokers, c.props, c.nprops) < 0) goto out;
     double t0 = now_s();
     int grc = gen_run(&c.g, c.topic ? emit_kafka : emit_file, &o, jf, &t);
+    if (!grc && c.heartbeats && send_heartbeats(&c, &o, &t) < 0) grc = -1;
     if (o.rk) {
         while (rd_kafka_outq_len(o.rk) > 0 && !o.failed) rd_kafka_flush(o.rk, 1000);
     }
@@ -286,6 +375,12 @@ int gen_cli_main(int argc, char **argv) {
         goto out;
     }
     rc = write_truth(&c, &t) < 0 ? 1 : 0;
+    if (!rc && o.behind) {
+        fprintf(stderr, "journeyctl gen: %llu of %llu messages went out more than 100 ms late: "
+                "this run did not hold %.0f messages/s\n", (unsigned long long)o.behind,
+                (unsigned long long)o.sent, o.rate);
+        rc = 3;
+    }
 out:
     if (o.rk) rd_kafka_destroy(o.rk);
     if (o.f && o.f != stdout && fclose(o.f)) rc = 1;

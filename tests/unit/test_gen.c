@@ -103,12 +103,13 @@ static void truth_matches(int msgpack) {
     size_t cap = 1 << 20;
     uint64_t *seen = calloc(cap, sizeof(*seen));
     uint64_t msgs = 0, invalid = 0, dups = 0, valid = 0, identifies = 0, surveys = 0;
+    uint64_t n[3][2] = {{0}}, sum[3][2] = {{0}}, promoters = 0, detractors = 0, satisfied = 0, high = 0;
     for (size_t off = 0; off < s.len; msgs++) {
-        uint32_t n;
-        memcpy(&n, s.buf + off, sizeof(n));
+        uint32_t len;
+        memcpy(&len, s.buf + off, sizeof(len));
         event_t ev;
-        decode_status_t st = decode_event(s.buf + off + 4, n, DECODE_AUTO, &lim, &ev, arena, sizeof(arena), err, sizeof(err));
-        off += 4 + n;
+        decode_status_t st = decode_event(s.buf + off + 4, len, DECODE_AUTO, &lim, &ev, arena, sizeof(arena), err, sizeof(err));
+        off += 4 + len;
         if (st != DECODE_OK) {
             invalid++;
             continue;
@@ -120,6 +121,15 @@ static void truth_matches(int msgpack) {
         valid++;
         identifies += ev.type == EV_IDENTIFY;
         surveys += ev.metric != EV_METRIC_NONE;
+        if (ev.metric != EV_METRIC_NONE) {
+            int m = ev.metric - 1, sc = ev.scope == EV_SCOPE_JOURNEY;
+            n[m][sc]++;
+            sum[m][sc] += (uint64_t)ev.score;
+            promoters += m == 0 && ev.score >= 9;
+            detractors += m == 0 && ev.score <= 6;
+            satisfied += m == 1 && ev.score >= 4;
+            high += m == 2 && ev.score >= 5;
+        }
     }
     cr_assert_eq(msgs, t.messages);
     cr_assert_eq(invalid, t.invalid);
@@ -127,10 +137,36 @@ static void truth_matches(int msgpack) {
     cr_assert_eq(valid, t.valid);
     cr_assert_eq(identifies, t.identifies);
     cr_assert_eq(surveys, t.surveys);
-    uint64_t sum = 0, lines = 0;
-    for (char *p = journeys; (p = strstr(p, "\"events\":")); p++, lines++) sum += strtoull(p + 9, NULL, 10);
+    /* satisfaction truth, summed over phases, equals what was written */
+    uint64_t tp = 0, td = 0, ts = 0, th = 0;
+    for (int m = 0; m < 3; m++)
+        for (int sc = 0; sc < 2; sc++) {
+            uint64_t tn = 0, tsum = 0;
+            for (int k = 0; k < GEN_PHASES; k++) {
+                tn += t.sat[m][k][sc].n;
+                tsum += t.sat[m][k][sc].sum;
+                tp += t.sat[m][k][sc].promoters;
+                td += t.sat[m][k][sc].detractors;
+                ts += t.sat[m][k][sc].satisfied;
+                th += t.sat[m][k][sc].high;
+            }
+            cr_assert_eq(tn, n[m][sc], "metric %d scope %d", m, sc);
+            cr_assert_eq(tsum, sum[m][sc], "metric %d scope %d", m, sc);
+        }
+    cr_assert_eq(tp, promoters);
+    cr_assert_eq(td, detractors);
+    cr_assert_eq(ts, satisfied);
+    cr_assert_eq(th, high);
+    /* drop-off points add up to the drop-offs of each phase */
+    for (int k = 0; k < GEN_PHASES; k++) {
+        uint64_t d = 0;
+        for (int i = 0; i < GEN_MAX_TOUCHPOINTS && t.dropoff[k][i].tp; i++) d += t.dropoff[k][i].n;
+        cr_assert_eq(d, t.dropped[k], "phase %d", k);
+    }
+    uint64_t events = 0, lines = 0;
+    for (char *p = journeys; (p = strstr(p, "\"events\":")); p++, lines++) events += strtoull(p + 9, NULL, 10);
     cr_assert_eq(lines, t.journeys);
-    cr_assert_eq(sum, t.valid);
+    cr_assert_eq(events, t.valid);
     free(seen);
     free(journeys);
     free(s.buf);
