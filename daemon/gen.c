@@ -52,6 +52,7 @@ void gen_defaults(gen_opts_t *o) {
     o->journey_survey_rate = 0.3;
     o->max_lateness_ms = 4 * 60000;
     o->anon_key_user = 1;
+    o->return_rate = 0;
 }
 
 /* ---- randomness ------------------------------------------------------------ */
@@ -132,6 +133,11 @@ static const tpl_t ORDERS[4] = {
 };
 static const tpl_t NEWSLETTER = {"track", "Email Opened", "email", NULL, NULL, "newsletter", 1};
 
+/* A returning customer's next journey starts this long after the last event
+ * of the previous one: more than the loyalty timeout (4w), so it is a new
+ * journey whatever the configuration's default. */
+#define RETURN_AFTER_MS (29 * 86400000LL)
+
 /* Mean gap between events in each phase (ms); capped far below the timeouts. */
 static const double GAP_MS[GEN_PHASES] = {45e3, 15 * 60e3, 4 * 60e3, 8 * 3600e3};
 static const double GAP_CAP_MS[GEN_PHASES] = {10 * 60e3, 24 * 3600e3, 40 * 60e3, 7 * 86400e3};
@@ -180,6 +186,7 @@ typedef struct cust {
     int phase, left, drop_here, ordered, anon, identified, seg;
     int pending_survey, pending_journey_survey;
     int touches;          /* touchpoint events so far (not surveys, not identify) */
+    int journey_no;       /* 1 for the first journey, then one more per return */
     char user[32], anon_id[40];
     /* truth */
     int64_t first_ts, last_ts, phase_ts[GEN_PHASES];
@@ -615,6 +622,7 @@ static cust_t *new_customer(sim_t *s) {
     c->seg = (int)below(&s->r, sizeof(SEGMENTS) / sizeof(SEGMENTS[0]));
     c->anon = chance(&s->r, s->o->anon_rate);
     c->max_phase = -1;
+    c->journey_no = 1;
     snprintf(c->user, sizeof(c->user), "u-%llu-%llu", (unsigned long long)s->o->seed, (unsigned long long)c->n);
     snprintf(c->anon_id, sizeof(c->anon_id), "anon-%llu-%016llx", (unsigned long long)s->o->seed,
              (unsigned long long)next_u64(&s->r));
@@ -667,9 +675,9 @@ static void write_journey(sim_t *s, const cust_t *c, const char *outcome) {
     FILE *f = s->journeys;
     char t[40];
     if (!f) return;
-    fprintf(f, "{\"customer\":\"%s\",\"segment\":\"%s\",\"journey\":1,\"phase\":\"%s\",\"outcome\":\"%s\","
+    fprintf(f, "{\"customer\":\"%s\",\"segment\":\"%s\",\"journey\":%d,\"phase\":\"%s\",\"outcome\":\"%s\","
             "\"first_ts\":%lld,\"last_ts\":%lld,\"last_touchpoint\":\"%s\",\"events\":%llu,\"merged\":%d,",
-            c->anon && !c->identified ? c->anon_id : c->user, SEGMENTS[c->seg],
+            c->anon && !c->identified ? c->anon_id : c->user, SEGMENTS[c->seg], c->journey_no,
             c->max_phase >= 0 ? GEN_PHASE_NAMES[c->max_phase] : "none", outcome,
             (long long)c->first_ts, (long long)c->last_ts, c->last_tp ? c->last_tp : "",
             (unsigned long long)c->events, c->anon && c->identified);
@@ -697,7 +705,8 @@ static void count_dropoff(gen_truth_t *t, int phase, const char *tp) {
     }
 }
 
-static void end_journey(sim_t *s, cust_t *c, int in_progress) {
+/* Count the journey that just ended (or is cut off) in the truth. */
+static void record_journey(sim_t *s, cust_t *c, int in_progress) {
     gen_truth_t *t = s->t;
     if (c->events) {
         t->journeys++;
@@ -712,7 +721,30 @@ static void end_journey(sim_t *s, cust_t *c, int in_progress) {
         }
         write_journey(s, c, in_progress ? "in_progress" : c->max_phase == GEN_PHASES - 1 ? "completed" : "dropped");
     }
+}
+
+static void end_journey(sim_t *s, cust_t *c, int in_progress) {
+    record_journey(s, c, in_progress);
     free(c);
+}
+
+/* A customer who completed comes back for another journey, after the last
+ * phase's timeout has surely closed the first one. */
+static void start_again(sim_t *s, cust_t *c) {
+    int64_t last = c->last_ts;
+    record_journey(s, c, 0);
+    c->journey_no++;
+    c->first_ts = c->last_ts = 0;
+    c->max_phase = -1;
+    c->events = 0;
+    c->last_tp = NULL;
+    c->n_tps = c->touches = 0;
+    c->sat_metric = NULL;
+    c->pending_survey = c->pending_journey_survey = 0;
+    memset(c->phase_ts, 0, sizeof(c->phase_ts));
+    enter_phase(s, c, 0);
+    c->next_ts = last + RETURN_AFTER_MS + (int64_t)expo(&s->r, 7 * 86400e3);
+    heap_push(s, c);
 }
 
 int gen_run(const gen_opts_t *o, gen_emit_fn emit, void *opaque, FILE *journeys, gen_truth_t *truth) {
@@ -735,7 +767,8 @@ int gen_run(const gen_opts_t *o, gen_emit_fn emit, void *opaque, FILE *journeys,
         flush_due(&s, c->next_ts);
         if (chance(&s.r, o->invalid_rate)) send_invalid(&s, c->next_ts);
         if (!step(&s, c)) {
-            end_journey(&s, c, 0);
+            if (c->max_phase == GEN_PHASES - 1 && chance(&s.r, o->return_rate)) start_again(&s, c);
+            else end_journey(&s, c, 0);
             continue;
         }
         int64_t gap = (int64_t)fmin(expo(&s.r, GAP_MS[c->phase]), GAP_CAP_MS[c->phase]);

@@ -25,6 +25,7 @@ typedef struct gen_opts {
     double survey_rate;        /* survey answer after a touchpoint */
     double journey_survey_rate;/* journey-scope answer at the end */
     double dup_rate, ooo_rate, anon_rate, invalid_rate;
+    double return_rate;        /* completed customers who come back for another journey */
     int64_t max_lateness_ms;   /* out-of-order delay bound */
     int anon_key_user;         /* Kafka key of anonymous events: eventual userId */
     double rate;               /* open loop: message i is stamped t0 + i/rate (0: off) */

@@ -44,6 +44,8 @@ static void usage(FILE *out) {
         "  --anon-rate P         anonymous customers identified later (default 0)\n"
         "  --anon-key user|anon  Kafka key of anonymous events (default user: same partition)\n"
         "  --invalid-rate P      invalid events, for the dead-letter topic (default 0)\n"
+        "  --return-rate P       completed customers who come back for another journey,\n"
+        "                        29+ days later (default 0)\n"
         "  --rate N              open loop: N messages/s, each stamped with its scheduled send\n"
         "                        time (ignores --ooo-rate); reports falling behind, exit code 3\n"
         "  --heartbeats N        at the end, N heartbeat events to every partition (file: N)\n"
@@ -191,7 +193,7 @@ typedef struct cli_opts {
 
 enum { O_SEED = 256, O_CUST, O_EVENTS, O_START, O_PERIOD, O_ENC, O_EPOCH, O_OUT, O_TOPIC,
        O_BROKERS, O_TRUTH, O_JOURNEYS, O_DROP, O_SURVEY, O_JSURVEY, O_DUP, O_OOO, O_LATE,
-       O_ANON, O_ANONKEY, O_INVALID, O_RATE, O_HB, O_HBADV, O_HELP };
+       O_ANON, O_ANONKEY, O_INVALID, O_RATE, O_HB, O_HBADV, O_RETURN, O_HELP };
 
 static int parse_one(cli_opts_t *c, int opt, const char *arg) {
     gen_opts_t *g = &c->g;
@@ -233,6 +235,7 @@ static int parse_one(cli_opts_t *c, int opt, const char *arg) {
         return end == arg || *end || !(g->rate > 0) ? -1 : 0;
     }
     case O_HB: return parse_u64(arg, &c->heartbeats);
+    case O_RETURN: return parse_prob(arg, &g->return_rate);
     case O_HBADV: return config_parse_duration(arg, &c->hb_advance_ms);
     default: return -1;
     }
@@ -248,7 +251,7 @@ static int parse_args(cli_opts_t *c, int argc, char **argv) {
         {"journey-survey-rate", 1, NULL, O_JSURVEY}, {"dup-rate", 1, NULL, O_DUP},
         {"ooo-rate", 1, NULL, O_OOO}, {"max-lateness", 1, NULL, O_LATE}, {"anon-rate", 1, NULL, O_ANON},
         {"anon-key", 1, NULL, O_ANONKEY}, {"invalid-rate", 1, NULL, O_INVALID},
-        {"rate", 1, NULL, O_RATE}, {"heartbeats", 1, NULL, O_HB}, {"heartbeat-advance", 1, NULL, O_HBADV},
+        {"return-rate", 1, NULL, O_RETURN}, {"rate", 1, NULL, O_RATE}, {"heartbeats", 1, NULL, O_HB}, {"heartbeat-advance", 1, NULL, O_HBADV},
         {"help", 0, NULL, O_HELP}, {NULL, 0, NULL, 0},
     };
     int opt, idx;

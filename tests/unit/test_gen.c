@@ -75,6 +75,8 @@ Test(gen, distributions_within_tolerance) {
     free(s.buf);
 }
 
+static int atoi_safe(const char *s) { return (int)strtol(s, NULL, 10); }
+
 static int is_dup(uint64_t *set, size_t cap, uint64_t h) {
     size_t i = h & (cap - 1);
     while (set[i]) {
@@ -174,3 +176,31 @@ static void truth_matches(int msgpack) {
 
 Test(gen, truth_counted_back_json) { truth_matches(0); }
 Test(gen, truth_counted_back_msgpack) { truth_matches(1); }
+
+/* Returning customers: numbered journeys, each starting more than the loyalty
+ * timeout after the previous one ended, each counted once. */
+Test(gen, returning_customers) {
+    gen_opts_t o;
+    gen_truth_t t;
+    sink_t s;
+    char *journeys = NULL;
+    gen_defaults(&o);
+    o.customers = 3000;
+    o.return_rate = 0.5;
+    run(&o, &s, &journeys, &t);
+    uint64_t lines = 0, second = 0, completed = 0;
+    for (char *p = journeys; p && *p; lines++) {
+        char *nl = strchr(p, '\n');
+        *nl = '\0';
+        int no = atoi_safe(strstr(p, "\"journey\":") + 10);
+        second += no == 2;
+        completed += strstr(p, "\"outcome\":\"completed\"") != NULL;
+        p = nl + 1;
+    }
+    cr_assert_eq(lines, t.journeys);
+    cr_assert_eq(completed, t.completed[GEN_PHASES - 1]);
+    cr_assert(t.journeys > o.customers + 300, "%llu journeys", (unsigned long long)t.journeys);
+    cr_assert(second > 200, "%llu second journeys", (unsigned long long)second);
+    free(journeys);
+    free(s.buf);
+}
