@@ -1,0 +1,52 @@
+#!/usr/bin/python3
+"""Footprint benchmark (issue #3): journeyd's peak RSS and Redis bytes per
+journey for 10,000, 100,000 and 1,000,000 customers (about ten events each),
+MessagePack, 12 partitions, drained as in throughput.py. Appends the raw
+numbers to tests/bench/results.tsv.
+
+Usage: tests/bench/footprint.py [--customers 10000,100000,1000000]
+"""
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+import jdtest  # noqa: E402
+from throughput import PARTITIONS, machine, run_journeyd  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", default="10000,100000,1000000")
+    a = ap.parse_args()
+    commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    date = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = []
+    for n in [int(x) for x in a.customers.split(",")]:
+        topic, dlq = jdtest.unique("fp"), jdtest.unique("fp-dlq")
+        jdtest.create_topic(topic, PARTITIONS)
+        jdtest.create_topic(dlq, 1)
+        subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "11", "--customers", str(n),
+                        "--encoding", "msgpack", "--topic", topic, "--brokers", jdtest.BROKERS],
+                       check=True, capture_output=True)
+        total = sum(jdtest.high_watermarks(topic, PARTITIONS).values())
+        m = run_journeyd(topic, dlq, total)
+        jdtest.delete_topics(topic, dlq)
+        rows.append((n, total, m))
+        with open(os.path.join(HERE, "results.tsv"), "a") as f:
+            f.write("\t".join(str(x) for x in [date, commit, machine(), "footprint", "msgpack", total, n,
+                                                m["journeys"], m["rss_kb"], "%.0f" % m["redis_bytes_per_journey"],
+                                                "%.0f" % m["eps_owned"]]) + "\n")
+        print("%8d customers: %9d events, %8d journeys, journeyd peak RSS %6.1f MiB, "
+              "Redis %4.0f bytes/journey, %.0f events/s" % (n, total, m["journeys"], m["rss_kb"] / 1024,
+                                                            m["redis_bytes_per_journey"], m["eps_owned"]),
+              flush=True)
+    print("\nmachine: %s; commit %s; %s" % (machine(), commit, date))
+
+
+if __name__ == "__main__":
+    main()
