@@ -52,7 +52,7 @@ void gen_defaults(gen_opts_t *o) {
     o->journey_survey_rate = 0.3;
     o->max_lateness_ms = 4 * 60000;
     o->anon_key_user = 1;
-    o->return_rate = 0;
+    o->return_rate = 0.1;
 }
 
 /* ---- randomness ------------------------------------------------------------ */

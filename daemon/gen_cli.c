@@ -36,6 +36,7 @@ static void usage(FILE *out) {
         "  --journeys FILE       write every journey's ground truth (NDJSON)\n"
         "  --drop S,I,P          drop-off probability in search, information, purchase\n"
         "                        (default 0.35,0.30,0.20)\n"
+        "  --touchpoints N       mean touchpoints before and including the purchase (default 12)\n"
         "  --survey-rate P       survey answer after a touchpoint (default 0.08)\n"
         "  --journey-survey-rate P   journey-scope answer at the end (default 0.3)\n"
         "  --dup-rate P          duplicated messageIds (default 0)\n"
@@ -45,7 +46,7 @@ static void usage(FILE *out) {
         "  --anon-key user|anon  Kafka key of anonymous events (default user: same partition)\n"
         "  --invalid-rate P      invalid events, for the dead-letter topic (default 0)\n"
         "  --return-rate P       completed customers who come back for another journey,\n"
-        "                        29+ days later (default 0)\n"
+        "                        29+ days later (default 0.1)\n"
         "  --rate N              open loop: N messages/s, each stamped with its scheduled send\n"
         "                        time (ignores --ooo-rate); reports falling behind, exit code 3\n"
         "  --heartbeats N        at the end, N heartbeat events to every partition (file: N)\n"
@@ -193,7 +194,7 @@ typedef struct cli_opts {
 
 enum { O_SEED = 256, O_CUST, O_EVENTS, O_START, O_PERIOD, O_ENC, O_EPOCH, O_OUT, O_TOPIC,
        O_BROKERS, O_TRUTH, O_JOURNEYS, O_DROP, O_SURVEY, O_JSURVEY, O_DUP, O_OOO, O_LATE,
-       O_ANON, O_ANONKEY, O_INVALID, O_RATE, O_HB, O_HBADV, O_RETURN, O_HELP };
+       O_ANON, O_ANONKEY, O_INVALID, O_RATE, O_HB, O_HBADV, O_RETURN, O_TPS, O_HELP };
 
 static int parse_one(cli_opts_t *c, int opt, const char *arg) {
     gen_opts_t *g = &c->g;
@@ -236,6 +237,14 @@ static int parse_one(cli_opts_t *c, int opt, const char *arg) {
     }
     case O_HB: return parse_u64(arg, &c->heartbeats);
     case O_RETURN: return parse_prob(arg, &g->return_rate);
+    case O_TPS: { /* scale the per-phase means so those before the purchase add up to N */
+        char *end;
+        double n = strtod(arg, &end), before = 1.0; /* the order itself */
+        if (end == arg || *end || n < 4 || n > 1000) return -1;
+        for (int k = 0; k < 3; k++) before += g->mean_touchpoints[k];
+        for (int k = 0; k < 3; k++) g->mean_touchpoints[k] *= (n - 1.0) / (before - 1.0);
+        return 0;
+    }
     case O_HBADV: return config_parse_duration(arg, &c->hb_advance_ms);
     default: return -1;
     }
@@ -251,7 +260,7 @@ static int parse_args(cli_opts_t *c, int argc, char **argv) {
         {"journey-survey-rate", 1, NULL, O_JSURVEY}, {"dup-rate", 1, NULL, O_DUP},
         {"ooo-rate", 1, NULL, O_OOO}, {"max-lateness", 1, NULL, O_LATE}, {"anon-rate", 1, NULL, O_ANON},
         {"anon-key", 1, NULL, O_ANONKEY}, {"invalid-rate", 1, NULL, O_INVALID},
-        {"return-rate", 1, NULL, O_RETURN}, {"rate", 1, NULL, O_RATE}, {"heartbeats", 1, NULL, O_HB}, {"heartbeat-advance", 1, NULL, O_HBADV},
+        {"return-rate", 1, NULL, O_RETURN}, {"touchpoints", 1, NULL, O_TPS}, {"rate", 1, NULL, O_RATE}, {"heartbeats", 1, NULL, O_HB}, {"heartbeat-advance", 1, NULL, O_HBADV},
         {"help", 0, NULL, O_HELP}, {NULL, 0, NULL, 0},
     };
     int opt, idx;

@@ -5,7 +5,8 @@ every offset is committed in Redis. Per encoding (MessagePack, JSON) and run:
 
   - journeyd events/s (from the moment it owns its partitions to the last
     offset committed in Redis, and from process start),
-  - the ceiling: `kcat -C -e` draining the same topic, in the same run,
+  - the ceilings: `kcat -C -e` draining the same topic, and `redis-benchmark
+    -P 64` (pipelined SETs of 700-byte values), in the same run,
   - Redis commands and round trips per event (Redis INFO commandstats and
     journeyd's own counters),
   - journeyd peak RSS (VmHWM) and Redis bytes per journey.
@@ -49,6 +50,16 @@ def kcat_ceiling(topic, total):
     if n != total:
         raise RuntimeError("kcat read %d of %d" % (n, total))
     return total / dt
+
+
+def redis_ceiling():
+    """redis-benchmark -P 64: pipelined SETs of a journey-sized value."""
+    r = subprocess.run(["redis-benchmark", "-p", str(jdtest.REDIS_PORT), "-P", "64", "-n", "1000000",
+                        "-t", "set", "-d", "700", "-r", "100000", "-q"], capture_output=True, text=True)
+    for line in r.stdout.replace("\r", "\n").splitlines():
+        if line.startswith("SET:") and "requests per second" in line:
+            return float(line.split()[1])
+    raise RuntimeError("redis-benchmark: " + r.stdout[-200:] + r.stderr[-200:])
 
 
 def rss_peak_kb(pid):
@@ -138,6 +149,7 @@ def main():
         for i in range(a.runs):
             ceiling = kcat_ceiling(topic, total)
             m = run_journeyd(topic, dlq, total)
+            m["redis_sets"] = redis_ceiling()
             m["kcat_eps"] = ceiling
             m["ratio"] = m["eps_owned"] / ceiling
             runs.append(m)
@@ -147,10 +159,10 @@ def main():
                     "%.0f" % m["eps_owned"], "%.0f" % m["eps_start"], "%.0f" % ceiling,
                     "%.3f" % m["ratio"], "%.4f" % m["redis_cmds_per_event"],
                     "%.5f" % m["round_trips_per_event"], m["rss_kb"],
-                    "%.0f" % m["redis_bytes_per_journey"], m["journeys"]]) + "\n")
-            print("  run %d: %.0f ev/s (%.0f from start), kcat %.0f ev/s, ratio %.2f, "
+                    "%.0f" % m["redis_bytes_per_journey"], m["journeys"], "%.0f" % m["redis_sets"]]) + "\n")
+            print("  run %d: %.0f ev/s (%.0f from start), kcat %.0f ev/s, redis-benchmark -P 64 %.0f SET/s, ratio %.2f, "
                   "redis cmds/ev %.4f, round trips/ev %.5f, rss %d KiB, %.0f B/journey"
-                  % (i, m["eps_owned"], m["eps_start"], ceiling, m["ratio"],
+                  % (i, m["eps_owned"], m["eps_start"], ceiling, m["redis_sets"], m["ratio"],
                      m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"],
                      m["redis_bytes_per_journey"]))
         jdtest.delete_topics(topic, dlq)
@@ -158,12 +170,12 @@ def main():
         rows.append((enc, total, med))
     print()
     print("machine: %s; commit %s; %s; medians of %d runs" % (machine(), commit, date, a.runs))
-    print("%-8s %9s %12s %12s %12s %6s %9s %10s %9s %10s" % (
-        "encoding", "events", "journeyd/s", "(from start)", "kcat -C -e/s", "ratio",
+    print("%-8s %9s %12s %12s %12s %12s %6s %9s %10s %9s %10s" % (
+        "encoding", "events", "journeyd/s", "(from start)", "kcat -C -e/s", "redis SET/s", "ratio",
         "cmds/ev", "rtrips/ev", "RSS MiB", "B/journey"))
     for enc, total, m in rows:
-        print("%-8s %9d %12.0f %12.0f %12.0f %6.2f %9.4f %10.5f %9.1f %10.0f" % (
-            enc, total, m["eps_owned"], m["eps_start"], m["kcat_eps"], m["ratio"],
+        print("%-8s %9d %12.0f %12.0f %12.0f %12.0f %6.2f %9.4f %10.5f %9.1f %10.0f" % (
+            enc, total, m["eps_owned"], m["eps_start"], m["kcat_eps"], m["redis_sets"], m["ratio"],
             m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"] / 1024,
             m["redis_bytes_per_journey"]))
 

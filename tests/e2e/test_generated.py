@@ -34,7 +34,8 @@ class GeneratedTest(unittest.TestCase):
         r = subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "7", "--customers", "3000",
                             "--topic", cls.topic, "--brokers", jdtest.BROKERS, "--encoding", "msgpack",
                             "--dup-rate", "0.02", "--ooo-rate", "0.05", "--anon-rate", "0.2",
-                            "--invalid-rate", "0.01", "--journeys", cls.jpath, "--truth", cls.tpath],
+                            "--invalid-rate", "0.01", "--return-rate", "0",
+                            "--journeys", cls.jpath, "--truth", cls.tpath],
                            capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError(r.stderr)
