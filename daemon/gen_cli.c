@@ -49,8 +49,10 @@ static void usage(FILE *out) {
         "                        29+ days later (default 0.1)\n"
         "  --rate N              open loop: N messages/s, each stamped with its scheduled send\n"
         "                        time (ignores --ooo-rate); reports falling behind, exit code 3\n"
-        "  --heartbeats N        at the end, N heartbeat events to every partition (file: N)\n"
-        "  --heartbeat-advance DUR   heartbeat time = last event time + DUR (default 0)\n");
+        "  --heartbeats N        at the end, N heartbeat events to every partition (file: N;\n"
+        "                        default 1, 0 = none)\n"
+        "  --heartbeat-advance DUR   heartbeat time = last event time + DUR (default 29d: past\n"
+        "                        the default timeouts and lateness, so every journey can close)\n");
 }
 
 typedef struct out {
@@ -349,6 +351,8 @@ int gen_cli_main(int argc, char **argv) {
     memset(&o, 0, sizeof(o));
     gen_defaults(&c.g);
     c.brokers = "127.0.0.1:19092";
+    c.heartbeats = 1;                        /* so that every timeout can fire: */
+    c.hb_advance_ms = 29 * 86400000LL;       /* past loyalty's 4w and the lateness */
     int pr = parse_args(&c, argc, argv);
     if (pr) return pr == 1 ? 0 : 2;
     o.msgpack = c.g.msgpack;

@@ -94,7 +94,7 @@ def run_rate(rate, seconds):
     poller.start()
     events = int(rate * seconds)
     g = subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "3", "--customers", str(max(events // 10, 1)),
-                        "--events", str(events), "--rate", str(rate), "--epoch-ms",
+                        "--events", str(events), "--rate", str(rate), "--epoch-ms", "--heartbeats", "0",
                         "--topic", topic, "--brokers", jdtest.BROKERS], capture_output=True, text=True)
     kept_up = g.returncode == 0
     if g.returncode not in (0, 3):

@@ -92,6 +92,8 @@ class GeneratedTest(unittest.TestCase):
         self.assertEqual(total["deadletter"], t["invalid"])
         self.assertEqual(total["applied"], t["valid"])
         self.assertEqual(total["linked"], t["identifies"])
+        self.assertEqual(total["heartbeat"], t["heartbeats"])
+        self.assertEqual(t["heartbeats"], PARTITIONS)  # one to every partition
         self.assertEqual(total.get("deadletter.bad_score", 0), t["invalid_by_kind"]["nps_out_of_range"])
         self.assertEqual(total.get("deadletter.bad_timestamp", 0), t["invalid_by_kind"]["bad_timestamp"])
         self.assertEqual(total.get("deadletter.bad_event_type", 0), t["invalid_by_kind"]["unknown_type"])
