@@ -6,28 +6,35 @@
  * goes to the dead-letter producer at once; a good one becomes a compact
  * item (ids, time, touchpoint, ...); the message itself is not kept.
  *
- * Pass 2, pipelined with the previous batch's commit:
- *   1. batch_load_send(): every journey id the items name is requested in
- *      one pipelined MGET per shard, queued on the connection behind the
- *      previous batch's commit, so it sees that commit's writes;
- *   2. batch_wait(): the previous commit's replies; if any shard failed or
- *      was fenced, the open batch was loaded from a state that may not hold:
- *      it is dropped and its shards re-read from Redis (resync);
- *   3. batch_finish(): read the loads; values that are redirects (an
+ * Pass 2, while the previous batch's commit is in flight on the commit
+ * connection:
+ *   1. batch_prepare(): every journey id the items name gets a table entry;
+ *      entries the previous batch left in memory need nothing (they hold
+ *      exactly what its commit writes), the rest is fetched on the load
+ *      connection with one pipelined MGET per shard, and redirects (an
  *      anonymous id linked to a customer) are followed in further rounds,
- *      which only happen when a batch meets a linked id; apply the items in
- *      offset order per shard (touch events through journey_apply();
- *      identify/alias link the other id to the customer, merging its journey
- *      -- same shard only; cross-partition stitching is a later feature --
- *      and leave a redirect in its key); wait for this batch's dead-letter
- *      deliveries; send one transaction that writes, per shard, the changed
- *      journeys and redirects, the counters and the new offset atomically.
- *      That commit is pending until the next batch_wait().
- * So Redis runs batch N's commit while journeyd consumes and decodes batch
- * N+1. batch_commit() does all of it synchronously (rebalance, shutdown).
+ *      which only happen when a batch meets a linked id; then the items are
+ *      applied in offset order per shard (touch events through
+ *      journey_apply(); identify/alias link the other id to the customer,
+ *      merging its journey -- same shard only; cross-partition stitching is
+ *      a later feature -- and leave a redirect in its key); the batch's
+ *      dead-letter deliveries are confirmed and the commit is packed;
+ *   2. batch_wait(): the previous commit's result; if any shard failed or
+ *      was fenced, the prepared batch was built on a state that may not
+ *      hold: it and everything in memory are dropped, and the shards re-read
+ *      their offsets from Redis (resync);
+ *   3. batch_send(): the commit goes out (store.c: a checked MULTI/EXEC
+ *      writing per shard the changed journeys and redirects, the counters
+ *      and the new offset); it is pending until the next batch_wait(). Only
+ *      the entries this batch touched, and any still dirty, stay in memory.
+ * So Redis runs batch N's commit while journeyd loads, applies and packs
+ * batch N+1. batch_commit() does all of it synchronously (rebalance,
+ * shutdown). Whenever memory may not match Redis (a failure, a resync, a
+ * revoke, a reload) it is forgotten, and if a commit was in flight then, the
+ * next batch waits for it before loading anything (b->stale).
  *
- * Owns: the items, the table of journeys loaded for this batch (each entry
- * owns its journey_t), the load and the commit in flight, the scratch
+ * Owns: the items, the table of journeys (each entry owns its journey_t),
+ * the load of one round, the prepared and the pending commit, the scratch
  * buffers. Memory is bounded by processing.batch_max_events.
  */
 #include "batch.h"
