@@ -34,7 +34,18 @@ static void setup(void) {
     cfg.redis_command_timeout_ms = 5000;
 }
 
-TestSuite(store, .init = setup);
+/* Remove what the test wrote. */
+static void teardown(void) {
+    redisContext *c = redisConnect("127.0.0.1", redis_port());
+    if (!c || c->err) return;
+    redisReply *r = redisCommand(c, "KEYS %s:*", prefix);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        freeReplyObject(redisCommand(c, "UNLINK %b", r->element[i]->str, r->element[i]->len));
+    if (r) freeReplyObject(r);
+    redisFree(c);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
 
 /* A raw connection for checking what is really in Redis. */
 static redisReply *raw(const char *fmt, const char *arg) {
