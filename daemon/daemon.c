@@ -52,6 +52,7 @@ typedef struct ctx {
     int n_shards;
     uint64_t consumed, batches, failures;
     int64_t us_collect, us_prepare, us_wait, us_send; /* where the loop's time goes */
+    int64_t retry_at_ms;        /* next try to resync shards from Redis */
     int backoff_ms;
 } ctx_t;
 
@@ -104,13 +105,18 @@ static void shard_remove(ctx_t *c, const char *topic, int32_t partition) {
     }
 }
 
-/* Back off after a failure: doubling, capped by processing.retry_backoff_max. */
-static void backoff(ctx_t *c, const char *what, const char *err) {
+/* Next back-off step: doubling, capped by processing.retry_backoff_max. */
+static int next_backoff(ctx_t *c, const char *what, const char *err) {
     c->failures++;
     c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
     if (c->backoff_ms > c->boot_cfg->retry_backoff_max_ms) c->backoff_ms = c->boot_cfg->retry_backoff_max_ms;
     log_warn("retrying", "what=%s backoff_ms=%d error=\"%s\"", what, c->backoff_ms, err);
-    sleep_ms(c->backoff_ms);
+    return c->backoff_ms;
+}
+
+/* Back off after a failed batch: wait, reconnect, forget what is in memory. */
+static void backoff(ctx_t *c, const char *what, const char *err) {
+    sleep_ms(next_backoff(c, what, err));
     char e2[256];
     if (store_reconnect(c->st, e2, sizeof(e2)) != STORE_OK ||
         store_reconnect(c->st_load, e2, sizeof(e2)) != STORE_OK)
@@ -118,19 +124,33 @@ static void backoff(ctx_t *c, const char *what, const char *err) {
     batch_forget(c->batch); /* whatever was in flight, memory may not match Redis */
 }
 
-/* Read the shard's offset from Redis, retrying until it works or we stop. */
+/* Read the shard's offset from Redis: one try. On failure the shard stays
+ * flagged for resync and resync_shards() tries again later, while the loop
+ * keeps polling the consumer (a consumer that stops polling for
+ * max.poll.interval.ms leaves its group). */
 static int shard_load_offset(ctx_t *c, shard_t *sh) {
     char err[256];
-    while (!daemon_stop_requested) {
-        if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK) {
-            c->backoff_ms = 0;
-            sh->next = sh->committed;
-            sh->resync = 0;
-            return 0;
-        }
-        backoff(c, "shard offset", err);
+    if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK) {
+        c->backoff_ms = 0;
+        sh->next = sh->committed;
+        sh->resync = 0;
+        return 0;
     }
+    sh->resync = 1;
+    c->retry_at_ms = now_ms() + next_backoff(c, "shard offset", err);
+    if (store_reconnect(c->st, err, sizeof(err)) != STORE_OK)
+        log_warn("redis reconnect failed", "error=\"%s\"", err);
     return -1;
+}
+
+static void pause_shard(ctx_t *c, shard_t *sh, int pause) {
+    if (sh->paused == pause) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, sh->topic, sh->partition);
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+    if (err) log_warn(pause ? "pause failed" : "resume failed", "shard=%s error=\"%s\"", sh->name, rd_kafka_err2str(err));
+    else sh->paused = pause;
+    rd_kafka_topic_partition_list_destroy(l);
 }
 
 static int64_t start_offset(const shard_t *sh) {
@@ -178,6 +198,7 @@ static void cycle(ctx_t *c) {
     char err[512];
     store_status_t rc = STORE_OK, rc2;
     int64_t t0 = now_us(), t1, t2;
+    int work = batch_size(c->batch) || batch_pending(c->batch);
     if (batch_size(c->batch)) {
         rc = batch_prepare(c->batch, c->st, c->st_load, c->dl, err, sizeof(err));
         c->batches++;
@@ -191,17 +212,20 @@ static void cycle(ctx_t *c) {
     c->us_prepare += t1 - t0;
     c->us_wait += t2 - t1;
     c->us_send += now_us() - t2;
-    if (rc == STORE_OK) c->backoff_ms = 0;
+    if (rc == STORE_OK && work) c->backoff_ms = 0;
     else after_failure(c, rc, "batch", err);
 }
 
-/* Seek every shard flagged for resync to its offset in Redis. */
+/* Seek every shard flagged for resync to its offset in Redis. Until that
+ * works the shard is paused (its messages would be dropped anyway); the
+ * retries follow the back-off without blocking the loop. */
 static void resync_shards(ctx_t *c) {
     for (int i = 0; i < c->n_shards; i++) {
         shard_t *sh = c->shards[i];
         if (!sh->resync) continue;
         batch_forget(c->batch);
-        if (shard_load_offset(c, sh) < 0) continue;
+        pause_shard(c, sh, 1);
+        if (now_ms() < c->retry_at_ms || shard_load_offset(c, sh) < 0) continue;
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, sh->topic, sh->partition)->offset = start_offset(sh);
         rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
@@ -210,6 +234,7 @@ static void resync_shards(ctx_t *c) {
             rd_kafka_error_destroy(e);
             sh->resync = 1;
         } else {
+            pause_shard(c, sh, 0);
             log_info("shard resynced from redis", "shard=%s offset=%lld", sh->name,
                      (long long)sh->committed);
         }
@@ -223,7 +248,13 @@ static void on_assign(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t 
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
         shard_t *sh = shard_add(c, p->topic, p->partition);
-        if (!sh || shard_load_offset(c, sh) < 0) continue;
+        if (!sh) continue;
+        if (shard_load_offset(c, sh) < 0) {
+            /* Redis is away: start nowhere in particular; nothing of this
+             * shard is taken until resync_shards() has sought to Redis's offset */
+            p->offset = RD_KAFKA_OFFSET_END;
+            continue;
+        }
         p->offset = start_offset(sh);
         log_info("partition assigned", "shard=%s offset=%lld", sh->name, (long long)sh->committed);
     }

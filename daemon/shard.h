@@ -41,6 +41,7 @@ typedef struct shard {
     int64_t batch_last;         /* last offset in the open batch, -1 none */
     int64_t stats[STAT__COUNT]; /* deltas of the open batch */
     int resync;                 /* must re-read its offset and seek before consuming */
+    int paused;                 /* paused in the consumer while it waits for the resync */
 } shard_t;
 
 /* Counter name as stored in Redis ("applied", "deadletter.syntax", ...). */
