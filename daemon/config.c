@@ -778,8 +778,7 @@ int config_parse_duration(const char *s, int64_t *ms) { return parse_duration(s,
 
 bool config_is_secret(const char *k) {
     return strstr(k, "password") || strstr(k, "secret") || strstr(k, "sasl.jaas") ||
-           !strcmp(k, "ssl.key.pem") || !strcmp(k, "sasl.oauthbearer.config") ||
-           !strcmp(k, "ssl.keystore.location.password");
+           !strcmp(k, "ssl.key.pem") || !strcmp(k, "sasl.oauthbearer.config");
 }
 
 /* ---- dump ------------------------------------------------------------------------------ */

@@ -9,8 +9,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Write s as a JSON string literal (quotes included, control bytes and
- * invalid UTF-8 escaped as \u00XX). */
+/* Write s as a JSON string literal (quotes included; quote, backslash and
+ * control bytes escaped; other bytes, UTF-8 included, written as they are:
+ * the decoder only lets valid JSON strings or MessagePack str through). */
 void text_json_str(FILE *out, const char *s);
 
 /* Format epoch milliseconds as "2026-01-05T10:00:00.123Z" into buf (>= 32 bytes). */
