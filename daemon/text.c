@@ -6,18 +6,28 @@
 
 #include <time.h>
 
+/* Length of the valid UTF-8 sequence at p (2..4), or 0. */
+static int utf8_len(const unsigned char *p) {
+    int n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;
+    return n;
+}
+
 void text_json_str(FILE *out, const char *s) {
     static const char hex[] = "0123456789abcdef";
     fputc('"', out);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         unsigned char c = *p;
+        int n = c >= 0x80 ? utf8_len(p) : 1;
         if (c == '"' || c == '\\') {
             fputc('\\', out);
             fputc(c, out);
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (c < 0x20 || c == 0x7f || n == 0) {
             fprintf(out, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
         } else {
-            fputc(c, out);
+            fwrite(p, 1, (size_t)n, out);
+            p += n - 1;
         }
     }
     fputc('"', out);

@@ -10,8 +10,9 @@
 #include <stdio.h>
 
 /* Write s as a JSON string literal (quotes included; quote, backslash and
- * control bytes escaped; other bytes, UTF-8 included, written as they are:
- * the decoder only lets valid JSON strings or MessagePack str through). */
+ * control bytes escaped; valid UTF-8 written as it is; a byte that is not
+ * part of valid UTF-8 -- ids are opaque bytes -- escaped as \u00XX, so the
+ * output is always valid JSON). */
 void text_json_str(FILE *out, const char *s);
 
 /* Format epoch milliseconds as "2026-01-05T10:00:00.123Z" into buf (>= 32 bytes). */

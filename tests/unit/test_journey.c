@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "journey.h"
+#include "text.h"
 
 static config_t cfg;
 
@@ -287,4 +288,14 @@ Test(journey, print_json_exact) {
         "{\"time\":\"1970-01-01T00:00:05.000Z\",\"phase\":\"information\",\"touchpoint\":\"company_site\"}]}\n");
     free(buf);
     journey_reset(&j);
+}
+
+Test(journey, json_output_is_valid_for_any_bytes) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    text_json_str(m, "a\"b\\c\n\x01 \xc3\xbc \xf0\x9f\x98\x80 \xff\xc3(");
+    fclose(m);
+    cr_assert_str_eq(buf, "\"a\\\"b\\\\c\\u000a\\u0001 \xc3\xbc \xf0\x9f\x98\x80 \\u00ff\\u00c3(\"");
+    free(buf);
 }
