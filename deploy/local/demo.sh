@@ -62,12 +62,15 @@ done
 wait $GPID
 sleep 2
 show
-CUST=$(head -n 200 "$JD_LOCAL_DIR/demo-journeys.ndjson" | /usr/bin/python3 -c '
+CUST=$(/usr/bin/python3 -c '
 import json, sys
-best = max((json.loads(l) for l in sys.stdin), key=lambda j: j["events"])
-print(best["customer"])')
+order = ["none", "search", "information", "purchase", "loyalty"]
+js = [json.loads(l) for l in open(sys.argv[1])]
+best = max((j for j in js if j["journey"] == 1 and j["merged"]),
+           key=lambda j: (order.index(j["phase"]), j["events"]), default=js[0])
+print(best["customer"])' "$JD_LOCAL_DIR/demo-journeys.ndjson")
 echo
-jd_log "one of the longest journeys: ./build/journeyctl journey $CUST"
+jd_log "a long journey, begun anonymously on one device: ./build/journeyctl journey $CUST"
 ./build/journeyctl journey "$CUST"
 echo
 jd_log "try: ./build/journeyctl journey <customer> --json | ./build/journeyctl stats | ./build/journeyctl dump"
