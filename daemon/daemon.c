@@ -304,7 +304,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v) {
     char err[256];
     if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK) return 0;
-    log_error("kafka configuration refused", "key=%s error=\"%s\"", k, err);
+    /* librdkafka's message may quote the value: never for a secret */
+    log_error("kafka configuration refused", "key=%s error=\"%s\"", k,
+              config_is_secret(k) ? "invalid value" : err);
     return -1;
 }
 

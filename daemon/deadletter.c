@@ -41,7 +41,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
                     size_t errlen) {
     char err[256];
     if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK) return 0;
-    snprintf(errbuf, errlen, "kafka.%s: %s", k, err);
+    snprintf(errbuf, errlen, "kafka.%s: %s", k, config_is_secret(k) ? "invalid value" : err);
     return -1;
 }
 
