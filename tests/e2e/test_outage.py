@@ -54,7 +54,9 @@ class OutageTest(unittest.TestCase):
                                 "--events", "80000", "--rate", "20000", "--topic", self.topic,
                                 "--brokers", jdtest.BROKERS, "--dup-rate", "0.02", "--anon-rate", "0.2",
                                 "--invalid-rate", "0.01"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.5)
+        deadline = time.time() + 60       # until journeyd has committed part of the stream
+        while committed_total(prefix, self.topic) < 5000 and time.time() < deadline:
+            time.sleep(0.01)
         self.assertGreater(committed_total(prefix, self.topic), 0)
         subprocess.run(["redis-cli", "-p", str(jdtest.REDIS_PORT), "shutdown"], capture_output=True)
         time.sleep(2)                       # journeyd keeps running without Redis
