@@ -1,7 +1,14 @@
-"""Checks the sample events of tests/data/events/ against
-schemas/event.schema.json: every valid sample validates; every invalid sample
-whose rule JSON Schema can express fails (the decoder's own test,
-test_decode.c, decodes the same files and expects the reason in the name)."""
+"""Checks schemas/event.schema.json against the sample events of
+tests/data/events/, the same files test_decode.c feeds the decoder:
+
+- the schema is a valid draft 2020-12 schema, and every field it describes
+  carries a description and its MessagePack mapping ("x-msgpack");
+- every valid/*.json sample validates;
+- every invalid/<reason>__<what>.json sample names a known decoder reason and
+  fails validation, unless its rule is one JSON Schema cannot express (below).
+
+Python 3 standard library plus the jsonschema module (Debian python3-jsonschema).
+"""
 import json
 import os
 import sys
@@ -9,32 +16,76 @@ import sys
 import jsonschema
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NOT_EXPRESSIBLE = {"syntax", "duplicate_key"}  # not JSON / JSON parsers keep the last key
+
+# decode_reason() names (daemon/decode.c).
+REASONS = {
+    "oversize", "syntax", "not_object", "depth", "type", "missing", "bad_event_type",
+    "id_too_long", "string_too_long", "too_many_properties", "bad_timestamp", "bad_metric",
+    "bad_score", "bad_scope", "duplicate_key",
+}
+# Rules only the decoder can check.
+NOT_EXPRESSIBLE_REASONS = {
+    "syntax": "not JSON at all",
+    "duplicate_key": "JSON parsers keep the last of two equal keys",
+    "depth": "JSON Schema has no nesting limit for unknown keys",
+    "oversize": "JSON Schema sees no byte size",
+}
+NOT_EXPRESSIBLE_FILES = {
+    "bad_timestamp__february_30.json": "a pattern cannot know the length of each month",
+}
+
+
+def walk_fields(node, path, problems):
+    """Every property schema must say what it is and how it is sent in MessagePack."""
+    for key, sub in node.get("properties", {}).items():
+        where = path + key
+        if "description" not in sub:
+            problems.append("%s: no description" % where)
+        if "x-msgpack" not in sub:
+            problems.append("%s: no x-msgpack mapping" % where)
+        walk_fields(sub, where + ".", problems)
+
+
+def check_sample(validator, kind, name, path):
+    """None if the sample behaves as its folder and name say, else the problem."""
+    reason = name.split("__")[0] if "__" in name else None
+    if kind == "invalid":
+        if reason not in REASONS:
+            return "file name must start with a decoder reason and '__'"
+        if reason in NOT_EXPRESSIBLE_REASONS or name in NOT_EXPRESSIBLE_FILES:
+            return None
+    with open(path, encoding="utf-8") as f:
+        event = json.load(f)
+    errors = list(validator.iter_errors(event))
+    if kind == "valid" and errors:
+        return "%s at %s" % (errors[0].message, "/".join(str(p) for p in errors[0].absolute_path))
+    if kind == "invalid" and not errors:
+        return "accepted by the schema"
+    return None
 
 
 def main():
-    with open(os.path.join(SRC, "schemas", "event.schema.json")) as f:
+    with open(os.path.join(SRC, "schemas", "event.schema.json"), encoding="utf-8") as f:
         schema = json.load(f)
     jsonschema.Draft202012Validator.check_schema(schema)
-    v = jsonschema.Draft202012Validator(schema)
-    failures, checked = [], 0
+    validator = jsonschema.Draft202012Validator(schema)
+    failures = []
+    walk_fields(schema, "", failures)
+    counts = {"valid": 0, "invalid": 0}
     for kind in ("valid", "invalid"):
-        d = os.path.join(SRC, "tests", "data", "events", kind)
-        for name in sorted(os.listdir(d)):
-            reason = name.split("__")[0]
-            if kind == "invalid" and reason in NOT_EXPRESSIBLE:
+        folder = os.path.join(SRC, "tests", "data", "events", kind)
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith(".json"):
                 continue
-            with open(os.path.join(d, name)) as f:
-                ev = json.load(f)
-            errors = list(v.iter_errors(ev))
-            checked += 1
-            if kind == "valid" and errors:
-                failures.append("%s: %s" % (name, errors[0].message))
-            if kind == "invalid" and not errors:
-                failures.append("%s: accepted by the schema" % name)
+            counts[kind] += 1
+            problem = check_sample(validator, kind, name, os.path.join(folder, name))
+            if problem:
+                failures.append("%s/%s: %s" % (kind, name, problem))
+    if counts["valid"] < 15 or counts["invalid"] < 15:
+        failures.append("too few samples: %r" % counts)
     for f in failures:
         print("FAIL " + f)
-    print("%d passed, %d failed" % (checked - len(failures), len(failures)))
+    print("%d valid and %d invalid samples, %d failures" % (counts["valid"], counts["invalid"], len(failures)))
     return 1 if failures else 0
 
 
