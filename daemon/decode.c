@@ -897,14 +897,28 @@ int decode_parse_time(const char *s, int64_t *ms) {
 
 /* ---- validation -------------------------------------------------------------------- */
 
+/* A value quoted in an error detail: at most 48 bytes, control characters
+ * shown as '?', so the detail stays one printable line (it goes into a Kafka
+ * header and the log). */
+typedef struct quoted { char s[52]; } quoted_t;
+
+static quoted_t quote(const char *v) {
+    quoted_t q;
+    size_t i = 0;
+    for (; v[i] && i < 48; i++) q.s[i] = (unsigned char)v[i] < 0x20 || v[i] == 0x7f ? '?' : v[i];
+    if (v[i]) q.s[i++] = '.', q.s[i++] = '.', q.s[i++] = '.';
+    q.s[i] = '\0';
+    return q;
+}
+
 static int set_timestamp(dec_t *d) {
     event_t *ev = d->ev;
     const char *s = d->str[F_TIMESTAMP];
     if (s) {
         if (decode_parse_time(s, &ev->ts_ms) < 0)
-            return derr(d, DECODE_E_BAD_TIMESTAMP, "timestamp: '%.48s' is not ISO-8601 with a zone", s);
+            return derr(d, DECODE_E_BAD_TIMESTAMP, "timestamp: '%s' is not ISO-8601 with a zone", quote(s).s);
         if (ev->ts_ms < 0 || ev->ts_ms > DECODE_MAX_TS_MS)
-            return derr(d, DECODE_E_BAD_TIMESTAMP, "timestamp: '%.48s' is outside 1970..9999", s);
+            return derr(d, DECODE_E_BAD_TIMESTAMP, "timestamp: '%s' is outside 1970..9999", quote(s).s);
         return 0;
     }
     if (d->ts.has) {
@@ -927,8 +941,8 @@ static int set_type(dec_t *d) {
             d->ev->type = (ev_type_t)i;
             return 0;
         }
-    return derr(d, DECODE_E_BAD_EVENT_TYPE, "type: '%.48s' is not track, page, screen, identify, alias "
-                "or heartbeat", t);
+    return derr(d, DECODE_E_BAD_EVENT_TYPE, "type: '%s' is not track, page, screen, identify, alias "
+                "or heartbeat", quote(t).s);
 }
 
 static int set_scope(dec_t *d) {
@@ -938,7 +952,7 @@ static int set_scope(dec_t *d) {
         d->ev->scope = EV_SCOPE_JOURNEY;
         return 0;
     }
-    return derr(d, DECODE_E_BAD_SCOPE, "properties.scope: '%.48s' is not touchpoint or journey", s);
+    return derr(d, DECODE_E_BAD_SCOPE, "properties.scope: '%s' is not touchpoint or journey", quote(s).s);
 }
 
 static int set_survey(dec_t *d) {
@@ -963,7 +977,7 @@ static int set_survey(dec_t *d) {
         d->ev->score = (int)s;
         return 0;
     }
-    return derr(d, DECODE_E_BAD_METRIC, "properties.metric: '%.48s' is not nps, csat or ces", metric);
+    return derr(d, DECODE_E_BAD_METRIC, "properties.metric: '%s' is not nps, csat or ces", quote(metric).s);
 }
 
 /* Empty strings are absent (an empty required field is missing). */

@@ -193,6 +193,37 @@ static void j_skip(const char **p) {
     while (**p && !strchr(",}] \n\r\t", **p)) (*p)++;
 }
 
+static void j_pack(const char **p, mp_t *m, int ts_bits, int64_t ts_ms, int top);
+
+/* An object or array (p at its bracket); see j_pack() for ts_bits. */
+static void j_pack_container(const char **p, mp_t *m, int ts_bits, int64_t ts_ms, int top) {
+    int obj = **p == '{';
+    uint32_t n = j_count(*p);
+    if (obj) msgpack_pack_map(&m->pk, n);
+    else msgpack_pack_array(&m->pk, n);
+    (*p)++;
+    for (uint32_t i = 0; i < n; i++) {
+        j_ws(p);
+        const char *k = *p;
+        if (obj) {
+            j_pack(p, m, 0, 0, 0);
+            j_ws(p);
+            (*p)++; /* ':' */
+            j_ws(p);
+        }
+        if (obj && top && ts_bits && !strncmp(k, "\"timestamp\"", 11)) {
+            j_skip(p);
+            mp_ts_ext(m, ts_bits, ts_ms / 1000, (uint32_t)(ts_ms % 1000) * 1000000u + 999u);
+        } else {
+            j_pack(p, m, 0, 0, 0);
+        }
+        j_ws(p);
+        if (**p == ',') (*p)++;
+    }
+    j_ws(p);
+    (*p)++;
+}
+
 /*
  * Pack the JSON value at p. At the top level, when ts_bits is 32, 64 or 96,
  * the "timestamp" member is replaced by the timestamp extension of ts_ms.
@@ -205,33 +236,7 @@ static void j_pack(const char **p, mp_t *m, int ts_bits, int64_t ts_ms, int top)
         msgpack_pack_str(&m->pk, n);
         msgpack_pack_str_body(&m->pk, buf, n);
     } else if (**p == '{' || **p == '[') {
-        int obj = **p == '{';
-        uint32_t n = j_count(*p);
-        if (obj) msgpack_pack_map(&m->pk, n);
-        else msgpack_pack_array(&m->pk, n);
-        (*p)++;
-        for (uint32_t i = 0; i < n; i++) {
-            j_ws(p);
-            if (obj) {
-                const char *k = *p;
-                j_pack(p, m, 0, 0, 0);
-                j_ws(p);
-                (*p)++; /* ':' */
-                if (top && ts_bits && !strncmp(k, "\"timestamp\"", 11)) {
-                    j_ws(p);
-                    j_skip(p);
-                    mp_ts_ext(m, ts_bits, ts_ms / 1000, (uint32_t)(ts_ms % 1000) * 1000000u + 999u);
-                } else {
-                    j_pack(p, m, 0, 0, 0);
-                }
-            } else {
-                j_pack(p, m, 0, 0, 0);
-            }
-            j_ws(p);
-            if (**p == ',') (*p)++;
-        }
-        j_ws(p);
-        (*p)++;
+        j_pack_container(p, m, ts_bits, ts_ms, top);
     } else if (!strncmp(*p, "true", 4) || !strncmp(*p, "false", 5)) {
         if (**p == 't') msgpack_pack_true(&m->pk);
         else msgpack_pack_false(&m->pk);
