@@ -73,6 +73,7 @@ typedef struct entry {
     uint64_t hash;             /* ent_hash(sh, id) */
     uint8_t state;
     uint8_t dirty;
+    uint8_t cand;              /* loaded because its timer looked due */
     char id[JD_ID_MAX + 1];
     char target[JD_ID_MAX + 1];/* ENT_REDIRECT */
     journey_t *j;              /* ENT_JOURNEY; owned */
@@ -95,6 +96,7 @@ typedef struct pending {
     const char **ids;          /* prepared only: what the reqs point to */
     const char **vals;         /* owned */
     size_t *lens;
+    int64_t *deadlines;
     size_t n_vals;
 } pending_t;
 
@@ -186,16 +188,22 @@ static void copy_str(char *dst, size_t cap, const char *src) {
     dst[n] = '\0';
 }
 
+/* Put sh into the open batch (once). */
+static void join_batch(batch_t *b, shard_t *sh) {
+    if (b->n_shards == b->cap_shards) {
+        int ncap = b->cap_shards ? 2 * b->cap_shards : 16;
+        shard_t **s = realloc(b->shards, (size_t)ncap * sizeof(*s));
+        if (!s) abort();
+        b->shards = s;
+        b->cap_shards = ncap;
+    }
+    b->shards[b->n_shards++] = sh;
+    sh->batch_clock = sh->clock;
+}
+
 static void note_shard(batch_t *b, shard_t *sh, int64_t offset) {
     if (sh->batch_first < 0) {
-        if (b->n_shards == b->cap_shards) {
-            int ncap = b->cap_shards ? 2 * b->cap_shards : 16;
-            shard_t **s = realloc(b->shards, (size_t)ncap * sizeof(*s));
-            if (!s) abort();
-            b->shards = s;
-            b->cap_shards = ncap;
-        }
-        b->shards[b->n_shards++] = sh;
+        join_batch(b, sh);
         sh->batch_first = offset;
     }
     sh->batch_last = offset;
@@ -253,6 +261,7 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
     }
     item_t *it = &b->items[b->n_items++];
     it->sh = sh;
+    if (ev.ts_ms > sh->batch_clock) sh->batch_clock = ev.ts_ms;
     if (ev.type == EV_HEARTBEAT) {
         it->kind = ITEM_HEARTBEAT;
         it->ts = ev.ts_ms;
@@ -262,6 +271,19 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
     fill_item(it, &ev, &cl);
     if (cl.phase < 0 && it->kind == ITEM_TOUCH) sh->stats[STAT_UNCLASSIFIED]++;
 }
+
+void batch_tick(batch_t *b, shard_t *sh, int64_t clock) {
+    if (sh->committed < 0) return; /* nothing stored, nothing to time out */
+    if (sh->batch_first < 0) {
+        join_batch(b, sh);
+        sh->batch_first = sh->committed; /* no message: the offset stays */
+        sh->batch_last = sh->committed - 1;
+    }
+    if (clock > sh->clock) sh->clock = clock;
+    if (clock > sh->batch_clock) sh->batch_clock = clock;
+}
+
+int batch_open(const batch_t *b) { return b->n_shards > 0; }
 
 /* ---- the journey table -------------------------------------------------- */
 
@@ -444,6 +466,39 @@ static void add_item_ids(batch_t *b) {
     }
 }
 
+static int64_t watermark(const batch_t *b, int64_t clock) {
+    return clock - b->cfg->allowed_lateness_ms;
+}
+
+/* Ask Redis for the timers due by the end of the batch in each shard whose
+ * earliest timer may be due, and add their journeys to the table. A commit
+ * may be in flight meanwhile: what it changes is in the table already (the
+ * entries it touched are kept), so a stale answer only adds candidates,
+ * which are checked against the journey itself. */
+static store_status_t load_due(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
+    store_due_req_t *reqs = calloc((size_t)b->n_shards + 1, sizeof(*reqs));
+    shard_t **shs = calloc((size_t)b->n_shards + 1, sizeof(*shs));
+    size_t n = 0;
+    if (!reqs || !shs) abort();
+    for (int i = 0; i < b->n_shards; i++) {
+        shard_t *sh = b->shards[i];
+        int64_t wm = watermark(b, sh->batch_clock);
+        if (wm < sh->next_due && !sh->timers_more) continue;
+        reqs[n] = (store_due_req_t){.shard = sh->name, .until = wm, .limit = (size_t)b->cfg->batch_max_events};
+        shs[n++] = sh;
+    }
+    store_status_t rc = store_due(st, reqs, n, errbuf, errlen);
+    for (size_t q = 0; rc == STORE_OK && q < n; q++) {
+        shs[q]->next_due = reqs[q].next;
+        shs[q]->timers_more = reqs[q].n == reqs[q].limit;
+        for (size_t i = 0; i < reqs[q].n; i++) table_get(b, shs[q], reqs[q].ids[i])->cand = 1;
+    }
+    if (rc == STORE_OK) store_due_free(reqs, n);
+    free(reqs);
+    free(shs);
+    return rc;
+}
+
 /* Rounds after the first: only when redirects were met. */
 static store_status_t load_redirects(batch_t *b, store_t *st, int redirects, char *errbuf,
                                      size_t errlen) {
@@ -487,7 +542,29 @@ static journey_t *entry_journey(entry_t *e) {
     return e->j;
 }
 
-static journey_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
+/* ---- event time, timeouts and the funnel (SPEC §5, §6) --------------------
+ * Per shard, the clock is the highest event time seen; the watermark trails
+ * it by the allowed lateness. A journey is due when the watermark reaches
+ * its deadline (last event + its phase's timeout): it is closed the moment
+ * anything looks at it -- an event for it, or the sweep at the end of the
+ * batch over every journey in memory, which includes those whose timers
+ * Redis says are due (load_due). So when a journey closes depends on event
+ * time alone, never on batch boundaries. An event at or after its journey's
+ * deadline closes it at once and starts the customer's next journey; an
+ * event that belongs to an already closed journey is late: remembered in the
+ * history, nothing else. */
+
+static void close_if_due(batch_t *b, entry_t *e) {
+    if (e->state == ENT_JOURNEY &&
+        funnel_expire(&e->sh->fd, &e->sh->reg, b->cfg, e->j, watermark(b, e->sh->clock)))
+        e->dirty = 1;
+}
+
+static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
+    shard_t *sh = it->sh;
+    int64_t wm = watermark(b, sh->clock);
+    int late;
+    if (it->ts > sh->clock) sh->clock = it->ts;
     event_t ev;
     memset(&ev, 0, sizeof(ev));
     ev.ts_ms = it->ts;
@@ -496,13 +573,16 @@ static journey_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
     ev.metric = (ev_metric_t)it->metric;
     ev.score = it->score;
     ev.scope = (ev_scope_t)it->scope;
-    journey_result_t r = journey_apply(entry_journey(e), b->cfg, &ev, it->mid, it->phase,
-                                       it->kind == ITEM_TOUCH ? it->tp : NULL);
-    if (r == JOURNEY_APPLIED) e->dirty = 1;
+    funnel_result_t r = funnel_event(&sh->fd, &sh->reg, b->cfg, entry_journey(e), wm,
+                                     watermark(b, sh->clock), &ev, it->mid, it->phase,
+                                     it->kind == ITEM_TOUCH ? it->tp : NULL, &late);
+    sh->stats[STAT_LATE] += late;
+    if (r != FUNNEL_DUPLICATE) e->dirty = 1;
     return r;
 }
 
-/* identify/alias: make `other` a redirect to the customer, merging its journey. */
+/* identify/alias: make `other` a redirect to the customer, merging its
+ * journey if that is still open (a closed one stays counted as it was). */
 static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
     shard_t *sh = it->sh;
     entry_t *raw = table_find(b, sh, it->other);
@@ -518,11 +598,17 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
         return;
     }
     if (raw->state == ENT_JOURNEY) {
-        journey_merge(cust->j, raw->j, b->cfg);
+        close_if_due(b, raw);
+        if (raw->j->status == JOURNEY_OPEN) {
+            int from = cust->j->phase;
+            funnel_removed(&sh->fd, b->cfg, raw->j);
+            journey_merge(cust->j, raw->j, b->cfg);
+            if (cust->j->phase != from) funnel_moved(&sh->fd, &sh->reg, b->cfg, cust->j, from);
+            sh->stats[STAT_MERGED]++;
+        }
         journey_reset(raw->j);
         free(raw->j);
         raw->j = NULL;
-        sh->stats[STAT_MERGED]++;
     }
     raw->state = ENT_REDIRECT;
     copy_str(raw->target, sizeof(raw->target), cust->id);
@@ -532,26 +618,45 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
     sh->stats[STAT_LINKED]++;
 }
 
+/* After the items: close every journey in memory that the watermark has
+ * passed, and drop timers that point at no journey. */
+static void sweep(batch_t *b) {
+    for (size_t i = 0; i < b->n_tab; i++) {
+        entry_t *e = &b->tab[b->used[i]];
+        if (e->sh->batch_first < 0) continue; /* its shard is not in this batch */
+        if (e->state == ENT_JOURNEY) close_if_due(b, e);
+        else if (e->cand) e->dirty = 1;       /* stale timer: removed by the commit */
+    }
+}
+
 static void apply_all(batch_t *b) {
     for (int i = 0; i < b->n_items; i++) {
         item_t *it = &b->items[i];
         if (it->kind == ITEM_HEARTBEAT) {
             it->sh->stats[STAT_HEARTBEAT]++;
+            if (it->ts > it->sh->clock) it->sh->clock = it->ts;
             continue;
         }
         entry_t *e = canonical(b, it->sh, it->key);
         if (!e) continue; /* cannot happen: every key was added by add_item_ids() */
-        journey_result_t r = apply_event(b, e, it);
-        it->sh->stats[r == JOURNEY_APPLIED ? STAT_APPLIED : STAT_DUPLICATE]++;
-        if (r == JOURNEY_APPLIED && it->kind == ITEM_LINK) apply_link(b, e, it);
+        funnel_result_t r = apply_event(b, e, it);
+        it->sh->stats[r == FUNNEL_DUPLICATE ? STAT_DUPLICATE : STAT_APPLIED]++;
+        if (r == FUNNEL_APPLIED && it->kind == ITEM_LINK) apply_link(b, e, it);
     }
+    sweep(b);
 }
 
 /* ---- commit --------------------------------------------------------------- */
 
-/* The value written for a dirty entry: a journey blob or a redirect. */
+/* The value written for a dirty entry: a journey blob, a redirect, or
+ * nothing (NULL: deleted). */
 static int entry_value(const entry_t *e, char **val, size_t *len) {
     if (e->state == ENT_JOURNEY) return journey_pack(e->j, val, len);
+    if (e->state != ENT_REDIRECT) {
+        *val = NULL;
+        *len = 0;
+        return 0;
+    }
     size_t n = strlen(e->target);
     char *v = malloc(n + 1);
     if (!v) return -1;
@@ -567,6 +672,7 @@ typedef struct commit_buf {
     const char **ids;
     const char **vals;
     size_t *lens;
+    int64_t *deadlines;
     const char *stat_names[STAT__COUNT];
 } commit_buf_t;
 
@@ -578,9 +684,14 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
     q->n_stats = STAT__COUNT;
     q->stat_names = cb->stat_names;
     q->stat_deltas = sh->stats;
+    q->n_metrics = sh->fd.n;
+    q->metric_names = (const char *const *)sh->fd.names;
+    q->metric_deltas = sh->fd.vals;
+    q->clock = sh->clock;
     q->ids = &cb->ids[*k];
     q->vals = &cb->vals[*k];
     q->val_lens = &cb->lens[*k];
+    q->deadlines = &cb->deadlines[*k];
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
         if (e->sh != sh || !e->dirty) continue;
@@ -588,6 +699,9 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
         if (entry_value(e, &v, &cb->lens[*k]) < 0) abort();
         cb->ids[*k] = e->id;
         cb->vals[*k] = v;
+        int64_t d = e->state == ENT_JOURNEY && e->j->status == JOURNEY_OPEN ? journey_deadline(e->j, b->cfg) : -1;
+        cb->deadlines[*k] = d == INT64_MAX ? -1 : d;
+        if (cb->deadlines[*k] >= 0 && cb->deadlines[*k] < sh->next_due) sh->next_due = cb->deadlines[*k];
         (*k)++;
         q->n_keys++;
     }
@@ -605,8 +719,9 @@ static void commit_prepare(batch_t *b) {
     cb.ids = malloc((n + 1) * sizeof(*cb.ids));
     cb.vals = malloc((n + 1) * sizeof(*cb.vals));
     cb.lens = malloc((n + 1) * sizeof(*cb.lens));
+    cb.deadlines = malloc((n + 1) * sizeof(*cb.deadlines));
     shard_t **shards = malloc((size_t)b->n_shards * sizeof(*shards));
-    if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !shards) abort();
+    if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !cb.deadlines || !shards) abort();
     memcpy(cb.stat_names, stat_names, sizeof(stat_names));
     for (int s = 0; s < b->n_shards; s++) {
         build_shard_req(b, b->shards[s], &cb.reqs[s], &k, &cb);
@@ -614,7 +729,8 @@ static void commit_prepare(batch_t *b) {
         shards[s] = b->shards[s];
     }
     b->prep = (pending_t){.reqs = cb.reqs, .shards = shards, .n = b->n_shards,
-                          .ids = cb.ids, .vals = cb.vals, .lens = cb.lens, .n_vals = k};
+                          .ids = cb.ids, .vals = cb.vals, .lens = cb.lens, .deadlines = cb.deadlines,
+                          .n_vals = k};
 }
 
 static void pending_free(pending_t *p) {
@@ -622,6 +738,7 @@ static void pending_free(pending_t *p) {
     free(p->ids);
     free(p->vals);
     free(p->lens);
+    free(p->deadlines);
     free(p->reqs);
     free(p->shards);
     memset(p, 0, sizeof(*p));
@@ -643,6 +760,7 @@ static void table_keep_current(batch_t *b) {
         while (b->tab2[k].sh) k = (k + 1) & mask;
         b->tab2[k] = *e;           /* moves the journey */
         b->tab2[k].dirty = 0;
+        b->tab2[k].cand = 0;
         b->used2[n++] = k;
         e->sh = NULL;
         e->j = NULL;
@@ -661,6 +779,7 @@ static void batch_clear(batch_t *b) {
         shard_t *sh = b->shards[s];
         sh->batch_first = sh->batch_last = -1;
         memset(sh->stats, 0, sizeof(sh->stats));
+        funnel_delta_clear(&sh->fd);
     }
     b->n_shards = 0;
     b->n_items = 0;
@@ -694,7 +813,8 @@ store_status_t batch_prepare(batch_t *b, store_t *st, store_t *st_load, deadlett
     b->stale = 0;
     b->epoch++;
     add_item_ids(b);
-    if ((rc = load_round(b, st_load, &redirects, errbuf, errlen)) != STORE_OK ||
+    if ((rc = load_due(b, st_load, errbuf, errlen)) != STORE_OK ||
+        (rc = load_round(b, st_load, &redirects, errbuf, errlen)) != STORE_OK ||
         (rc = load_redirects(b, st_load, redirects, errbuf, errlen)) != STORE_OK)
         goto fail;
     apply_all(b);
@@ -741,6 +861,7 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
     free(p->ids);
     free(p->vals);
     free(p->lens);
+    free(p->deadlines);
     b->pend = (pending_t){.reqs = p->reqs, .shards = p->shards, .n = p->n};
     for (int s = 0; s < p->n; s++) { /* nothing pending may point into the batch */
         b->pend.reqs[s].ids = NULL;
@@ -748,6 +869,9 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
         b->pend.reqs[s].val_lens = NULL;
         b->pend.reqs[s].stat_deltas = NULL;
         b->pend.reqs[s].stat_names = NULL;
+        b->pend.reqs[s].deadlines = NULL;
+        b->pend.reqs[s].metric_names = NULL;
+        b->pend.reqs[s].metric_deltas = NULL;
     }
     memset(p, 0, sizeof(*p));
     table_keep_current(b);

@@ -22,6 +22,13 @@ void batch_set_config(batch_t *b, const config_t *cfg);
 
 /* Number of messages (good or bad) in the open batch. */
 int batch_size(const batch_t *b);
+/* Whether the open batch has anything to commit (messages or ticks). */
+int batch_open(const batch_t *b);
+
+/* An idle, caught-up shard's event time advances to `clock` (SPEC §5): the
+ * open batch commits the new clock and closes what it makes due, without
+ * consuming anything. Only between cycles. */
+void batch_tick(batch_t *b, shard_t *sh, int64_t clock);
 
 /*
  * Add one consumed message of shard sh: decode and classify it, send it to

@@ -228,12 +228,15 @@ static const key_t_ KEYS[] = {
     {"processing.cache_journeys", T_INT, OFF(cache_journeys), "200000", 0, 100000000, NULL, 0},
     {"processing.shutdown_timeout", T_DUR, OFF(shutdown_timeout_ms), "10s", 100, 600000, NULL, 0},
     {"processing.retry_backoff_max", T_DUR, OFF(retry_backoff_max_ms), "5s", 10, 600000, NULL, 0},
+    {"processing.idle_advance", T_DUR, OFF(idle_advance_ms), "1s", 10, 3600000, NULL, 0},
+    {"metrics.segments_max", T_INT, OFF(segments_max), "20", 1, 1000, NULL, 0},
+    {"metrics.touchpoints_max", T_INT, OFF(touchpoints_max), "50", 1, 1000, NULL, 0},
     {"log.level", T_ENUM, OFF(log_level), "info", 0, 0, LEVELS, 0},
 };
 #define N_KEYS (sizeof(KEYS) / sizeof(KEYS[0]))
 
 static const char *const SECTIONS[] = {"kafka", "input", "deadletter", "redis", "journey",
-                                       "processing", "log", "phases", "rules", NULL};
+                                       "processing", "metrics", "log", "phases", "rules", NULL};
 
 /* Parse a duration: "500ms", "30s", "5m", "2h", "7d", "2w" or plain ms. */
 static int parse_duration(const char *s, int64_t *ms) {
@@ -698,6 +701,13 @@ static int is_section(const char *s) {
     return 0;
 }
 
+/* The line of journey.allowed_lateness if it is given, else of the phases. */
+static int lateness_line(const node_t *root, int phases_line) {
+    const node_t *j = map_get(root, "journey");
+    const node_t *v = j && j->type == N_MAP ? map_get(j, "allowed_lateness") : NULL;
+    return v ? v->line : phases_line;
+}
+
 static int load_root(loader_t *L, config_t *c, const node_t *root) {
     if (check_map(L, root, "the configuration") < 0) return -1;
     const node_t *rules = map_get(root, "rules");
@@ -718,6 +728,12 @@ static int load_root(loader_t *L, config_t *c, const node_t *root) {
     if (phases_line && !rules)
         return fail(L, phases_line, "phases are given, so rules must be given too (the default rules name the default phases)");
     if (rules && load_rules(L, c, rules) < 0) return -1;
+    /* An event inside the lateness must never belong to a journey that has
+     * already timed out, or the outcome would depend on arrival order. */
+    for (int k = 0; k < c->n_phases; k++)
+        if (c->allowed_lateness_ms >= c->phases[k].timeout_ms)
+            return fail(L, lateness_line(root, phases_line), "journey.allowed_lateness must be shorter than "
+                        "every phase timeout (phase '%s')", c->phases[k].name);
     return 0;
 }
 

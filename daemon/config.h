@@ -87,6 +87,11 @@ typedef struct config {
     int cache_journeys;         /* journeys kept in memory across batches */
     int shutdown_timeout_ms;    /* bound on graceful shutdown */
     int retry_backoff_max_ms;   /* max backoff while Redis/Kafka are down */
+    int idle_advance_ms;        /* a caught-up partition idle this long advances by wall clock */
+
+    /* metrics */
+    int segments_max;           /* segments with their own counters per partition; more: "other" */
+    int touchpoints_max;        /* drop-off touchpoints per partition; more: "other" */
 
     /* log */
     int log_level;              /* log_level_t */

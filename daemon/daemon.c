@@ -92,6 +92,7 @@ static shard_t *shard_add(ctx_t *c, const char *topic, int32_t partition) {
     sh->partition = partition;
     sh->committed = sh->next = -1;
     sh->batch_first = sh->batch_last = -1;
+    sh->next_due = INT64_MIN;
     c->shards[c->n_shards++] = sh;
     return sh;
 }
@@ -99,6 +100,7 @@ static shard_t *shard_add(ctx_t *c, const char *topic, int32_t partition) {
 static void shard_remove(ctx_t *c, const char *topic, int32_t partition) {
     for (int i = 0; i < c->n_shards; i++) {
         if (c->shards[i]->partition != partition || strcmp(c->shards[i]->topic_buf, topic)) continue;
+        shard_release(c->shards[i]);
         free(c->shards[i]);
         c->shards[i] = c->shards[--c->n_shards];
         return;
@@ -128,10 +130,17 @@ static void backoff(ctx_t *c, const char *what, const char *err) {
  * flagged for resync and resync_shards() tries again later, while the loop
  * keeps polling the consumer (a consumer that stops polling for
  * max.poll.interval.ms leaves its group). */
+static void learn_field(const char *field, void *opaque) { funnel_reg_learn(opaque, field); }
+
 static int shard_load_offset(ctx_t *c, shard_t *sh) {
     char err[256];
-    if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK) {
+    funnel_reg_free(&sh->reg);
+    if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK &&
+        store_shard_state(c->st, sh->name, &sh->clock, learn_field, &sh->reg, err, sizeof(err)) == STORE_OK) {
         c->backoff_ms = 0;
+        sh->next_due = INT64_MIN; /* ask Redis for due timers on the next batch */
+        sh->timers_more = 0;
+        sh->wall_mark = now_ms(); /* time the daemon was away does not count as idle */
         sh->next = sh->committed;
         sh->resync = 0;
         return 0;
@@ -183,7 +192,7 @@ static void after_failure(ctx_t *c, store_status_t rc, const char *what, const c
  * flight (rebalance, shutdown). */
 static void flush_batch(ctx_t *c) {
     char err[512];
-    if (!batch_size(c->batch) && !batch_pending(c->batch)) return;
+    if (!batch_open(c->batch) && !batch_pending(c->batch)) return;
     store_status_t rc = batch_commit(c->batch, c->st, c->st_load, c->dl, err, sizeof(err));
     c->batches++;
     store_kafka_offsets(c);
@@ -198,8 +207,8 @@ static void cycle(ctx_t *c) {
     char err[512];
     store_status_t rc = STORE_OK, rc2;
     int64_t t0 = now_us(), t1, t2;
-    int work = batch_size(c->batch) || batch_pending(c->batch);
-    if (batch_size(c->batch)) {
+    int work = batch_open(c->batch) || batch_pending(c->batch);
+    if (batch_open(c->batch)) {
         rc = batch_prepare(c->batch, c->st, c->st_load, c->dl, err, sizeof(err));
         c->batches++;
     }
@@ -393,7 +402,7 @@ static void reload(ctx_t *c) {
 
 /* ---- the loop ------------------------------------------------------------------ */
 
-static void take_message(ctx_t *c, rd_kafka_message_t *m) {
+static void take_message(ctx_t *c, rd_kafka_message_t *m, int64_t now) {
     if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             log_warn("consumer error", "error=\"%s\"", rd_kafka_message_errstr(m));
@@ -403,6 +412,7 @@ static void take_message(ctx_t *c, rd_kafka_message_t *m) {
     /* Not ours (any more), waiting for a seek, or already committed: skip. */
     if (!sh || sh->resync || (sh->next >= 0 && m->offset < sh->next)) return;
     sh->next = m->offset + 1;
+    sh->wall_mark = now;
     c->consumed++;
     batch_add(c->batch, sh, m, c->dl);
 }
@@ -418,9 +428,38 @@ static void collect(ctx_t *c) {
         int64_t left = deadline - now_ms();
         if (room <= 0 || left <= 0) break;
         ssize_t n = rd_kafka_consume_batch_queue(c->q, (int)left, msgs, room < CHUNK ? (size_t)room : CHUNK);
+        int64_t now = n > 0 ? now_ms() : 0;
         for (ssize_t i = 0; i < n; i++) {
-            take_message(c, msgs[i]);
+            take_message(c, msgs[i], now);
             rd_kafka_message_destroy(msgs[i]);
+        }
+    }
+}
+
+/* Whether the consumer has read everything the partition holds (by the
+ * high watermark of the last fetch; no broker round trip). */
+static int caught_up(ctx_t *c, const shard_t *sh) {
+    int64_t lo, hi;
+    if (sh->next < 0 || rd_kafka_get_watermark_offsets(c->rk, sh->topic, sh->partition, &lo, &hi))
+        return 0;
+    return hi >= 0 && sh->next >= hi;
+}
+
+/* Event time of idle partitions (SPEC §5): a shard that is caught up and has
+ * seen no message for processing.idle_advance advances its clock by the
+ * wall-clock time that passed, so timeouts fire when traffic stops. During a
+ * backlog, wall clock says nothing about event time: it does not count. A
+ * shard whose due timers did not all fit in the last batch gets a batch too. */
+static void idle_ticks(ctx_t *c) {
+    int64_t now = now_ms();
+    for (int i = 0; i < c->n_shards; i++) {
+        shard_t *sh = c->shards[i];
+        if (sh->resync || sh->paused || sh->committed < 0) continue;
+        if (now - sh->wall_mark >= c->live_cfg->idle_advance_ms) {
+            if (caught_up(c, sh)) batch_tick(c->batch, sh, sh->clock + (now - sh->wall_mark));
+            sh->wall_mark = now;
+        } else if (sh->timers_more) {
+            batch_tick(c->batch, sh, sh->clock);
         }
     }
 }
@@ -464,7 +503,10 @@ static void shutdown_all(ctx_t *c) {
     batch_free(c->batch);
     store_close(c->st);
     store_close(c->st_load);
-    for (int i = 0; i < c->n_shards; i++) free(c->shards[i]);
+    for (int i = 0; i < c->n_shards; i++) {
+        shard_release(c->shards[i]);
+        free(c->shards[i]);
+    }
     if (c->live_cfg != c->boot_cfg) config_free(c->live_cfg);
     log_info("stopped", "consumed=%llu batches=%llu redis_round_trips=%llu redis_commands=%llu "
              "ms_collect=%lld ms_prepare=%lld ms_wait=%lld ms_send=%lld",
@@ -503,6 +545,7 @@ int daemon_run(config_t *cfg) {
         resync_shards(&c);
         int64_t t0 = now_us();
         collect(&c);
+        idle_ticks(&c);
         c.us_collect += now_us() - t0;
         cycle(&c);
         log_progress(&c, &last_ms, &last_consumed);

@@ -771,7 +771,10 @@ int gen_run(const gen_opts_t *o, gen_emit_fn emit, void *opaque, FILE *journeys,
             else end_journey(&s, c, 0);
             continue;
         }
-        int64_t gap = (int64_t)fmin(expo(&s.r, GAP_MS[c->phase]), GAP_CAP_MS[c->phase]);
+        /* gaps follow the phase journeyd sees (the highest classified one so
+         * far): an identify opens the next phase here but not there */
+        int gp = c->max_phase < 0 ? 0 : c->max_phase;
+        int64_t gap = (int64_t)fmin(expo(&s.r, GAP_MS[gp]), GAP_CAP_MS[gp]);
         c->next_ts += 1 + gap;
         heap_push(&s, c);
     }

@@ -70,6 +70,7 @@ void journey_init(journey_t *j, const char *customer) {
     j->last_tp_ts = INT64_MIN;
     j->segment_ts = INT64_MIN;
     j->sat.ts = INT64_MIN;
+    j->prev_end = INT64_MIN;
     for (int k = 0; k < CFG_MAX_PHASES; k++) j->phase_ts[k] = JOURNEY_NO_TIME;
 }
 
@@ -84,6 +85,8 @@ static int dedup_seen(const journey_t *j, uint64_t mid) {
         if (j->dedup[i] == mid) return 1;
     return 0;
 }
+
+bool journey_seen(const journey_t *j, uint64_t mid) { return dedup_seen(j, mid); }
 
 static void dedup_add(journey_t *j, const config_t *cfg, uint64_t mid) {
     uint32_t cap = (uint32_t)cfg->dedup_max;
@@ -203,6 +206,37 @@ journey_result_t journey_apply(journey_t *j, const config_t *cfg, const event_t 
     return JOURNEY_APPLIED;
 }
 
+int64_t journey_deadline(const journey_t *j, const config_t *cfg) {
+    if (!j->events || j->last_ts == INT64_MIN) return INT64_MAX;
+    int64_t t = cfg->phases[j->phase < 0 ? 0 : j->phase].timeout_ms;
+    return j->last_ts > INT64_MAX - t ? INT64_MAX : j->last_ts + t;
+}
+
+void journey_close(journey_t *j, const config_t *cfg) {
+    j->status = j->phase == cfg->n_phases - 1 ? JOURNEY_COMPLETED : JOURNEY_DROPPED;
+}
+
+void journey_restart(journey_t *j, const config_t *cfg) {
+    journey_t n;
+    journey_init(&n, j->customer);
+    n.number = j->number + 1;
+    n.prev_end = journey_deadline(j, cfg);
+    n.dedup = j->dedup;            /* messageIds are unique per customer */
+    n.n_dedup = j->n_dedup;
+    n.dedup_pos = j->dedup_pos;
+    n.cap_dedup = j->cap_dedup;
+    free(j->hist);
+    *j = n;
+}
+
+journey_result_t journey_apply_late(journey_t *j, const config_t *cfg, uint64_t mid, int64_t ts,
+                                    int phase, const char *tp) {
+    if (dedup_seen(j, mid)) return JOURNEY_DUPLICATE;
+    dedup_add(j, cfg, mid);
+    if (tp) hist_add(j, cfg, ts, mid, phase, tp);
+    return JOURNEY_APPLIED;
+}
+
 void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
     dst->events += src->events;
     if (src->start_ts != JOURNEY_NO_TIME) touch_time(dst, src->start_ts);
@@ -224,13 +258,14 @@ void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
 }
 
 /* ---- serialised form ----------------------------------------------------
- * A MessagePack array (JOURNEY_BLOB_VERSION 1):
+ * A MessagePack array (JOURNEY_BLOB_VERSION 2; version 1 lacked the last three):
  *   [1, customer, number, phase, start_ts, last_ts, [phase_ts 0..phase],
  *    last_tp, last_tp_ts, last_tp_mid, events, segment, segment_ts,
  *    segment_mid, [sat metric, score, scope, phase, explicit_phase, ts, mid, tp],
  *    merged,
- *    [hist: ts, mid, phase, tp, ts, mid, phase, tp, ...], [dedup...], dedup_pos]
- * documented in schemas/README.md. */
+ *    [hist: ts, mid, phase, tp, ts, mid, phase, tp, ...], [dedup...], dedup_pos,
+ *    status, prev_end, mseg]
+ * documented in schemas/redis.md. */
 
 static void pack_str(msgpack_packer *pk, const char *s) {
     size_t n = strlen(s);
@@ -246,7 +281,7 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     sb.alloc = 256 + (size_t)j->n_hist * 48 + (size_t)j->n_dedup * 9;
     if (!(sb.data = malloc(sb.alloc))) return -1;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 19);
+    msgpack_pack_array(&pk, 22);
     msgpack_pack_uint8(&pk, JOURNEY_BLOB_VERSION);
     pack_str(&pk, j->customer);
     msgpack_pack_uint32(&pk, j->number);
@@ -282,6 +317,9 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     msgpack_pack_array(&pk, j->n_dedup);
     for (uint32_t i = 0; i < j->n_dedup; i++) msgpack_pack_uint64(&pk, j->dedup[i]);
     msgpack_pack_uint32(&pk, j->dedup_pos);
+    msgpack_pack_uint8(&pk, j->status);
+    msgpack_pack_int64(&pk, j->prev_end);
+    pack_str(&pk, j->mseg);
     if (!sb.data) return -1;
     *out = sb.data;   /* ownership passes to the caller */
     *outlen = sb.size;
@@ -364,9 +402,16 @@ static int unpack_dedup(journey_t *j, const msgpack_object *o, const msgpack_obj
     return 0;
 }
 
-static int unpack_fields(journey_t *j, const msgpack_object *a, const config_t *cfg) {
+static int unpack_fields(journey_t *j, const msgpack_object *a, uint32_t n, const config_t *cfg) {
     int64_t v;
-    if (get_small(&a[0], JOURNEY_BLOB_VERSION, JOURNEY_BLOB_VERSION, &v) < 0) return -1;
+    if (get_small(&a[0], 1, JOURNEY_BLOB_VERSION, &v) < 0 || n != (v == 1 ? 19u : 22u)) return -1;
+    if (v >= 2) {
+        int64_t st;
+        if (get_small(&a[19], JOURNEY_OPEN, JOURNEY_COMPLETED, &st) < 0 ||
+            get_i64(&a[20], &j->prev_end) < 0 || get_name(&a[21], j->mseg, sizeof(j->mseg)) < 0)
+            return -1;
+        j->status = (uint8_t)st;
+    }
     if (get_name(&a[1], j->customer, sizeof(j->customer)) < 0) return -1;
     if (get_small(&a[2], 1, UINT32_MAX, &v) < 0) return -1;
     j->number = (uint32_t)v;
@@ -399,11 +444,11 @@ int journey_unpack(journey_t *j, const char *buf, size_t len, const config_t *cf
         goto out;
     }
     const msgpack_object *o = &u.data;
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 19) {
-        snprintf(errbuf, errlen, "journey blob: not a 19-element array");
+    if (o->type != MSGPACK_OBJECT_ARRAY || (o->via.array.size != 19 && o->via.array.size != 22)) {
+        snprintf(errbuf, errlen, "journey blob: not a 19- or 22-element array");
         goto out;
     }
-    if (unpack_fields(j, o->via.array.ptr, cfg) < 0) {
+    if (unpack_fields(j, o->via.array.ptr, o->via.array.size, cfg) < 0) {
         snprintf(errbuf, errlen, "journey blob: bad field (version %d expected)", JOURNEY_BLOB_VERSION);
         goto out;
     }
@@ -417,6 +462,10 @@ out:
 
 static const char *phase_name(const config_t *cfg, int phase) {
     return phase >= 0 && phase < cfg->n_phases ? cfg->phases[phase].name : "none";
+}
+
+static const char *status_name(int s) {
+    return s == JOURNEY_DROPPED ? "dropped" : s == JOURNEY_COMPLETED ? "completed" : "in_progress";
 }
 
 static const char *metric_name(int m) {
@@ -454,7 +503,7 @@ static void json_sat(const journey_t *j, const config_t *cfg, FILE *out) {
 void journey_print_json(const journey_t *j, const config_t *cfg, FILE *out) {
     fputs("{\"customer\":", out);
     text_json_str(out, j->customer);
-    fprintf(out, ",\"journey\":%u,\"phase\":", j->number);
+    fprintf(out, ",\"journey\":%u,\"status\":\"%s\",\"phase\":", j->number, status_name(j->status));
     text_json_str(out, phase_name(cfg, j->phase));
     fputc(',', out);
     json_time(out, "start", j->start_ts);
@@ -490,8 +539,8 @@ void journey_print_text(const journey_t *j, const config_t *cfg, FILE *out) {
     text_time(j->start_ts, t1, sizeof(t1));
     text_time(j->last_ts, t2, sizeof(t2));
     text_duration(j->last_ts - j->start_ts, d, sizeof(d));
-    fprintf(out, "customer   %s\njourney    #%u\nphase      %s\n", j->customer, j->number,
-            phase_name(cfg, j->phase));
+    fprintf(out, "customer   %s\njourney    #%u (%s)\nphase      %s\n", j->customer, j->number,
+            status_name(j->status), phase_name(cfg, j->phase));
     fprintf(out, "started    %s\nlast event %s  (%s later)\n", t1, t2, d);
     fprintf(out, "events     %llu\nsegment    %s\nlast touch %s\n",
             (unsigned long long)j->events, j->segment[0] ? j->segment : "-",

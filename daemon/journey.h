@@ -15,7 +15,7 @@
 #include "event.h"
 
 #define JOURNEY_NO_TIME INT64_MAX   /* "never": phase not reached, no event */
-#define JOURNEY_BLOB_VERSION 1
+#define JOURNEY_BLOB_VERSION 2
 
 /* One entry of the touchpoint history. */
 typedef struct jd_touch {
@@ -36,6 +36,10 @@ typedef struct jd_satisfaction {
     char tp[JD_NAME_MAX + 1];
 } jd_satisfaction_t;
 
+/* A journey is open until its phase's timeout passes without an event; then
+ * it has dropped off in that phase, or completed in the last one (SPEC §5). */
+typedef enum { JOURNEY_OPEN = 0, JOURNEY_DROPPED, JOURNEY_COMPLETED } journey_status_t;
+
 typedef struct journey {
     char customer[JD_ID_MAX + 1];   /* canonical customer id (journey key) */
     uint32_t number;                /* 1 for the customer's first journey */
@@ -52,6 +56,9 @@ typedef struct journey {
     uint64_t segment_mid;
     jd_satisfaction_t sat;          /* latest satisfaction answer */
     uint32_t merged;                /* other ids (anonymous, aliases) linked to this journey */
+    uint8_t status;                 /* journey_status_t */
+    int64_t prev_end;               /* deadline of the customer's previous journey, INT64_MIN: none */
+    char mseg[JD_NAME_MAX + 1];     /* segment counted under in the metrics, "" = not counted yet */
 
     jd_touch_t *hist;               /* sorted by (ts, mid), oldest first; owned */
     uint32_t n_hist, cap_hist;      /* cap_hist <= history_max */
@@ -79,6 +86,25 @@ void journey_reset(journey_t *j);
  */
 journey_result_t journey_apply(journey_t *j, const config_t *cfg, const event_t *ev,
                                uint64_t mid, int phase, const char *tp);
+
+/* Whether messageId hash mid was already applied (or recorded late). */
+bool journey_seen(const journey_t *j, uint64_t mid);
+
+/* When the journey times out: last event time + its phase's timeout
+ * (INT64_MAX if it has no event yet). Fixed once it is closed. */
+int64_t journey_deadline(const journey_t *j, const config_t *cfg);
+
+/* Close: dropped off in its phase, or completed in the last one. */
+void journey_close(journey_t *j, const config_t *cfg);
+
+/* The customer's next journey begins: number + 1, everything but the
+ * customer, the dedup ring and the previous journey's deadline reset. */
+void journey_restart(journey_t *j, const config_t *cfg);
+
+/* A late event for a closed journey: remembered (dedup, history), nothing
+ * else changes. */
+journey_result_t journey_apply_late(journey_t *j, const config_t *cfg, uint64_t mid, int64_t ts,
+                                    int phase, const char *tp);
 
 /* Merge src into dst (identity stitching); src is left unchanged. The ids
  * src had absorbed carry over; counting the new link is the caller's job. */

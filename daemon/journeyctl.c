@@ -1,14 +1,17 @@
 /*
  * journeyctl.c -- the journeyd command-line tool: look up journeys, print
- * counters, dump state, check a configuration, generate events (gen_cli.c).
+ * counters, the funnel and the metrics snapshot, dump state, check a
+ * configuration, generate events (gen_cli.c).
  * Parses arguments and dispatches; the work is in the core library.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "config.h"
+#include "funnel.h"
 #include "gen_cli.h"
 #include "journey.h"
 #include "store.h"
@@ -20,6 +23,11 @@ static void usage(FILE *out) {
             "                                print a customer's journey (phase, times, history)\n"
             "       journeyctl [-c FILE] stats [--json]\n"
             "                                per-partition offsets and event counters\n"
+            "       journeyctl [-c FILE] funnel [--segment S] [--top N] [--json]\n"
+            "                                the funnel per phase: reached, active, moved on, dropped,\n"
+            "                                drop-off rate, drop-off touchpoints, time in phase\n"
+            "       journeyctl [-c FILE] metrics --json\n"
+            "                                the full metrics snapshot (schemas/metrics.schema.json)\n"
             "       journeyctl [-c FILE] dump\n"
             "                                every journey as one JSON line, sorted by customer\n"
             "       journeyctl check-config FILE\n"
@@ -32,6 +40,8 @@ typedef struct cli {
     config_t *cfg;
     store_t *st;
     int json;
+    const char *segment;    /* funnel --segment */
+    int top;                /* funnel --top */
 } cli_t;
 
 static int cli_open(cli_t *c, const char *path) {
@@ -183,6 +193,7 @@ typedef struct counters {
 
 static void count_add(const char *name, long long v, void *opaque) {
     counters_t *t = opaque;
+    if (!strncmp(name, FUNNEL_PREFIX, strlen(FUNNEL_PREFIX))) return; /* journeyctl funnel */
     for (int i = 0; i < t->n; i++)
         if (!strcmp(t->name[i], name)) {
             t->val[i] += v;
@@ -218,7 +229,8 @@ static int cmd_stats(cli_t *c) {
             free_names(shards, n);
             return 1;
         }
-        for (int i = 0; i < t.n; i++) count_add(t.name[i], t.val[i], &total);
+        for (int i = 0; i < t.n; i++)
+            if (strcmp(t.name[i], "clock")) count_add(t.name[i], t.val[i], &total);
         if (c->json) {
             fprintf(stdout, "%s{\"partition\":", s ? "," : "");
             text_json_str(stdout, shards[s]);
@@ -238,6 +250,68 @@ static int cmd_stats(cli_t *c) {
         print_counters(&total, 0);
     }
     free_names(shards, n);
+    return 0;
+}
+
+/* ---- funnel and metrics ------------------------------------------------------ */
+
+typedef struct snap_ctx {
+    funnel_snap_t snap;
+    const config_t *cfg;
+} snap_ctx_t;
+
+static void snap_field(const char *name, long long v, void *opaque) {
+    snap_ctx_t *s = opaque;
+    if (!strcmp(name, "clock")) {
+        int64_t wm = v - s->cfg->allowed_lateness_ms;
+        if (wm < s->snap.watermark) s->snap.watermark = wm;
+    } else if (!strcmp(name, "late")) {
+        s->snap.late += v;
+    } else {
+        funnel_snap_add(&s->snap, s->cfg, name, v);
+    }
+}
+
+/* Sum the counters of every partition into one snapshot. */
+static int read_snapshot(cli_t *c, snap_ctx_t *s) {
+    char err[512], **shards;
+    size_t n;
+    memset(s, 0, sizeof(*s));
+    s->cfg = c->cfg;
+    s->snap.watermark = INT64_MAX;
+    if (store_shards(c->st, &shards, &n, err, sizeof(err)) != STORE_OK) {
+        fprintf(stderr, "journeyctl: %s\n", err);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int64_t off;
+        if (store_shard_stats(c->st, shards[i], &off, snap_field, s, err, sizeof(err)) != STORE_OK) {
+            fprintf(stderr, "journeyctl: %s\n", err);
+            free_names(shards, n);
+            funnel_snap_free(&s->snap);
+            return -1;
+        }
+        s->snap.shards++;
+    }
+    free_names(shards, n);
+    return 0;
+}
+
+static int64_t wall_ms(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* funnel: the top segments (or one); metrics: the full snapshot. */
+static int cmd_funnel(cli_t *c, int full) {
+    snap_ctx_t s;
+    if (read_snapshot(c, &s) < 0) return 1;
+    funnel_print_opts_t o = {.segment = c->segment, .top_segments = full ? 1000000 : c->top,
+                             .top_touchpoints = full ? 1000000 : 10, .now_ms = wall_ms()};
+    if (c->json || full) funnel_print_json(&s.snap, c->cfg, &o, stdout);
+    else funnel_print_text(&s.snap, c->cfg, &o, stdout);
+    funnel_snap_free(&s.snap);
     return 0;
 }
 
@@ -276,10 +350,15 @@ int main(int argc, char **argv) {
         }
         return check_config(argv[i]);
     }
-    cli_t c = {NULL, NULL, 0};
+    cli_t c = {NULL, NULL, 0, NULL, 5};
     const char *arg = NULL;
+    int funnel = !strcmp(cmd, "funnel");
     for (; i < argc; i++) {
+        char *end = NULL;
         if (!strcmp(argv[i], "--json")) c.json = 1;
+        else if (funnel && !strcmp(argv[i], "--segment") && i + 1 < argc) c.segment = argv[++i];
+        else if (funnel && !strcmp(argv[i], "--top") && i + 1 < argc &&
+                 (c.top = (int)strtol(argv[++i], &end, 10)) >= 0 && end && !*end && argv[i][0]) continue;
         else if (!arg && argv[i][0] != '-') arg = argv[i];
         else {
             fprintf(stderr, "journeyctl: unexpected argument '%s'\n", argv[i]);
@@ -287,8 +366,9 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    int known = !strcmp(cmd, "journey") || !strcmp(cmd, "stats") || !strcmp(cmd, "dump");
-    if (!known || (!strcmp(cmd, "journey") != (arg != NULL))) {
+    int known = !strcmp(cmd, "journey") || !strcmp(cmd, "stats") || !strcmp(cmd, "dump") || funnel ||
+                !strcmp(cmd, "metrics");
+    if (!known || (!strcmp(cmd, "journey") != (arg != NULL)) || (!strcmp(cmd, "metrics") && !c.json)) {
         fprintf(stderr, known ? "journeyctl %s: wrong arguments\n" : "journeyctl: unknown command '%s'\n", cmd);
         usage(stderr);
         return 2;
@@ -297,6 +377,8 @@ int main(int argc, char **argv) {
     if (cli_open(&c, path) == 0) {
         if (!strcmp(cmd, "journey")) rc = cmd_journey(&c, arg);
         else if (!strcmp(cmd, "stats")) rc = cmd_stats(&c);
+        else if (funnel) rc = cmd_funnel(&c, 0);
+        else if (!strcmp(cmd, "metrics")) rc = cmd_funnel(&c, 1);
         else rc = cmd_dump(&c);
     }
     cli_close(&c);

@@ -1,14 +1,20 @@
 /*
- * shard.c -- names of the per-shard counters stored in Redis.
+ * shard.c -- names of the per-shard counters stored in Redis; the shard's
+ * owned parts.
  */
 #include "shard.h"
 
 #include <stdio.h>
 
+void shard_release(shard_t *sh) {
+    funnel_delta_free(&sh->fd);
+    funnel_reg_free(&sh->reg);
+}
+
 const char *shard_stat_name(int stat) {
     static const char *const base[] = {
         "consumed", "applied", "duplicate", "unclassified", "heartbeat",
-        "linked", "merged", "link_conflict", "deadletter",
+        "linked", "merged", "link_conflict", "late", "deadletter",
     };
     static char reasons[DECODE__COUNT + 1][48];
     if (stat < STAT_DL_REASON) return base[stat];

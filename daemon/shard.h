@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "decode.h"
+#include "funnel.h"
 
 #define SHARD_NAME_MAX 272  /* topic (<= 249) + ':' + partition */
 
@@ -22,6 +23,7 @@ typedef enum {
     STAT_LINKED,         /* identify/alias links made */
     STAT_MERGED,         /* anonymous journeys merged into a customer's */
     STAT_CONFLICT,       /* links refused: id already linked to another customer */
+    STAT_LATE,           /* events older than the watermark (SPEC §5) */
     STAT_DEADLETTER,     /* events sent to the dead-letter topic */
     STAT_DL_REASON,      /* first of DL_REASONS per-reason counters */
     STAT__COUNT = STAT_DL_REASON + DECODE__COUNT + 1
@@ -42,7 +44,20 @@ typedef struct shard {
     int64_t stats[STAT__COUNT]; /* deltas of the open batch */
     int resync;                 /* must re-read its offset and seek before consuming */
     int paused;                 /* paused in the consumer while it waits for the resync */
+
+    /* event time (SPEC §5): the watermark is clock - journey.allowed_lateness */
+    int64_t clock;              /* highest event time seen (events, heartbeats, idle advance) */
+    int64_t batch_clock;        /* clock at the end of the open batch */
+    int64_t next_due;           /* no timer in Redis is due before this (a lower bound) */
+    int timers_more;            /* due timers were left for the next batch */
+    int tick;                   /* the open batch advances this idle shard's clock */
+    int64_t wall_mark;          /* wall clock (ms) up to which event time is accounted for */
+    funnel_delta_t fd;          /* funnel counter deltas of the open batch */
+    funnel_reg_t reg;           /* segment / touchpoint names its counters use */
 } shard_t;
+
+/* Release what the shard owns (the struct itself is the caller's). */
+void shard_release(shard_t *sh);
 
 /* Counter name as stored in Redis ("applied", "deadletter.syntax", ...). */
 const char *shard_stat_name(int stat);

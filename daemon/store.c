@@ -10,9 +10,11 @@
  * shard's offset key, it reads the stored offsets and the counters' types:
  * a shard whose stored offset is not the one this consumer last committed is
  * fenced (another owner since a rebalance) and left out, and one whose
- * counters key is not a hash is refused, so nothing in the transaction can
- * fail. Then one MULTI/EXEC writes, per shard, the journeys and redirects
- * (MSET), the counter deltas (HINCRBY) and, last, the new offset. EXEC
+ * counters key is not a hash or timers key not a sorted set is refused, so
+ * nothing in the transaction can fail. Then one MULTI/EXEC writes, per
+ * shard, the journeys and redirects (MSET, DEL), their timers (ZADD, ZREM),
+ * the counter and funnel deltas (HINCRBY), the event-time clock (HSET) and,
+ * last, the new offset. EXEC
  * applies all of it or, if a watched offset changed in between, nothing.
  * (A transaction does not roll back a failed command: hence the check.)
  */
@@ -312,6 +314,85 @@ store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
     return s == STORE_OK ? store_load_recv(st, reqs, nreq, errbuf, errlen) : s;
 }
 
+store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
+                                 void (*fn)(const char *field, void *opaque), void *opaque,
+                                 char *errbuf, size_t errlen) {
+    char key[512];
+    redisReply *r[2];
+    store_status_t s;
+    if (store_key(st->cfg->redis_prefix, shard, "s", NULL, key, sizeof(key)) < 0) {
+        snprintf(errbuf, errlen, "shard name too long: %s", shard);
+        return STORE_FATAL;
+    }
+    redisAppendCommand(st->c, "HGET %s clock", key);
+    redisAppendCommand(st->c, "HKEYS %s", key);
+    st->round_trips++;
+    st->commands += 2;
+    if ((s = read_replies(st, 2, r, errbuf, errlen)) != STORE_OK) return s;
+    if (r[0]->type == REDIS_REPLY_ERROR || r[1]->type == REDIS_REPLY_ERROR) {
+        snprintf(errbuf, errlen, "redis %s: %s", key, (r[0]->type == REDIS_REPLY_ERROR ? r[0] : r[1])->str);
+        s = STORE_FATAL;
+    } else {
+        *clock = r[0]->type == REDIS_REPLY_STRING ? strtoll(r[0]->str, NULL, 10) : 0;
+        for (size_t i = 0; r[1]->type == REDIS_REPLY_ARRAY && i < r[1]->elements; i++)
+            fn(r[1]->element[i]->str, opaque);
+    }
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
+    return s;
+}
+
+store_status_t store_due(store_t *st, store_due_req_t *reqs, size_t nreq, char *errbuf, size_t errlen) {
+    char key[512], until[24], after[26], limit[24];
+    if (!nreq) return STORE_OK;
+    for (size_t q = 0; q < nreq; q++) {
+        store_key(st->cfg->redis_prefix, reqs[q].shard, "t", NULL, key, sizeof(key));
+        snprintf(until, sizeof(until), "%lld", (long long)reqs[q].until);
+        snprintf(after, sizeof(after), "(%lld", (long long)reqs[q].until);
+        snprintf(limit, sizeof(limit), "%zu", reqs[q].limit);
+        redisAppendCommandArgv(st->c, 7, (const char *[]){"ZRANGEBYSCORE", key, "-inf", until, "LIMIT", "0", limit}, NULL);
+        redisAppendCommandArgv(st->c, 8, (const char *[]){"ZRANGEBYSCORE", key, after, "+inf", "WITHSCORES", "LIMIT", "0", "1"}, NULL);
+        reqs[q].ids = NULL;
+        reqs[q].n = 0;
+    }
+    st->round_trips++;
+    st->commands += 2 * nreq;
+    redisReply **r = calloc(2 * nreq, sizeof(*r));
+    if (!r) abort();
+    store_status_t s = read_replies(st, 2 * nreq, r, errbuf, errlen);
+    if (s != STORE_OK) { /* read_replies freed what it read */
+        free(r);
+        return s;
+    }
+    for (size_t q = 0; s == STORE_OK && q < nreq; q++) {
+        redisReply *a = r[2 * q], *b = r[2 * q + 1];
+        if (a->type != REDIS_REPLY_ARRAY || b->type != REDIS_REPLY_ARRAY) {
+            snprintf(errbuf, errlen, "redis ZRANGEBYSCORE %s: %s", reqs[q].shard,
+                     a->type == REDIS_REPLY_ERROR ? a->str : b->type == REDIS_REPLY_ERROR ? b->str : "unexpected reply");
+            s = STORE_FATAL;
+            break;
+        }
+        reqs[q].ids = calloc(a->elements + 1, sizeof(char *));
+        if (!reqs[q].ids) abort();
+        for (size_t i = 0; i < a->elements; i++)
+            if (!(reqs[q].ids[reqs[q].n++] = strndup(a->element[i]->str, a->element[i]->len))) abort();
+        reqs[q].next = b->elements == 2 ? strtoll(b->element[1]->str, NULL, 10) : INT64_MAX;
+    }
+    for (size_t i = 0; i < 2 * nreq; i++) freeReplyObject(r[i]);
+    if (s != STORE_OK) store_due_free(reqs, nreq);
+    free(r);
+    return s;
+}
+
+void store_due_free(store_due_req_t *reqs, size_t nreq) {
+    for (size_t q = 0; q < nreq; q++) {
+        for (size_t i = 0; i < reqs[q].n; i++) free(reqs[q].ids[i]);
+        free(reqs[q].ids);
+        reqs[q].ids = NULL;
+        reqs[q].n = 0;
+    }
+}
+
 /* The check before the transaction: WATCH every offset key, then read the
  * offsets and the counters' types. A shard whose stored offset is not the
  * expected one is fenced (someone else owns or owned it) and left out; one
@@ -331,13 +412,15 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
         redisAppendCommandArgv(st->c, 2, (const char *[]){"GET", a.argv[q + 1]}, (size_t[]){3, a.lens[q + 1]});
         store_key(st->cfg->redis_prefix, reqs[q].shard, "s", NULL, key, sizeof(key));
         redisAppendCommand(st->c, "TYPE %s", key);
+        store_key(st->cfg->redis_prefix, reqs[q].shard, "t", NULL, key, sizeof(key));
+        redisAppendCommand(st->c, "TYPE %s", key);
     }
     argv_free(&a);
-    st->commands += 1 + 2 * nreq;
+    st->commands += 1 + 3 * nreq;
     st->round_trips++;
     redisReply *r;
     store_status_t s = STORE_OK;
-    for (size_t i = 0; i < 1 + 2 * nreq; i++) {
+    for (size_t i = 0; i < 1 + 3 * nreq; i++) {
         if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
             snprintf(errbuf, errlen, "redis: %s", st->c->errstr);
             return STORE_RETRY;
@@ -345,23 +428,58 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
         if (r->type == REDIS_REPLY_ERROR) {
             snprintf(errbuf, errlen, "redis commit check: %s", r->str);
             s = STORE_RETRY;
-        } else if (i > 0 && i % 2 == 1) {          /* GET offset */
-            store_commit_req_t *q = &reqs[(i - 1) / 2];
+        } else if (i > 0 && i % 3 == 1) {          /* GET offset */
+            store_commit_req_t *q = &reqs[(i - 1) / 3];
             long long cur = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
             q->status = cur == q->expected_offset ? STORE_OK : STORE_FENCED;
             if (q->status == STORE_FENCED)
                 log_warn("shard fenced: stored offset differs from ours", "shard=%s expected=%lld stored=%lld",
                          q->shard, (long long)q->expected_offset, cur);
-        } else if (i > 0) {                         /* TYPE counters */
-            store_commit_req_t *q = &reqs[(i - 2) / 2];
-            if (strcmp(r->str, "hash") && strcmp(r->str, "none") && q->status == STORE_OK) {
-                snprintf(errbuf, errlen, "redis: counters of %s are a %s, not a hash", q->shard, r->str);
+        } else if (i > 0) {                         /* TYPE counters, TYPE timers */
+            store_commit_req_t *q = &reqs[(i - 1) / 3];
+            const char *want = i % 3 == 2 ? "hash" : "zset";
+            if (strcmp(r->str, want) && strcmp(r->str, "none") && q->status == STORE_OK) {
+                snprintf(errbuf, errlen, "redis: %s of %s are a %s, not a %s", i % 3 == 2 ? "counters" : "timers",
+                         q->shard, r->str, want);
                 q->status = STORE_FATAL;
             }
         }
         freeReplyObject(r);
     }
     return s;
+}
+
+/* ZADD the timers of open journeys, ZREM the others; returns commands queued. */
+static size_t append_timers(store_t *st, const store_commit_req_t *q) {
+    size_t n_add = 0, n_rem = 0, queued = 0;
+    if (!q->deadlines || !q->n_keys) return 0;
+    for (size_t i = 0; i < q->n_keys; i++) q->deadlines[i] >= 0 ? n_add++ : n_rem++;
+    argvbuf_t a;
+    char *scores = malloc(n_add * 24 + 1);
+    if (!scores || argv_init(&a, 2 + 2 * q->n_keys, key_text_cap(st->cfg->redis_prefix, q->shard, 0, NULL)) < 0)
+        abort();
+    for (int add = 1; add >= 0; add--) {
+        if (!(add ? n_add : n_rem)) continue;
+        a.argc = 0;
+        a.used = 0;
+        argv_add(&a, add ? "ZADD" : "ZREM", 4);
+        argv_add_key(&a, st->cfg->redis_prefix, q->shard, "t", NULL);
+        char *sp = scores;
+        for (size_t i = 0; i < q->n_keys; i++) {
+            if ((q->deadlines[i] >= 0) != add) continue;
+            if (add) {
+                int n = snprintf(sp, 24, "%lld", (long long)q->deadlines[i]);
+                argv_add(&a, sp, (size_t)n);
+                sp += n + 1;
+            }
+            argv_add(&a, q->ids[i], strlen(q->ids[i]));
+        }
+        redisAppendCommandArgv(st->c, (int)a.argc, a.argv, a.lens);
+        queued++;
+    }
+    argv_free(&a);
+    free(scores);
+    return queued;
 }
 
 /* Queue the writes of one checked shard inside the transaction. */
@@ -390,6 +508,7 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
         queued++;
     }
     argv_free(&a);
+    queued += append_timers(st, q);
     char skey[512], okey[512];
     store_key(st->cfg->redis_prefix, q->shard, "s", NULL, skey, sizeof(skey));
     store_key(st->cfg->redis_prefix, q->shard, "o", NULL, okey, sizeof(okey));
@@ -398,8 +517,14 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
         redisAppendCommand(st->c, "HINCRBY %s %s %lld", skey, q->stat_names[i], (long long)q->stat_deltas[i]);
         queued++;
     }
+    for (size_t i = 0; i < q->n_metrics; i++) {
+        if (!q->metric_deltas[i]) continue;
+        redisAppendCommand(st->c, "HINCRBY %s %s %lld", skey, q->metric_names[i], (long long)q->metric_deltas[i]);
+        queued++;
+    }
+    redisAppendCommand(st->c, "HSET %s clock %lld", skey, (long long)q->clock);
     redisAppendCommand(st->c, "SET %s %lld", okey, (long long)q->new_offset);
-    return queued + 1;
+    return queued + 2;
 }
 
 store_status_t store_commit_send(store_t *st, store_commit_req_t *reqs, size_t nreq,

@@ -48,12 +48,27 @@ typedef struct store_commit_req {
     size_t n_stats;
     const char *const *stat_names;
     const int64_t *stat_deltas;
+    size_t n_metrics;         /* funnel counter deltas (same hash as the counters) */
+    const char *const *metric_names;
+    const int64_t *metric_deltas;
+    int64_t clock;            /* the shard's event-time clock after this commit */
     size_t n_keys;
     const char *const *ids;   /* customer ids whose value changes */
     const char *const *vals;  /* new values (journey blobs or redirects); NULL = delete */
     const size_t *val_lens;
+    const int64_t *deadlines; /* per id: its timer (ms), or -1: no timer (closed, redirect, deleted) */
     store_status_t status;    /* out: result for this shard */
 } store_commit_req_t;
+
+/* Timers due in one shard (zset <prefix>:{shard}:t, score = deadline). */
+typedef struct store_due_req {
+    const char *shard;
+    int64_t until;            /* due: deadline <= until */
+    size_t limit;             /* at most this many ids */
+    char **ids;               /* out: malloc'ed, each id too (store_due_free) */
+    size_t n;
+    int64_t next;             /* out: the earliest deadline after `until`, INT64_MAX: none */
+} store_due_req_t;
 
 /* Connect, authenticate and select the db. */
 store_t *store_open(const config_t *cfg, char *errbuf, size_t errlen);
@@ -65,6 +80,16 @@ store_status_t store_ping(store_t *st, char *errbuf, size_t errlen);
 /* Register a shard in the shard set and read its stored offset (-1: none). */
 store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset,
                                 char *errbuf, size_t errlen);
+
+/* A shard's event-time clock (0 if none) and the names of its stored
+ * counters (fn is called for each; funnel_reg_learn()), in one round trip. */
+store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
+                                 void (*fn)(const char *field, void *opaque), void *opaque,
+                                 char *errbuf, size_t errlen);
+
+/* The due timers of several shards in one round trip. */
+store_status_t store_due(store_t *st, store_due_req_t *reqs, size_t nreq, char *errbuf, size_t errlen);
+void store_due_free(store_due_req_t *reqs, size_t nreq);
 
 /* Load the values of ids of several shards in one round trip. */
 store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,

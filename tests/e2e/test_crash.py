@@ -111,6 +111,9 @@ class CrashTest(unittest.TestCase):
             self.assertEqual(x, y)
         sa = json.loads(jdtest.journeyctl(clean, "stats", "--json").stdout)
         sb = json.loads(jdtest.journeyctl(crashy, "stats", "--json").stdout)
+        for s in (sa, sb):  # event time advanced while idle depends on wall time
+            for p in s["partitions"]:
+                p["counters"].pop("clock")
         self.assertEqual(sa, sb)
         self.assertEqual(sa["total"]["consumed"], self.total)
         self.assertGreater(sa["total"]["duplicate"], 0)

@@ -247,7 +247,7 @@ Test(journey, unpack_refuses_garbage) {
     char err[128];
     journey_init(&j, "");
     cr_assert_eq(journey_unpack(&j, "\x93\x01\x02\x03", 4, &cfg, err, sizeof(err)), -1);
-    cr_assert_str_eq(err, "journey blob: not a 19-element array");
+    cr_assert_str_eq(err, "journey blob: not a 19- or 22-element array");
     journey_reset(&j);
     journey_init(&j, "");
     cr_assert_eq(journey_unpack(&j, "\xc1", 1, &cfg, err, sizeof(err)), -1);
@@ -279,7 +279,7 @@ Test(journey, print_json_exact) {
     journey_print_json(&j, &cfg, m);
     fclose(m);
     cr_assert_str_eq(buf,
-        "{\"customer\":\"u\\\"1\",\"journey\":1,\"phase\":\"information\","
+        "{\"customer\":\"u\\\"1\",\"journey\":1,\"status\":\"in_progress\",\"phase\":\"information\","
         "\"start\":\"1970-01-01T00:00:01.000Z\",\"last_event\":\"1970-01-01T00:00:05.000Z\","
         "\"last_touchpoint\":\"company_site\",\"events\":2,\"segment\":\"consumer\","
         "\"phase_entered\":{\"search\":\"1970-01-01T00:00:01.000Z\",\"information\":\"1970-01-01T00:00:05.000Z\"},"

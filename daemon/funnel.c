@@ -1,0 +1,532 @@
+/*
+ * funnel.c -- funnel and drop-off counters (see funnel.h for the names).
+ *
+ * Writing: every counter is changed by a delta at one of three moments of a
+ * journey's life (funnel_moved, funnel_closed, funnel_removed), so the sum
+ * over all partitions is exact whatever the batching, and a replay after a
+ * crash, which re-applies the same events to the same committed state, adds
+ * the same deltas. `active` is the only counter that goes down.
+ *
+ * Reading: the counters of all partitions are summed per (segment, phase);
+ * derived values (dropoff_rate, conversion, quantiles) are computed from the
+ * sums, never stored. Segments beyond the requested top N, by journeys
+ * reached in the first phase, are folded into "other".
+ */
+#include "funnel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "text.h"
+
+/* ---- names and deltas ---------------------------------------------------------- */
+
+static char *dup_str(const char *s) {
+    char *d = strdup(s);
+    if (!d) abort();
+    return d;
+}
+
+static int names_find(const funnel_names_t *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->v[i], name)) return i;
+    return -1;
+}
+
+static void names_add(funnel_names_t *s, const char *name) {
+    if (s->n == s->cap) {
+        int ncap = s->cap ? 2 * s->cap : 8;
+        char **v = realloc(s->v, (size_t)ncap * sizeof(*v));
+        if (!v) abort();
+        s->v = v;
+        s->cap = ncap;
+    }
+    s->v[s->n++] = dup_str(name);
+}
+
+static void names_free(funnel_names_t *s) {
+    for (int i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+/* The name counted: itself if known or if there is room, else "other". */
+static const char *names_capped(funnel_names_t *s, const char *name, int max) {
+    if (!strcmp(name, FUNNEL_OTHER) || !strcmp(name, FUNNEL_NONE) || names_find(s, name) >= 0) return name;
+    if (s->n >= max) return FUNNEL_OTHER;
+    names_add(s, name);
+    return name;
+}
+
+void funnel_reg_free(funnel_reg_t *r) {
+    names_free(&r->segments);
+    names_free(&r->touchpoints);
+}
+
+/* Split "f|<phase>|<seg>|<kind>[|<x>]" in place; 0 or -1. */
+static int split_field(char *f, char **phase, char **seg, char **kind, char **x) {
+    if (strncmp(f, FUNNEL_PREFIX, 2)) return -1;
+    *phase = f + 2;
+    if (!(*seg = strchr(*phase, '|'))) return -1;
+    *(*seg)++ = '\0';
+    if (!(*kind = strchr(*seg, '|'))) return -1;
+    *(*kind)++ = '\0';
+    if ((*x = strchr(*kind, '|'))) *(*x)++ = '\0';
+    return 0;
+}
+
+void funnel_reg_learn(funnel_reg_t *r, const char *field) {
+    char buf[512], *phase, *seg, *kind, *x;
+    snprintf(buf, sizeof(buf), "%s", field);
+    if (split_field(buf, &phase, &seg, &kind, &x) < 0) return;
+    if (strcmp(seg, FUNNEL_OTHER) && strcmp(seg, FUNNEL_NONE) && names_find(&r->segments, seg) < 0)
+        names_add(&r->segments, seg);
+    if (x && !strcmp(kind, "drop") && strcmp(x, FUNNEL_OTHER) && names_find(&r->touchpoints, x) < 0)
+        names_add(&r->touchpoints, x);
+}
+
+static uint64_t str_hash(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+void funnel_delta_free(funnel_delta_t *d) {
+    funnel_delta_clear(d);
+    free(d->names);
+    free(d->vals);
+    free(d->slots);
+    memset(d, 0, sizeof(*d));
+}
+
+void funnel_delta_clear(funnel_delta_t *d) {
+    for (size_t i = 0; i < d->n; i++) free(d->names[i]);
+    if (d->slots) memset(d->slots, 0, d->cap * sizeof(*d->slots));
+    d->n = 0;
+}
+
+static void delta_grow(funnel_delta_t *d) {
+    size_t ncap = d->cap ? 2 * d->cap : 64;
+    uint32_t *slots = calloc(ncap, sizeof(*slots));
+    char **names = realloc(d->names, ncap / 2 * sizeof(*names));
+    int64_t *vals = realloc(d->vals, ncap / 2 * sizeof(*vals));
+    if (!slots || !names || !vals) abort();
+    d->names = names;
+    d->vals = vals;
+    for (size_t i = 0; i < d->n; i++) {
+        size_t k = str_hash(names[i]) & (ncap - 1);
+        while (slots[k]) k = (k + 1) & (ncap - 1);
+        slots[k] = (uint32_t)i + 1;
+    }
+    free(d->slots);
+    d->slots = slots;
+    d->cap = ncap;
+}
+
+void funnel_delta_add(funnel_delta_t *d, const char *field, int64_t delta) {
+    if ((d->n + 1) * 2 > d->cap) delta_grow(d);
+    size_t k = str_hash(field) & (d->cap - 1);
+    while (d->slots[k]) {
+        size_t i = d->slots[k] - 1;
+        if (!strcmp(d->names[i], field)) {
+            d->vals[i] += delta;
+            return;
+        }
+        k = (k + 1) & (d->cap - 1);
+    }
+    d->names[d->n] = dup_str(field);
+    d->vals[d->n] = delta;
+    d->slots[k] = (uint32_t)++d->n;
+}
+
+/* ---- time in phase ---------------------------------------------------------------- */
+
+/* x = seconds + 4 >= 4, so every bucket has its two bits after the top one:
+ * bucket 4 * msb + frac holds x in [(4 + frac) << (msb - 2), next bucket's). */
+int funnel_tip_bucket(int64_t ms) {
+    uint64_t x = (uint64_t)(ms < 0 ? 0 : ms / 1000) + 4;
+    int msb = 63 - __builtin_clzll(x);
+    int b = 4 * msb + (int)((x >> (msb - 2)) & 3);
+    return b < FUNNEL_TIP_BUCKETS ? b : FUNNEL_TIP_BUCKETS - 1;
+}
+
+int64_t funnel_tip_upper_ms(int bucket) {
+    int nb = bucket + 1, msb = nb / 4, frac = nb % 4;
+    if (msb < 2) return 1000;
+    uint64_t lo = (uint64_t)(4 + frac) << (msb - 2); /* next bucket's lowest x */
+    return (int64_t)(lo - 4) * 1000;
+}
+
+/* ---- writing ------------------------------------------------------------------------ */
+
+/* Field name; '|' inside names becomes '/'. */
+static void field(char *buf, size_t cap, const config_t *cfg, int phase, const char *seg,
+                  const char *kind, const char *x) {
+    int n = snprintf(buf, cap, "f|%s|%s|%s%s%s", cfg->phases[phase].name, seg, kind, x ? "|" : "",
+                     x ? x : "");
+    size_t start = 3 + strlen(cfg->phases[phase].name);
+    for (size_t i = start; i < start + strlen(seg) && i < (size_t)n; i++)
+        if (buf[i] == '|') buf[i] = '/';
+    if (x) {
+        size_t xs = (size_t)n - strlen(x);
+        for (size_t i = xs; i < (size_t)n && i < cap; i++)
+            if (buf[i] == '|') buf[i] = '/';
+    }
+}
+
+static void add(funnel_delta_t *d, const config_t *cfg, int phase, const char *seg, const char *kind,
+                const char *x, int64_t delta) {
+    char f[3 * (JD_NAME_MAX + 1) + 32];
+    field(f, sizeof(f), cfg, phase, seg, kind, x);
+    funnel_delta_add(d, f, delta);
+}
+
+void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from) {
+    if (j->phase <= from) return;
+    if (from < 0) {
+        const char *seg = j->segment[0] ? j->segment : FUNNEL_NONE;
+        snprintf(j->mseg, sizeof(j->mseg), "%s", names_capped(&r->segments, seg, cfg->segments_max));
+    }
+    for (int k = from + 1; k <= j->phase; k++) add(d, cfg, k, j->mseg, "reached", NULL, 1);
+    for (int k = from < 0 ? 0 : from; k < j->phase; k++) add(d, cfg, k, j->mseg, "progressed", NULL, 1);
+    if (from >= 0) add(d, cfg, from, j->mseg, "active", NULL, -1);
+    add(d, cfg, j->phase, j->mseg, "active", NULL, 1);
+}
+
+void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j) {
+    if (j->phase < 0) return; /* never counted: only unclassified events */
+    int p = j->phase;
+    add(d, cfg, p, j->mseg, "active", NULL, -1);
+    if (j->status == JOURNEY_COMPLETED) {
+        add(d, cfg, p, j->mseg, "completed", NULL, 1);
+    } else {
+        const char *tp = names_capped(&r->touchpoints, j->last_tp[0] ? j->last_tp : "unknown",
+                                      cfg->touchpoints_max);
+        add(d, cfg, p, j->mseg, "dropped", NULL, 1);
+        add(d, cfg, p, j->mseg, "drop", tp, 1);
+    }
+    for (int k = 0; k < p; k++) {
+        char b[16];
+        snprintf(b, sizeof(b), "%d", funnel_tip_bucket(j->phase_ts[k + 1] - j->phase_ts[k]));
+        add(d, cfg, k, j->mseg, "tip", b, 1);
+    }
+}
+
+void funnel_removed(funnel_delta_t *d, const config_t *cfg, const journey_t *j) {
+    if (j->phase < 0 || j->status != JOURNEY_OPEN) return;
+    for (int k = 0; k <= j->phase; k++) add(d, cfg, k, j->mseg, "reached", NULL, -1);
+    for (int k = 0; k < j->phase; k++) add(d, cfg, k, j->mseg, "progressed", NULL, -1);
+    add(d, cfg, j->phase, j->mseg, "active", NULL, -1);
+}
+
+/* ---- the life of a journey ------------------------------------------------------ */
+
+static void close_now(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j) {
+    journey_close(j, cfg);
+    funnel_closed(d, r, cfg, j);
+}
+
+int funnel_expire(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int64_t wm) {
+    if (j->status != JOURNEY_OPEN || journey_deadline(j, cfg) > wm) return 0;
+    close_now(d, r, cfg, j);
+    return 1;
+}
+
+funnel_result_t funnel_event(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j,
+                             int64_t wm, int64_t wm_now, const event_t *ev, uint64_t mid, int phase,
+                             const char *tp, int *late) {
+    int64_t ts = ev->ts_ms;
+    *late = 0;
+    funnel_expire(d, r, cfg, j, wm_now);
+    if (journey_seen(j, mid)) return FUNNEL_DUPLICATE;
+    *late = ts < wm;
+    if (j->status == JOURNEY_OPEN && ts >= journey_deadline(j, cfg)) close_now(d, r, cfg, j);
+    if ((j->status != JOURNEY_OPEN && ts < journey_deadline(j, cfg)) ||
+        (j->status == JOURNEY_OPEN && ts < j->prev_end)) {
+        journey_apply_late(j, cfg, mid, ts, phase, tp);
+        return FUNNEL_LATE;
+    }
+    if (j->status != JOURNEY_OPEN) journey_restart(j, cfg);
+    int from = j->phase;
+    journey_apply(j, cfg, ev, mid, phase, tp);
+    if (j->phase != from) funnel_moved(d, r, cfg, j, from);
+    return FUNNEL_APPLIED;
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+static funnel_seg_t *snap_seg(funnel_snap_t *s, const char *name) {
+    for (int i = 0; i < s->n_segs; i++)
+        if (!strcmp(s->segs[i].name, name)) return &s->segs[i];
+    if (s->n_segs == s->cap_segs) {
+        int ncap = s->cap_segs ? 2 * s->cap_segs : 8;
+        funnel_seg_t *v = realloc(s->segs, (size_t)ncap * sizeof(*v));
+        if (!v) abort();
+        s->segs = v;
+        s->cap_segs = ncap;
+    }
+    funnel_seg_t *g = &s->segs[s->n_segs++];
+    memset(g, 0, sizeof(*g));
+    snprintf(g->name, sizeof(g->name), "%s", name);
+    return g;
+}
+
+static void count_add(funnel_phase_t *p, const char *name, int64_t n) {
+    for (int i = 0; i < p->n_drops; i++)
+        if (!strcmp(p->drops[i].name, name)) {
+            p->drops[i].n += n;
+            return;
+        }
+    if (p->n_drops == p->cap_drops) {
+        int ncap = p->cap_drops ? 2 * p->cap_drops : 8;
+        funnel_count_t *v = realloc(p->drops, (size_t)ncap * sizeof(*v));
+        if (!v) abort();
+        p->drops = v;
+        p->cap_drops = ncap;
+    }
+    snprintf(p->drops[p->n_drops].name, sizeof(p->drops[0].name), "%s", name);
+    p->drops[p->n_drops++].n = n;
+}
+
+static void phase_add(funnel_phase_t *dst, const funnel_phase_t *src) {
+    dst->reached += src->reached;
+    dst->active += src->active;
+    dst->progressed += src->progressed;
+    dst->dropped += src->dropped;
+    dst->completed += src->completed;
+    for (int i = 0; i < src->n_drops; i++) count_add(dst, src->drops[i].name, src->drops[i].n);
+    for (int b = 0; b < FUNNEL_TIP_BUCKETS; b++) dst->tip[b] += src->tip[b];
+}
+
+void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *name, int64_t value) {
+    char buf[512], *phase, *seg, *kind, *x;
+    snprintf(buf, sizeof(buf), "%s", name);
+    if (split_field(buf, &phase, &seg, &kind, &x) < 0) return;
+    int k = config_phase_index(cfg, phase);
+    if (k < 0) return; /* a phase no longer configured */
+    funnel_phase_t *p = &snap_seg(s, seg)->ph[k];
+    if (!strcmp(kind, "reached")) p->reached += value;
+    else if (!strcmp(kind, "active")) p->active += value;
+    else if (!strcmp(kind, "progressed")) p->progressed += value;
+    else if (!strcmp(kind, "dropped")) p->dropped += value;
+    else if (!strcmp(kind, "completed")) p->completed += value;
+    else if (!strcmp(kind, "drop") && x) count_add(p, x, value);
+    else if (!strcmp(kind, "tip") && x) {
+        int b = atoi(x);
+        if (b >= 0 && b < FUNNEL_TIP_BUCKETS) p->tip[b] += value;
+    }
+}
+
+static void seg_free(funnel_seg_t *g) {
+    for (int k = 0; k < CFG_MAX_PHASES; k++) free(g->ph[k].drops);
+}
+
+void funnel_snap_free(funnel_snap_t *s) {
+    for (int i = 0; i < s->n_segs; i++) seg_free(&s->segs[i]);
+    free(s->segs);
+    memset(s, 0, sizeof(*s));
+}
+
+static int by_count_desc(const void *a, const void *b) {
+    const funnel_count_t *x = a, *y = b;
+    if (x->n != y->n) return x->n < y->n ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+static int by_reached_desc(const void *a, const void *b) {
+    const funnel_seg_t *x = a, *y = b;
+    if (x->ph[0].reached != y->ph[0].reached) return x->ph[0].reached < y->ph[0].reached ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+/* The view printed: "all" first, then the top segments and "other"
+ * (folding the rest), or just the one segment asked for. Caller frees. */
+typedef struct view {
+    funnel_seg_t *segs;
+    int n;
+} view_t;
+
+static void view_build(const funnel_snap_t *s, const funnel_print_opts_t *o, view_t *v) {
+    v->segs = calloc((size_t)s->n_segs + 2, sizeof(*v->segs));
+    if (!v->segs) abort();
+    v->n = 0;
+    funnel_seg_t *all = &v->segs[v->n++];
+    snprintf(all->name, sizeof(all->name), "all");
+    funnel_seg_t *sorted = malloc(((size_t)s->n_segs + 1) * sizeof(*sorted));
+    if (!sorted) abort();
+    memcpy(sorted, s->segs, (size_t)s->n_segs * sizeof(*sorted));
+    qsort(sorted, (size_t)s->n_segs, sizeof(*sorted), by_reached_desc);
+    funnel_seg_t other;
+    memset(&other, 0, sizeof(other));
+    snprintf(other.name, sizeof(other.name), FUNNEL_OTHER);
+    int listed = 0, folded = 0;
+    for (int i = 0; i < s->n_segs; i++) {
+        const funnel_seg_t *g = &sorted[i];
+        for (int k = 0; k < CFG_MAX_PHASES; k++) phase_add(&all->ph[k], &g->ph[k]);
+        if (o->segment) {
+            if (!strcmp(g->name, o->segment)) {
+                funnel_seg_t *d = &v->segs[v->n++];
+                snprintf(d->name, sizeof(d->name), "%s", g->name);
+                for (int k = 0; k < CFG_MAX_PHASES; k++) phase_add(&d->ph[k], &g->ph[k]);
+            }
+        } else if (strcmp(g->name, FUNNEL_OTHER) && listed < o->top_segments) {
+            funnel_seg_t *d = &v->segs[v->n++];
+            snprintf(d->name, sizeof(d->name), "%s", g->name);
+            for (int k = 0; k < CFG_MAX_PHASES; k++) phase_add(&d->ph[k], &g->ph[k]);
+            listed++;
+        } else {
+            for (int k = 0; k < CFG_MAX_PHASES; k++) phase_add(&other.ph[k], &g->ph[k]);
+            folded++;
+        }
+    }
+    if (folded) v->segs[v->n++] = other; /* moves its drops */
+    else seg_free(&other);
+    if (o->segment) { /* just the segment (empty if unknown), without "all" */
+        seg_free(all);
+        memmove(&v->segs[0], &v->segs[1], (size_t)(v->n - 1) * sizeof(*v->segs));
+        v->n--;
+        if (!v->n) {
+            memset(&v->segs[0], 0, sizeof(v->segs[0]));
+            snprintf(v->segs[0].name, sizeof(v->segs[0].name), "%s", o->segment);
+            v->n = 1;
+        }
+    }
+    for (int i = 0; i < v->n; i++)
+        for (int k = 0; k < CFG_MAX_PHASES; k++)
+            qsort(v->segs[i].ph[k].drops, (size_t)v->segs[i].ph[k].n_drops, sizeof(funnel_count_t),
+                  by_count_desc);
+    free(sorted);
+}
+
+static void view_free(view_t *v) {
+    for (int i = 0; i < v->n; i++) seg_free(&v->segs[i]);
+    free(v->segs);
+}
+
+/* Upper edge (s) of the bucket where the q-quantile falls; -1 if empty. */
+static double tip_quantile(const funnel_phase_t *p, double q) {
+    int64_t n = 0, acc = 0;
+    for (int b = 0; b < FUNNEL_TIP_BUCKETS; b++) n += p->tip[b];
+    if (n <= 0) return -1;
+    for (int b = 0; b < FUNNEL_TIP_BUCKETS; b++) {
+        acc += p->tip[b];
+        if ((double)acc >= q * (double)n) return (double)funnel_tip_upper_ms(b) / 1000.0;
+    }
+    return -1;
+}
+
+static int64_t tip_n(const funnel_phase_t *p) {
+    int64_t n = 0;
+    for (int b = 0; b < FUNNEL_TIP_BUCKETS; b++) n += p->tip[b];
+    return n;
+}
+
+static void json_ratio(FILE *out, const char *key, int64_t num, int64_t den) {
+    fprintf(out, ",\"%s\":", key);
+    if (den > 0) fprintf(out, "%.6f", (double)num / (double)den);
+    else fputs("null", out);
+}
+
+static void json_phase(FILE *out, const config_t *cfg, const funnel_seg_t *g, int k,
+                       const funnel_print_opts_t *o) {
+    const funnel_phase_t *p = &g->ph[k];
+    fputs("{\"phase\":", out);
+    text_json_str(out, cfg->phases[k].name);
+    fprintf(out, ",\"reached\":%lld,\"active\":%lld,\"progressed\":%lld,\"dropped\":%lld,\"completed\":%lld",
+            (long long)p->reached, (long long)p->active, (long long)p->progressed, (long long)p->dropped,
+            (long long)p->completed);
+    json_ratio(out, "dropoff_rate", p->dropped, p->dropped + p->progressed + p->completed);
+    json_ratio(out, "conversion", p->reached, g->ph[0].reached);
+    fputs(",\"dropoff_points\":[", out);
+    for (int i = 0; i < p->n_drops && i < o->top_touchpoints; i++) {
+        fputs(i ? ",{\"touchpoint\":" : "{\"touchpoint\":", out);
+        text_json_str(out, p->drops[i].name);
+        fprintf(out, ",\"dropped\":%lld}", (long long)p->drops[i].n);
+    }
+    int64_t n = tip_n(p);
+    fprintf(out, "],\"time_in_phase\":{\"n\":%lld,\"median_s\":", (long long)n);
+    if (n) fprintf(out, "%.0f,\"p90_s\":%.0f}}", tip_quantile(p, 0.5), tip_quantile(p, 0.9));
+    else fputs("null,\"p90_s\":null}}", out);
+}
+
+void funnel_print_json(const funnel_snap_t *s, const config_t *cfg, const funnel_print_opts_t *o,
+                       FILE *out) {
+    char t[40];
+    view_t v;
+    view_build(s, o, &v);
+    text_time(o->now_ms, t, sizeof(t));
+    fprintf(out, "{\"schema\":\"journeyd.metrics\",\"version\":1,\"computed_at\":\"%s\",\"complete_to\":", t);
+    if (s->watermark != INT64_MAX && s->watermark > INT64_MIN) {
+        text_time(s->watermark, t, sizeof(t));
+        fprintf(out, "\"%s\"", t);
+    } else {
+        fputs("null", out);
+    }
+    fprintf(out, ",\"partitions\":%lld,\"late_events\":%lld,\"phases\":[", (long long)s->shards,
+            (long long)s->late);
+    for (int k = 0; k < cfg->n_phases; k++) {
+        if (k) fputc(',', out);
+        text_json_str(out, cfg->phases[k].name);
+    }
+    fputs("],\"funnel\":[", out);
+    for (int i = 0; i < v.n; i++) {
+        fputs(i ? ",{\"segment\":" : "{\"segment\":", out);
+        text_json_str(out, v.segs[i].name);
+        fputs(",\"phases\":[", out);
+        for (int k = 0; k < cfg->n_phases; k++) {
+            if (k) fputc(',', out);
+            json_phase(out, cfg, &v.segs[i], k, o);
+        }
+        fputs("]}", out);
+    }
+    fputs("]}\n", out);
+    view_free(&v);
+}
+
+static void text_bar(FILE *out, int64_t n, int64_t max, int width) {
+    int w = max > 0 ? (int)((double)n / (double)max * width + 0.5) : 0;
+    for (int i = 0; i < width; i++) fputs(i < w ? "#" : ".", out);
+}
+
+void funnel_print_text(const funnel_snap_t *s, const config_t *cfg, const funnel_print_opts_t *o,
+                       FILE *out) {
+    view_t v;
+    char t[40], d1[32], d2[32];
+    view_build(s, o, &v);
+    if (s->watermark != INT64_MAX && s->watermark > INT64_MIN) {
+        text_time(s->watermark, t, sizeof(t));
+        fprintf(out, "complete to %s (lowest partition watermark), %lld late events\n", t, (long long)s->late);
+    }
+    for (int i = 0; i < v.n; i++) {
+        const funnel_seg_t *g = &v.segs[i];
+        int64_t max = g->ph[0].reached;
+        fprintf(out, "\nsegment %s\n", g->name);
+        fprintf(out, "  %-12s %-30s %9s %6s %8s %10s %8s %10s %8s  %s\n", "phase", "reached", "", "conv",
+                "active", "progressed", "dropped", "completed", "drop%", "time in phase p50/p90");
+        for (int k = 0; k < cfg->n_phases; k++) {
+            const funnel_phase_t *p = &g->ph[k];
+            int64_t den = p->dropped + p->progressed + p->completed;
+            fprintf(out, "  %-12s ", cfg->phases[k].name);
+            text_bar(out, p->reached, max, 30);
+            fprintf(out, " %9lld %5.1f%% %8lld %10lld %8lld %10lld ", (long long)p->reached,
+                    max ? 100.0 * (double)p->reached / (double)max : 0.0, (long long)p->active,
+                    (long long)p->progressed, (long long)p->dropped, (long long)p->completed);
+            if (den) fprintf(out, "%7.1f%%", 100.0 * (double)p->dropped / (double)den);
+            else fprintf(out, "%8s", "-");
+            if (tip_n(p)) {
+                text_duration((int64_t)(tip_quantile(p, 0.5) * 1000), d1, sizeof(d1));
+                text_duration((int64_t)(tip_quantile(p, 0.9) * 1000), d2, sizeof(d2));
+                fprintf(out, "  %s / %s", d1, d2);
+            }
+            fputc('\n', out);
+            if (p->n_drops) {
+                fputs("               drop-off after:", out);
+                for (int j = 0; j < p->n_drops && j < o->top_touchpoints; j++)
+                    fprintf(out, " %s %lld%s", p->drops[j].name, (long long)p->drops[j].n,
+                            j + 1 < p->n_drops && j + 1 < o->top_touchpoints ? "," : "");
+                fputc('\n', out);
+            }
+        }
+    }
+    view_free(&v);
+}

@@ -1,0 +1,138 @@
+/*
+ * funnel.h -- the funnel and drop-off metrics of SPEC §6: what a journey
+ * contributes to the per-phase counters as it moves on, closes or is merged
+ * away, and how the counters of every partition are read back into one
+ * snapshot (schemas/metrics.schema.json). Pure: no I/O.
+ *
+ * Counters are plain integers named
+ *     f|<phase>|<segment>|reached|active|progressed|dropped|completed
+ *     f|<phase>|<segment>|drop|<touchpoint>      dropped journeys by last touchpoint
+ *     f|<phase>|<segment>|tip|<bucket>           time in phase before moving on
+ * kept per partition in Redis and summed when read, so partitions merge
+ * exactly. A '|' in a segment or touchpoint name is written as '/'.
+ */
+#ifndef JD_FUNNEL_H
+#define JD_FUNNEL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "journey.h"
+
+#define FUNNEL_PREFIX "f|"
+#define FUNNEL_NONE "none"    /* segment of journeys that carry none */
+#define FUNNEL_OTHER "other"  /* segments / touchpoints beyond the caps */
+#define FUNNEL_TIP_BUCKETS 128
+
+/* A small set of names (segments or touchpoints) with a cap. */
+typedef struct funnel_names {
+    char **v;
+    int n, cap;
+} funnel_names_t;
+
+/* Counter deltas of one batch of one partition: field name -> delta. */
+typedef struct funnel_delta {
+    char **names;         /* owned */
+    int64_t *vals;
+    uint32_t *slots;      /* open addressing: index + 1, 0 = empty */
+    size_t n, cap;        /* cap: slots, a power of two */
+} funnel_delta_t;
+
+/* The names a partition's counters use, to keep their number capped. */
+typedef struct funnel_reg {
+    funnel_names_t segments, touchpoints;
+} funnel_reg_t;
+
+void funnel_delta_free(funnel_delta_t *d);
+void funnel_delta_clear(funnel_delta_t *d);
+void funnel_delta_add(funnel_delta_t *d, const char *field, int64_t delta);
+
+void funnel_reg_free(funnel_reg_t *r);
+/* Learn the names used by an existing counter field (loading a partition). */
+void funnel_reg_learn(funnel_reg_t *r, const char *field);
+
+/* Time-in-phase histogram: bucket of a duration and the upper edge (ms) of a
+ * bucket. Four buckets per doubling of seconds: the edge is at most 25 % high. */
+int funnel_tip_bucket(int64_t ms);
+int64_t funnel_tip_upper_ms(int bucket);
+
+/*
+ * A journey's contribution. The segment it is counted under is fixed when it
+ * is first counted (j->mseg), so its counters always balance.
+ *  - funnel_moved(): j's phase went from `from` (-1: not yet counted) to
+ *    j->phase: reached and progressed for the phases passed, active moves;
+ *  - funnel_closed(): j has just been closed (j->status): active ends,
+ *    dropped (by last touchpoint) or completed, time in each phase passed;
+ *  - funnel_removed(): an open journey merged into another: everything it
+ *    counted is taken back.
+ */
+void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from);
+void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j);
+void funnel_removed(funnel_delta_t *d, const config_t *cfg, const journey_t *j);
+
+/*
+ * The life of a journey in event time (SPEC §5), for one partition whose
+ * watermark is `wm` (its clock - allowed_lateness):
+ *  - funnel_expire(): close j if the watermark has reached its deadline;
+ *    1 if it closed now;
+ *  - funnel_event(): one event of j's customer; wm is the watermark before
+ *    the event moved the clock (an event older than it is late: *late = 1),
+ *    wm_now after. A due journey is closed first; an event at or after the
+ *    deadline closes the journey and starts the customer's next one; an
+ *    event that belongs to an already closed journey only goes into its
+ *    history (FUNNEL_LATE); otherwise it is applied, and the funnel follows
+ *    the phase.
+ */
+typedef enum { FUNNEL_APPLIED = 0, FUNNEL_DUPLICATE, FUNNEL_LATE } funnel_result_t;
+
+int funnel_expire(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int64_t wm);
+funnel_result_t funnel_event(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j,
+                             int64_t wm, int64_t wm_now, const event_t *ev, uint64_t mid, int phase,
+                             const char *tp, int *late);
+
+/* ---- reading --------------------------------------------------------------- */
+
+typedef struct funnel_count {
+    char name[JD_NAME_MAX + 1];
+    int64_t n;
+} funnel_count_t;
+
+typedef struct funnel_phase {
+    int64_t reached, active, progressed, dropped, completed;
+    funnel_count_t *drops;        /* by touchpoint; owned */
+    int n_drops, cap_drops;
+    int64_t tip[FUNNEL_TIP_BUCKETS];
+} funnel_phase_t;
+
+typedef struct funnel_seg {
+    char name[JD_NAME_MAX + 1];
+    funnel_phase_t ph[CFG_MAX_PHASES];
+} funnel_seg_t;
+
+typedef struct funnel_snap {
+    funnel_seg_t *segs;           /* owned */
+    int n_segs, cap_segs;
+    int64_t watermark;            /* lowest partition watermark, INT64_MAX: none */
+    int64_t late, shards;
+} funnel_snap_t;
+
+/* Add one stored counter (any field; others than f|... are ignored). */
+void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *field, int64_t value);
+void funnel_snap_free(funnel_snap_t *s);
+
+typedef struct funnel_print_opts {
+    const char *segment;          /* NULL: all, with the top segments */
+    int top_segments;             /* segments listed besides "all" (rest folded into "other") */
+    int top_touchpoints;          /* drop-off points listed per phase */
+    int64_t now_ms;               /* computed_at */
+} funnel_print_opts_t;
+
+/* The snapshot document (schemas/metrics.schema.json), one line. */
+void funnel_print_json(const funnel_snap_t *s, const config_t *cfg, const funnel_print_opts_t *o,
+                       FILE *out);
+/* The funnel as a table with bars, for people. */
+void funnel_print_text(const funnel_snap_t *s, const config_t *cfg, const funnel_print_opts_t *o,
+                       FILE *out);
+
+#endif
