@@ -5,8 +5,10 @@ Environment: JD_BUILD_DIR (journeyd, journeyctl), JD_KAFKA_BROKERS
 (default 127.0.0.1:19092), JD_REDIS_PORT (default 16379).
 """
 import os
+import random
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -147,6 +149,55 @@ def wait_committed(prefix, topic, partitions, timeout=120, proc=None):
             raise RuntimeError("journeyd exited with %s" % proc.returncode)
         time.sleep(0.1)
     raise RuntimeError("not committed in time: redis %s, topic %s" % (got, hw))
+
+
+def static_config(topic, dlq, prefix, group, extra=""):
+    """Static membership (group.instance.id): a restarted daemon takes its
+    partitions back at once instead of waiting for the killed member's
+    session to expire."""
+    path = write_config(topic, dlq, prefix, group, extra)
+    with open(path) as f:
+        text = f.read()
+    text = text.replace("kafka:\n", "kafka:\n  group.instance.id: \"%s-1\"\n"
+                        "  session.timeout.ms: \"6000\"\n" % group, 1)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def committed_total(prefix, topic, partitions):
+    return sum(max(v, 0) for v in redis_offsets(prefix, topic, partitions).values())
+
+
+def run_with_kills(test, cfg, prefix, topic, partitions, total, kills, seed):
+    """Run journeyd over the whole topic, killing it with SIGKILL at `kills`
+    random points (each incarnation makes progress first, and usually dies
+    with a batch in flight), then let a last one finish."""
+    rnd = random.Random(seed)
+    points = sorted(rnd.uniform(0.05, 0.95) * total for _ in range(kills))
+    at = []
+    for point in points:
+        before = committed_total(prefix, topic, partitions)
+        d = Daemon(cfg)
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            now = committed_total(prefix, topic, partitions)
+            if now >= point and now > before:
+                break
+            if d.proc.poll() is not None:
+                test.fail("journeyd exited early: %s" % d.logtext()[-2000:])
+            time.sleep(0.002)
+        time.sleep(rnd.uniform(0, 0.03))
+        d.kill9()
+        at.append(committed_total(prefix, topic, partitions))
+    d = Daemon(cfg)
+    wait_committed(prefix, topic, partitions, timeout=300, proc=d.proc)
+    test.assertEqual(d.stop(), 0)
+    print("killed at committed offsets %s of %d" % (at, total), file=sys.stderr)
+    # every incarnation advanced, and the kills happened mid-stream
+    test.assertEqual(len(set(at)), kills, at)
+    test.assertTrue(all(0 < k < total for k in at), at)
+    return at
 
 
 class Daemon:
