@@ -198,14 +198,19 @@ static void join_batch(batch_t *b, shard_t *sh) {
         b->cap_shards = ncap;
     }
     b->shards[b->n_shards++] = sh;
+    sh->in_batch = 1;
     sh->batch_clock = sh->clock;
 }
 
+/* The offset a shard's commit stores: after its last message, or, if the
+ * batch has none of its messages (a tick), what is committed when it is sent. */
+static int64_t next_offset(const shard_t *sh) {
+    return sh->batch_last >= 0 ? sh->batch_last + 1 : sh->committed;
+}
+
 static void note_shard(batch_t *b, shard_t *sh, int64_t offset) {
-    if (sh->batch_first < 0) {
-        join_batch(b, sh);
-        sh->batch_first = offset;
-    }
+    if (!sh->in_batch) join_batch(b, sh);
+    if (sh->batch_first < 0) sh->batch_first = offset;
     sh->batch_last = offset;
     sh->stats[STAT_CONSUMED]++;
     b->n_msgs++;
@@ -274,11 +279,7 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
 
 void batch_tick(batch_t *b, shard_t *sh, int64_t clock) {
     if (sh->committed < 0) return; /* nothing stored, nothing to time out */
-    if (sh->batch_first < 0) {
-        join_batch(b, sh);
-        sh->batch_first = sh->committed; /* no message: the offset stays */
-        sh->batch_last = sh->committed - 1;
-    }
+    if (!sh->in_batch) join_batch(b, sh);
     if (clock > sh->clock) sh->clock = clock;
     if (clock > sh->batch_clock) sh->batch_clock = clock;
 }
@@ -603,7 +604,7 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
             int from = cust->j->phase;
             funnel_removed(&sh->fd, b->cfg, raw->j);
             journey_merge(cust->j, raw->j, b->cfg);
-            if (cust->j->phase != from) funnel_moved(&sh->fd, &sh->reg, b->cfg, cust->j, from);
+            funnel_moved(&sh->fd, &sh->reg, b->cfg, cust->j, from);
             sh->stats[STAT_MERGED]++;
         }
         journey_reset(raw->j);
@@ -623,7 +624,7 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
 static void sweep(batch_t *b) {
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
-        if (e->sh->batch_first < 0) continue; /* its shard is not in this batch */
+        if (!e->sh->in_batch) continue; /* its shard is not in this batch */
         if (e->state == ENT_JOURNEY) close_if_due(b, e);
         else if (e->cand) e->dirty = 1;       /* stale timer: removed by the commit */
     }
@@ -680,7 +681,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
                             commit_buf_t *cb) {
     q->shard = sh->name;
     q->expected_offset = sh->committed;
-    q->new_offset = sh->batch_last + 1;
+    q->new_offset = next_offset(sh);
     q->n_stats = STAT__COUNT;
     q->stat_names = cb->stat_names;
     q->stat_deltas = sh->stats;
@@ -778,6 +779,7 @@ static void batch_clear(batch_t *b) {
     for (int s = 0; s < b->n_shards; s++) {
         shard_t *sh = b->shards[s];
         sh->batch_first = sh->batch_last = -1;
+        sh->in_batch = 0;
         memset(sh->stats, 0, sizeof(sh->stats));
         funnel_delta_clear(&sh->fd);
     }
@@ -850,7 +852,7 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
     if (!p->n) return STORE_OK;
     for (int s = 0; s < p->n; s++) {
         p->reqs[s].expected_offset = p->shards[s]->committed;
-        p->reqs[s].new_offset = p->shards[s]->batch_last + 1;
+        p->reqs[s].new_offset = next_offset(p->shards[s]);
     }
     store_status_t rc = store_commit_send(st, p->reqs, (size_t)p->n, errbuf, errlen);
     if (rc != STORE_OK) { /* never sent whole: nothing to wait for */

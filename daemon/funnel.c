@@ -181,12 +181,28 @@ static void add(funnel_delta_t *d, const config_t *cfg, int phase, const char *s
     funnel_delta_add(d, f, delta);
 }
 
+/* Take back what an open journey in phase p counts under segment seg. */
+static void take_back(funnel_delta_t *d, const config_t *cfg, const char *seg, int p) {
+    for (int k = 0; k <= p; k++) add(d, cfg, k, seg, "reached", NULL, -1);
+    for (int k = 0; k < p; k++) add(d, cfg, k, seg, "progressed", NULL, -1);
+    add(d, cfg, p, seg, "active", NULL, -1);
+}
+
 void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from) {
-    if (j->phase <= from) return;
-    if (from < 0) {
-        const char *seg = j->segment[0] ? j->segment : FUNNEL_NONE;
-        snprintf(j->mseg, sizeof(j->mseg), "%s", names_capped(&r->segments, seg, cfg->segments_max));
+    if (j->phase < 0) return;
+    /* The segment is the journey's (its latest event carrying one), so it
+     * does not depend on arrival order; if it changed, the journey's counts
+     * move with it. */
+    if (from < 0 || strcmp(j->segment[0] ? j->segment : FUNNEL_NONE, j->mseg)) {
+        const char *seg = names_capped(&r->segments, j->segment[0] ? j->segment : FUNNEL_NONE,
+                                       cfg->segments_max);
+        if (from >= 0 && strcmp(seg, j->mseg)) {
+            take_back(d, cfg, j->mseg, from);
+            from = -1;
+        }
+        if (from < 0) snprintf(j->mseg, sizeof(j->mseg), "%s", seg);
     }
+    if (j->phase <= from) return;
     for (int k = from + 1; k <= j->phase; k++) add(d, cfg, k, j->mseg, "reached", NULL, 1);
     for (int k = from < 0 ? 0 : from; k < j->phase; k++) add(d, cfg, k, j->mseg, "progressed", NULL, 1);
     if (from >= 0) add(d, cfg, from, j->mseg, "active", NULL, -1);
@@ -207,6 +223,7 @@ void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, cons
     }
     for (int k = 0; k < p; k++) {
         char b[16];
+        if (j->phase_ts[k + 1] == j->phase_ts[k]) continue; /* skipped: entered with the next */
         snprintf(b, sizeof(b), "%d", funnel_tip_bucket(j->phase_ts[k + 1] - j->phase_ts[k]));
         add(d, cfg, k, j->mseg, "tip", b, 1);
     }
@@ -214,9 +231,7 @@ void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, cons
 
 void funnel_removed(funnel_delta_t *d, const config_t *cfg, const journey_t *j) {
     if (j->phase < 0 || j->status != JOURNEY_OPEN) return;
-    for (int k = 0; k <= j->phase; k++) add(d, cfg, k, j->mseg, "reached", NULL, -1);
-    for (int k = 0; k < j->phase; k++) add(d, cfg, k, j->mseg, "progressed", NULL, -1);
-    add(d, cfg, j->phase, j->mseg, "active", NULL, -1);
+    take_back(d, cfg, j->mseg, j->phase);
 }
 
 /* ---- the life of a journey ------------------------------------------------------ */
@@ -249,7 +264,7 @@ funnel_result_t funnel_event(funnel_delta_t *d, funnel_reg_t *r, const config_t 
     if (j->status != JOURNEY_OPEN) journey_restart(j, cfg);
     int from = j->phase;
     journey_apply(j, cfg, ev, mid, phase, tp);
-    if (j->phase != from) funnel_moved(d, r, cfg, j, from);
+    funnel_moved(d, r, cfg, j, from);
     return FUNNEL_APPLIED;
 }
 

@@ -58,12 +58,15 @@ int funnel_tip_bucket(int64_t ms);
 int64_t funnel_tip_upper_ms(int bucket);
 
 /*
- * A journey's contribution. The segment it is counted under is fixed when it
- * is first counted (j->mseg), so its counters always balance.
- *  - funnel_moved(): j's phase went from `from` (-1: not yet counted) to
- *    j->phase: reached and progressed for the phases passed, active moves;
+ * A journey's contribution, counted under its segment (j->mseg: its latest
+ * segment, capped; "none" if it has none):
+ *  - funnel_moved(): j was applied an event or merged, and was in phase
+ *    `from` before (-1: not yet counted): reached and progressed for the
+ *    phases passed, active moves; if its segment changed, its counts move
+ *    to the new one;
  *  - funnel_closed(): j has just been closed (j->status): active ends,
- *    dropped (by last touchpoint) or completed, time in each phase passed;
+ *    dropped (by last touchpoint) or completed, time in each phase passed
+ *    (not in phases it skipped: entered by the same event as the next);
  *  - funnel_removed(): an open journey merged into another: everything it
  *    counted is taken back.
  */

@@ -39,6 +39,7 @@ typedef struct shard {
     int32_t partition;
     int64_t committed;          /* next offset per Redis; -1: nothing committed */
     int64_t next;               /* next offset to accept from Kafka; -1: any */
+    int in_batch;               /* in the open batch (messages or a tick) */
     int64_t batch_first;        /* first offset in the open batch, -1 none */
     int64_t batch_last;         /* last offset in the open batch, -1 none */
     int64_t stats[STAT__COUNT]; /* deltas of the open batch */
@@ -50,7 +51,6 @@ typedef struct shard {
     int64_t batch_clock;        /* clock at the end of the open batch */
     int64_t next_due;           /* no timer in Redis is due before this (a lower bound) */
     int timers_more;            /* due timers were left for the next batch */
-    int tick;                   /* the open batch advances this idle shard's clock */
     int64_t wall_mark;          /* wall clock (ms) up to which event time is accounted for */
     funnel_delta_t fd;          /* funnel counter deltas of the open batch */
     funnel_reg_t reg;           /* segment / touchpoint names its counters use */

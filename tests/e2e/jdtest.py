@@ -137,18 +137,33 @@ def redis_offsets(prefix, topic, partitions):
     return out
 
 
-def wait_committed(prefix, topic, partitions, timeout=120, proc=None):
-    """Wait until Redis holds, for every partition, the end offset of the topic."""
+def due_timers(prefix, topic, partitions, lateness_ms=300000):
+    """Journeys whose timeout the watermark has passed but that are not closed
+    yet: a daemon works these off in batches after it has read everything."""
+    r = redis_client()
+    n = 0
+    for p in range(partitions):
+        clock = r.hget("%s:{%s:%d}:s" % (prefix, topic, p), "clock")
+        if clock is not None:
+            n += r.zcount("%s:{%s:%d}:t" % (prefix, topic, p), "-inf", int(clock) - lateness_ms)
+    return n
+
+
+def wait_committed(prefix, topic, partitions, timeout=120, proc=None, lateness_ms=300000):
+    """Wait until Redis holds, for every partition, the end offset of the
+    topic, and no timer is left due (so the state no longer changes)."""
     hw = high_watermarks(topic, partitions)
     deadline = time.time() + timeout
     while time.time() < deadline:
         got = redis_offsets(prefix, topic, partitions)
-        if all(got[p] == hw[p] or hw[p] == 0 for p in hw):
+        if all(got[p] == hw[p] or hw[p] == 0 for p in hw) and \
+                due_timers(prefix, topic, partitions, lateness_ms) == 0:
             return hw
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("journeyd exited with %s" % proc.returncode)
         time.sleep(0.1)
-    raise RuntimeError("not committed in time: redis %s, topic %s" % (got, hw))
+    raise RuntimeError("not committed in time: redis %s, topic %s, %d timers due" %
+                       (got, hw, due_timers(prefix, topic, partitions, lateness_ms)))
 
 
 def static_config(topic, dlq, prefix, group, extra=""):

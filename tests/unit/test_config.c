@@ -95,6 +95,12 @@ Test(config, refusals_name_file_line_and_reason) {
         {"rules:\n  - phase: search\n", "2: rule: 'match' is required"},
         {"rules:\n  - match: {}\n    phase: search\n", "2: rule: match needs at least one field"},
         {"redis: [1, 2]\n", "1: redis: expected a mapping"},
+        {"journey:\n  allowed_lateness: 1h\n",
+         "2: journey.allowed_lateness must be shorter than every phase timeout (phase 'search')"},
+        {"phases:\n  - {name: a, timeout: 1m}\n  - {name: b, timeout: 1h}\nrules:\n  - match: {event: x}\n    phase: a\n",
+         "1: journey.allowed_lateness must be shorter than every phase timeout (phase 'a')"},
+        {"metrics:\n  segments_max: 0\n", "2: metrics.segments_max: 0 is out of range 1..1000"},
+        {"processing:\n  idle_advance: 2h\n", "2: processing.idle_advance: 2h is out of range 10ms..1h"},
         {"- a\n- b\n", "1: the configuration: expected a mapping"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -121,7 +127,7 @@ Test(config, values_and_durations) {
         "input:\n  topics: [a, b.c]\n  encoding: msgpack\n  max_properties: 3\n"
         "redis:\n  unix_socket: /tmp/r.sock\n  command_timeout: 500ms\n"
         "journey:\n  allowed_lateness: 2h\n"
-        "phases:\n  - {name: browse, timeout: 90s}\n  - {name: buy, timeout: 2w}\n"
+        "phases:\n  - {name: browse, timeout: 3h}\n  - {name: buy, timeout: 2w}\n"
         "rules:\n  - match: {type: page, path_prefix: /cart}\n    phase: buy\n    touchpoint: cart\n"), err, sizeof(err));
     cr_assert(c, "%s", err);
     cr_assert_eq(c->n_topics, 2);
@@ -131,7 +137,7 @@ Test(config, values_and_durations) {
     cr_assert_str_eq(c->redis_unix_socket, "/tmp/r.sock");
     cr_assert_eq(c->redis_command_timeout_ms, 500);
     cr_assert_eq(c->allowed_lateness_ms, 7200000);
-    cr_assert_eq(c->phases[0].timeout_ms, 90000);
+    cr_assert_eq(c->phases[0].timeout_ms, 10800000);
     cr_assert_eq(c->phases[1].timeout_ms, 14LL * 86400000);
     cr_assert_eq(c->n_rules, 1);
     cr_assert_eq(c->rules[0].phase, 1);

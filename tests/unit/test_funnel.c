@@ -1,0 +1,420 @@
+/*
+ * test_funnel.c -- the life of journeys in event time and the funnel counters
+ * it drives (funnel.c): watermark, timeouts, heartbeats, idle advance, late
+ * events, re-entry, completion, merge, caps, time-in-phase buckets, and the
+ * snapshot read back from several partitions. Exact values throughout.
+ *
+ * A "partition" here is what batch.c keeps per shard: a clock (highest event
+ * time; heartbeats and idle ticks move it too), the counter deltas and the
+ * name registry; the sweep is what batch.c runs over the journeys in memory.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "funnel.h"
+
+#define MIN 60000LL
+#define HOUR (60 * MIN)
+#define DAY (24 * HOUR)
+
+static config_t cfg;
+
+static void setup(void) {
+    memset(&cfg, 0, sizeof(cfg));
+    const char *names[] = {"search", "information", "purchase", "loyalty"};
+    const int64_t timeouts[] = {30 * MIN, 3 * DAY, 2 * HOUR, 28 * DAY};
+    cfg.n_phases = 4;
+    for (int i = 0; i < 4; i++) {
+        snprintf(cfg.phases[i].name, sizeof(cfg.phases[i].name), "%s", names[i]);
+        cfg.phases[i].timeout_ms = timeouts[i];
+    }
+    cfg.history_max = 50;
+    cfg.dedup_max = 128;
+    cfg.allowed_lateness_ms = 5 * MIN;
+    cfg.segments_max = 2;
+    cfg.touchpoints_max = 3;
+}
+
+TestSuite(funnel, .init = setup);
+
+typedef struct part {
+    int64_t clock;
+    funnel_delta_t d;
+    funnel_reg_t r;
+    journey_t j[4];
+    int n_j;
+    int late;
+} part_t;
+
+static void part_init(part_t *p, int n) {
+    memset(p, 0, sizeof(*p));
+    p->n_j = n;
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "c%d", i);
+        journey_init(&p->j[i], id);
+    }
+}
+
+static void part_free(part_t *p) {
+    for (int i = 0; i < p->n_j; i++) journey_reset(&p->j[i]);
+    funnel_delta_free(&p->d);
+    funnel_reg_free(&p->r);
+}
+
+static int64_t wm(const part_t *p) { return p->clock - cfg.allowed_lateness_ms; }
+
+/* What batch.c does for one event of customer i. */
+static funnel_result_t ev(part_t *p, int i, const char *mid, int64_t ts, int phase, const char *tp,
+                          const char *segment) {
+    event_t e;
+    int late;
+    memset(&e, 0, sizeof(e));
+    e.ts_ms = ts;
+    e.message_id = mid;
+    e.segment = segment;
+    int64_t w = wm(p);
+    if (ts > p->clock) p->clock = ts;
+    funnel_result_t r = funnel_event(&p->d, &p->r, &cfg, &p->j[i], w, wm(p), &e,
+                                     journey_mid_hash(mid, strlen(mid)), phase, tp, &late);
+    p->late += late;
+    return r;
+}
+
+/* The sweep at the end of a batch; returns how many closed. */
+static int sweep(part_t *p) {
+    int n = 0;
+    for (int i = 0; i < p->n_j; i++) n += funnel_expire(&p->d, &p->r, &cfg, &p->j[i], wm(p));
+    return n;
+}
+
+static void heartbeat(part_t *p, int64_t ts) {
+    if (ts > p->clock) p->clock = ts;
+}
+
+/* An idle, caught-up partition: the daemon's tick adds the wall time passed. */
+static void idle(part_t *p, int64_t ms) { p->clock += ms; }
+
+static int64_t get(const part_t *p, const char *field) {
+    for (size_t i = 0; i < p->d.n; i++)
+        if (!strcmp(p->d.names[i], field)) return p->d.vals[i];
+    return 0;
+}
+
+/* Every non-zero counter, sorted, as "name=value;" */
+static char *counters(const part_t *p) {
+    static char buf[4096];
+    const char *names[256];
+    size_t n = 0;
+    for (size_t i = 0; i < p->d.n && n < 256; i++)
+        if (p->d.vals[i]) names[n++] = p->d.names[i];
+    for (size_t i = 1; i < n; i++)
+        for (size_t k = i; k > 0 && strcmp(names[k - 1], names[k]) > 0; k--) {
+            const char *t = names[k];
+            names[k] = names[k - 1];
+            names[k - 1] = t;
+        }
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s=%lld;", names[i], (long long)get(p, names[i]));
+    return buf;
+}
+
+Test(funnel, dropped_exactly_when_the_watermark_passes_the_timeout) {
+    part_t p;
+    part_init(&p, 1);
+    cr_assert_eq(ev(&p, 0, "m1", 0, 0, "search_engine", "consumer"), FUNNEL_APPLIED);
+    cr_assert_eq(ev(&p, 0, "m2", 10 * MIN, 0, "ads", NULL), FUNNEL_APPLIED);
+    cr_assert_str_eq(counters(&p), "f|search|consumer|active=1;f|search|consumer|reached=1;");
+    cr_assert_eq(journey_deadline(&p.j[0], &cfg), 40 * MIN);
+    /* deadline 40 min; the watermark trails the clock by 5 min */
+    heartbeat(&p, 45 * MIN - 1);
+    cr_assert_eq(sweep(&p), 0);
+    cr_assert_eq(p.j[0].status, JOURNEY_OPEN); /* in progress, never dropped early */
+    cr_assert_eq(get(&p, "f|search|consumer|dropped"), 0);
+    heartbeat(&p, 45 * MIN);
+    cr_assert_eq(sweep(&p), 1);
+    cr_assert_eq(p.j[0].status, JOURNEY_DROPPED);
+    cr_assert_str_eq(counters(&p), "f|search|consumer|dropped=1;f|search|consumer|drop|ads=1;"
+                                   "f|search|consumer|reached=1;");
+    cr_assert_eq(sweep(&p), 0); /* once */
+    part_free(&p);
+}
+
+Test(funnel, idle_advance_closes_when_traffic_stops) {
+    part_t p;
+    part_init(&p, 2);
+    ev(&p, 0, "a1", 1000 * MIN, 1, "reviews", "smb");
+    ev(&p, 1, "b1", 1000 * MIN + 1, 0, "forum", "smb");
+    for (int s = 0; s < 34 * 60; s++) idle(&p, 1000); /* 34 min of 1 s ticks */
+    cr_assert_eq(sweep(&p), 0);
+    idle(&p, 60000);                                   /* 35 min: search is due */
+    cr_assert_eq(sweep(&p), 1);
+    cr_assert_eq(p.j[1].status, JOURNEY_DROPPED);
+    cr_assert_eq(p.j[0].status, JOURNEY_OPEN);          /* information: 3 days */
+    idle(&p, 3 * DAY);
+    cr_assert_eq(sweep(&p), 1);
+    cr_assert_str_eq(counters(&p), "f|information|smb|dropped=1;f|information|smb|drop|reviews=1;"
+                                   "f|information|smb|reached=1;f|search|smb|dropped=1;"
+                                   "f|search|smb|drop|forum=1;f|search|smb|progressed=1;"
+                                   "f|search|smb|reached=2;");
+    part_free(&p);
+}
+
+Test(funnel, completion_in_the_last_phase_with_time_in_phase) {
+    part_t p;
+    part_init(&p, 1);
+    ev(&p, 0, "m1", 0, 0, "search_engine", "consumer");
+    ev(&p, 0, "m2", 20 * MIN, 1, "reviews", NULL);          /* 20 min in search */
+    ev(&p, 0, "m3", 20 * MIN + DAY, 2, "checkout", NULL);   /* 1 day in information */
+    ev(&p, 0, "m4", 21 * MIN + DAY, 3, "order_confirmation", NULL);  /* 1 min in purchase */
+    heartbeat(&p, 21 * MIN + DAY + 28 * DAY + 5 * MIN);
+    cr_assert_eq(sweep(&p), 1);
+    cr_assert_eq(p.j[0].status, JOURNEY_COMPLETED);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "f|information|consumer|progressed=1;f|information|consumer|reached=1;"
+             "f|information|consumer|tip|%d=1;f|loyalty|consumer|completed=1;"
+             "f|loyalty|consumer|reached=1;f|purchase|consumer|progressed=1;"
+             "f|purchase|consumer|reached=1;f|purchase|consumer|tip|%d=1;"
+             "f|search|consumer|progressed=1;f|search|consumer|reached=1;f|search|consumer|tip|%d=1;",
+             funnel_tip_bucket(DAY), funnel_tip_bucket(MIN), funnel_tip_bucket(20 * MIN));
+    cr_assert_str_eq(counters(&p), want);
+    part_free(&p);
+}
+
+Test(funnel, an_event_after_the_timeout_starts_the_next_journey) {
+    part_t p;
+    part_init(&p, 1);
+    ev(&p, 0, "m1", 0, 0, "search_engine", "consumer");
+    /* 31 min later: the timer has not fired (watermark 26 min), the event
+     * time says the first journey is over */
+    cr_assert_eq(ev(&p, 0, "m2", 31 * MIN, 0, "ads", "consumer"), FUNNEL_APPLIED);
+    cr_assert_eq(p.j[0].number, 2);
+    cr_assert_eq(p.j[0].status, JOURNEY_OPEN);
+    cr_assert_eq(p.j[0].events, 1);
+    cr_assert_eq(p.j[0].prev_end, 30 * MIN);
+    cr_assert_str_eq(p.j[0].last_tp, "ads");
+    cr_assert_str_eq(counters(&p), "f|search|consumer|active=1;f|search|consumer|dropped=1;"
+                                   "f|search|consumer|drop|search_engine=1;f|search|consumer|reached=2;");
+    /* an event of the first journey, still inside the lateness: it belongs
+     * to the closed journey and only goes into the history */
+    cr_assert_eq(ev(&p, 0, "m0", 29 * MIN, 0, "forum", NULL), FUNNEL_LATE);
+    cr_assert_eq(p.late, 0);
+    cr_assert_eq(p.j[0].events, 1);
+    cr_assert_eq(p.j[0].n_hist, 2);
+    cr_assert_eq(ev(&p, 0, "m0", 29 * MIN, 0, "forum", NULL), FUNNEL_DUPLICATE);
+    part_free(&p);
+}
+
+Test(funnel, late_events_never_reopen_a_closed_journey) {
+    part_t p;
+    part_init(&p, 2);
+    ev(&p, 0, "m1", 0, 1, "reviews", "consumer");
+    ev(&p, 1, "x1", 3 * DAY + 10 * MIN, 0, "forum", "smb"); /* moves the clock: c0 is due */
+    cr_assert_eq(sweep(&p), 1);
+    cr_assert_eq(p.j[0].status, JOURNEY_DROPPED);
+    /* late (older than the watermark) and inside the closed journey */
+    cr_assert_eq(ev(&p, 0, "m2", DAY, 2, "checkout", NULL), FUNNEL_LATE);
+    cr_assert_eq(p.late, 1);
+    cr_assert_eq(p.j[0].status, JOURNEY_DROPPED);
+    cr_assert_eq(p.j[0].phase, 1);             /* not moved to purchase */
+    cr_assert_eq(p.j[0].number, 1);
+    cr_assert_eq(p.j[0].events, 1);
+    cr_assert_eq(p.j[0].n_hist, 2);            /* but kept in the history */
+    cr_assert_str_eq(p.j[0].hist[1].tp, "checkout");
+    cr_assert_str_eq(counters(&p), "f|information|consumer|dropped=1;f|information|consumer|drop|reviews=1;"
+                                   "f|information|consumer|reached=1;f|search|consumer|progressed=1;"
+                                   "f|search|consumer|reached=1;f|search|smb|active=1;f|search|smb|reached=1;");
+    /* late, but after the closed journey's deadline: it starts the next one */
+    cr_assert_eq(ev(&p, 0, "m3", 3 * DAY + 1, 0, "ads", NULL), FUNNEL_APPLIED);
+    cr_assert_eq(p.late, 2);
+    cr_assert_eq(p.j[0].number, 2);
+    part_free(&p);
+}
+
+Test(funnel, out_of_order_within_the_lateness_counts_as_in_order) {
+    part_t a, b;
+    part_init(&a, 1);
+    part_init(&b, 1);
+    ev(&a, 0, "m1", 0, 0, "search_engine", "consumer");
+    ev(&a, 0, "m2", 2 * MIN, 1, "reviews", NULL);
+    ev(&a, 0, "m3", 3 * MIN, 2, "cart", NULL);
+    ev(&b, 0, "m3", 3 * MIN, 2, "cart", NULL);
+    ev(&b, 0, "m1", 0, 0, "search_engine", "consumer");
+    ev(&b, 0, "m2", 2 * MIN, 1, "reviews", NULL);
+    cr_assert_eq(a.late + b.late, 0);
+    heartbeat(&a, DAY);
+    heartbeat(&b, DAY);
+    cr_assert_eq(sweep(&a), 1);
+    cr_assert_eq(sweep(&b), 1);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "f|information|consumer|progressed=1;f|information|consumer|reached=1;"
+             "f|information|consumer|tip|%d=1;f|purchase|consumer|dropped=1;"
+             "f|purchase|consumer|drop|cart=1;f|purchase|consumer|reached=1;"
+             "f|search|consumer|progressed=1;f|search|consumer|reached=1;"
+             "f|search|consumer|tip|%d=1;", funnel_tip_bucket(MIN), funnel_tip_bucket(2 * MIN));
+    cr_assert_str_eq(counters(&a), want);
+    char *ca = strdup(counters(&a));
+    cr_assert_str_eq(counters(&b), ca);
+    free(ca);
+    part_free(&a);
+    part_free(&b);
+}
+
+Test(funnel, a_merged_journey_is_taken_back) {
+    part_t p;
+    part_init(&p, 2);
+    ev(&p, 0, "a1", 0, 0, "ads", "smb");               /* anonymous */
+    ev(&p, 0, "a2", MIN, 1, "reviews", "smb");
+    ev(&p, 1, "u1", 2 * MIN, -1, NULL, NULL);          /* the identify, on the customer */
+    funnel_removed(&p.d, &cfg, &p.j[0]);
+    int from = p.j[1].phase;
+    journey_merge(&p.j[1], &p.j[0], &cfg);
+    funnel_moved(&p.d, &p.r, &cfg, &p.j[1], from);
+    cr_assert_str_eq(counters(&p), "f|information|smb|active=1;f|information|smb|reached=1;"
+                                   "f|search|smb|progressed=1;f|search|smb|reached=1;");
+    part_free(&p);
+}
+
+Test(funnel, segments_and_touchpoints_are_capped) {
+    part_t p;
+    part_init(&p, 4);
+    ev(&p, 0, "m0", 0, 0, "t0", "a");
+    ev(&p, 1, "m1", 0, 0, "t1", "b");
+    ev(&p, 2, "m2", 0, 0, "t2", "c");       /* third segment: "other" */
+    ev(&p, 3, "m3", 0, 0, "t3", NULL);      /* no segment: "none" */
+    heartbeat(&p, HOUR);
+    cr_assert_eq(sweep(&p), 4);
+    cr_assert_str_eq(counters(&p), "f|search|a|dropped=1;f|search|a|drop|t0=1;f|search|a|reached=1;"
+                                   "f|search|b|dropped=1;f|search|b|drop|t1=1;f|search|b|reached=1;"
+                                   "f|search|none|dropped=1;f|search|none|drop|other=1;f|search|none|reached=1;"
+                                   "f|search|other|dropped=1;f|search|other|drop|t2=1;f|search|other|reached=1;");
+    /* a restarted daemon learns the names back from the stored fields */
+    funnel_reg_t r;
+    memset(&r, 0, sizeof(r));
+    for (size_t i = 0; i < p.d.n; i++) funnel_reg_learn(&r, p.d.names[i]);
+    cr_assert_eq(r.segments.n, 2);
+    cr_assert_str_eq(r.segments.v[0], "a");
+    cr_assert_str_eq(r.segments.v[1], "b");
+    cr_assert_eq(r.touchpoints.n, 3);
+    funnel_reg_free(&r);
+    part_free(&p);
+}
+
+Test(funnel, pipes_in_names_do_not_break_fields) {
+    part_t p;
+    part_init(&p, 1);
+    ev(&p, 0, "m0", 0, 0, "web|shop", "b2b|eu");
+    heartbeat(&p, HOUR);
+    sweep(&p);
+    cr_assert_str_eq(counters(&p), "f|search|b2b/eu|dropped=1;f|search|b2b/eu|drop|web/shop=1;"
+                                   "f|search|b2b/eu|reached=1;");
+    part_free(&p);
+}
+
+Test(funnel, time_in_phase_buckets) {
+    cr_assert_eq(funnel_tip_bucket(0), 8);
+    cr_assert_eq(funnel_tip_upper_ms(8), 1000);
+    cr_assert_eq(funnel_tip_bucket(999), 8);
+    cr_assert_eq(funnel_tip_bucket(1000), 9);
+    cr_assert_eq(funnel_tip_bucket(-5), 8);
+    cr_assert_eq(funnel_tip_bucket(INT64_MAX), FUNNEL_TIP_BUCKETS - 1);
+    /* every duration lies below its bucket's upper edge, at most 25 % + 1 s above it */
+    int prev = 0;
+    for (int64_t s = 0; s < 40LL * 86400; s += 1 + s / 7) {
+        int b = funnel_tip_bucket(s * 1000);
+        cr_assert_geq(b, prev);
+        prev = b;
+        int64_t up = funnel_tip_upper_ms(b);
+        cr_assert_gt(up, s * 1000, "s=%lld b=%d up=%lld", (long long)s, b, (long long)up);
+        cr_assert_leq(up, s * 1000 * 5 / 4 + 1000, "s=%lld b=%d up=%lld", (long long)s, b, (long long)up);
+        if (b > 8) cr_assert_leq(funnel_tip_upper_ms(b - 1), s * 1000);
+    }
+}
+
+static char *snapshot_json(funnel_snap_t *s, const char *segment, int top) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    funnel_print_opts_t o = {.segment = segment, .top_segments = top, .top_touchpoints = 2, .now_ms = 0};
+    funnel_print_json(s, &cfg, &o, m);
+    fclose(m);
+    return buf;
+}
+
+Test(funnel, partitions_merge_into_one_snapshot) {
+    funnel_snap_t s;
+    memset(&s, 0, sizeof(s));
+    s.watermark = 60000;
+    s.shards = 2;
+    /* partition 1 */
+    funnel_snap_add(&s, &cfg, "f|search|a|reached", 3);
+    funnel_snap_add(&s, &cfg, "f|search|a|progressed", 1);
+    funnel_snap_add(&s, &cfg, "f|search|a|dropped", 2);
+    funnel_snap_add(&s, &cfg, "f|search|a|drop|ads", 2);
+    funnel_snap_add(&s, &cfg, "f|search|a|tip|8", 1);
+    funnel_snap_add(&s, &cfg, "f|information|a|reached", 1);
+    funnel_snap_add(&s, &cfg, "f|information|a|active", 1);
+    funnel_snap_add(&s, &cfg, "consumed", 99);        /* not a funnel field */
+    funnel_snap_add(&s, &cfg, "f|gone|a|reached", 7); /* a phase no longer configured */
+    /* partition 2 */
+    funnel_snap_add(&s, &cfg, "f|search|a|reached", 1);
+    funnel_snap_add(&s, &cfg, "f|search|a|dropped", 1);
+    funnel_snap_add(&s, &cfg, "f|search|a|drop|forum", 1);
+    funnel_snap_add(&s, &cfg, "f|search|b|reached", 1);
+    funnel_snap_add(&s, &cfg, "f|search|b|dropped", 1);
+    funnel_snap_add(&s, &cfg, "f|search|b|drop|forum", 1);
+    char *j = snapshot_json(&s, NULL, 1);
+    const char *phase_rest =
+        "{\"phase\":\"purchase\",\"reached\":0,\"active\":0,\"progressed\":0,\"dropped\":0,\"completed\":0,"
+        "\"dropoff_rate\":null,\"conversion\":0.000000,\"dropoff_points\":[],"
+        "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},"
+        "{\"phase\":\"loyalty\",\"reached\":0,\"active\":0,\"progressed\":0,\"dropped\":0,\"completed\":0,"
+        "\"dropoff_rate\":null,\"conversion\":0.000000,\"dropoff_points\":[],"
+        "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}}]}";
+    char want[8192];
+    snprintf(want, sizeof(want),
+             "{\"schema\":\"journeyd.metrics\",\"version\":1,\"computed_at\":\"1970-01-01T00:00:00.000Z\","
+             "\"complete_to\":\"1970-01-01T00:01:00.000Z\",\"partitions\":2,\"late_events\":0,"
+             "\"phases\":[\"search\",\"information\",\"purchase\",\"loyalty\"],\"funnel\":["
+             /* all */
+             "{\"segment\":\"all\",\"phases\":["
+             "{\"phase\":\"search\",\"reached\":5,\"active\":0,\"progressed\":1,\"dropped\":4,\"completed\":0,"
+             "\"dropoff_rate\":0.800000,\"conversion\":1.000000,\"dropoff_points\":["
+             "{\"touchpoint\":\"ads\",\"dropped\":2},{\"touchpoint\":\"forum\",\"dropped\":2}],"
+             "\"time_in_phase\":{\"n\":1,\"median_s\":1,\"p90_s\":1}},"
+             "{\"phase\":\"information\",\"reached\":1,\"active\":1,\"progressed\":0,\"dropped\":0,\"completed\":0,"
+             "\"dropoff_rate\":null,\"conversion\":0.200000,\"dropoff_points\":[],"
+             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},%s,"
+             /* top 1: a */
+             "{\"segment\":\"a\",\"phases\":["
+             "{\"phase\":\"search\",\"reached\":4,\"active\":0,\"progressed\":1,\"dropped\":3,\"completed\":0,"
+             "\"dropoff_rate\":0.750000,\"conversion\":1.000000,\"dropoff_points\":["
+             "{\"touchpoint\":\"ads\",\"dropped\":2},{\"touchpoint\":\"forum\",\"dropped\":1}],"
+             "\"time_in_phase\":{\"n\":1,\"median_s\":1,\"p90_s\":1}},"
+             "{\"phase\":\"information\",\"reached\":1,\"active\":1,\"progressed\":0,\"dropped\":0,\"completed\":0,"
+             "\"dropoff_rate\":null,\"conversion\":0.250000,\"dropoff_points\":[],"
+             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},%s,"
+             /* the rest: other */
+             "{\"segment\":\"other\",\"phases\":["
+             "{\"phase\":\"search\",\"reached\":1,\"active\":0,\"progressed\":0,\"dropped\":1,\"completed\":0,"
+             "\"dropoff_rate\":1.000000,\"conversion\":1.000000,\"dropoff_points\":["
+             "{\"touchpoint\":\"forum\",\"dropped\":1}],"
+             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},"
+             "{\"phase\":\"information\",\"reached\":0,\"active\":0,\"progressed\":0,\"dropped\":0,\"completed\":0,"
+             "\"dropoff_rate\":null,\"conversion\":0.000000,\"dropoff_points\":[],"
+             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},%s]}\n",
+             phase_rest, phase_rest, phase_rest);
+    /* the per-segment closing "]}" of phase_rest is followed by "," or "]}" */
+    cr_assert_str_eq(j, want);
+    free(j);
+    /* one segment only */
+    j = snapshot_json(&s, "b", 5);
+    cr_assert(strstr(j, "\"funnel\":[{\"segment\":\"b\",\"phases\":[{\"phase\":\"search\",\"reached\":1,"));
+    cr_assert_null(strstr(j, "\"segment\":\"all\""));
+    free(j);
+    funnel_snap_free(&s);
+}
