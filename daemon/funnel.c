@@ -369,7 +369,7 @@ static void view_build(const funnel_snap_t *s, const funnel_print_opts_t *o, vie
     snprintf(all->name, sizeof(all->name), "all");
     funnel_seg_t *sorted = malloc(((size_t)s->n_segs + 1) * sizeof(*sorted));
     if (!sorted) abort();
-    memcpy(sorted, s->segs, (size_t)s->n_segs * sizeof(*sorted));
+    if (s->n_segs) memcpy(sorted, s->segs, (size_t)s->n_segs * sizeof(*sorted));
     qsort(sorted, (size_t)s->n_segs, sizeof(*sorted), by_reached_desc);
     funnel_seg_t other;
     memset(&other, 0, sizeof(other));
@@ -408,8 +408,9 @@ static void view_build(const funnel_snap_t *s, const funnel_print_opts_t *o, vie
     }
     for (int i = 0; i < v->n; i++)
         for (int k = 0; k < CFG_MAX_PHASES; k++)
-            qsort(v->segs[i].ph[k].drops, (size_t)v->segs[i].ph[k].n_drops, sizeof(funnel_count_t),
-                  by_count_desc);
+            if (v->segs[i].ph[k].n_drops)
+                qsort(v->segs[i].ph[k].drops, (size_t)v->segs[i].ph[k].n_drops, sizeof(funnel_count_t),
+                      by_count_desc);
     free(sorted);
 }
 
