@@ -389,7 +389,7 @@ static void view_build(const funnel_snap_t *s, const funnel_print_opts_t *o, vie
             snprintf(d->name, sizeof(d->name), "%s", g->name);
             for (int k = 0; k < CFG_MAX_PHASES; k++) phase_add(&d->ph[k], &g->ph[k]);
             listed++;
-        } else {
+        } else if (o->top_segments > 0) { /* --top 0: "all" alone */
             for (int k = 0; k < CFG_MAX_PHASES; k++) phase_add(&other.ph[k], &g->ph[k]);
             folded++;
         }

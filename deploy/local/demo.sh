@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The journeyd demo on a fresh machine: installs what is missing, builds,
 # starts local Redis and Kafka, runs journeyd on the default configuration,
-# feeds it realistic generated journeys and shows them being built.
+# feeds it realistic generated journeys and shows the live funnel: journeys
+# reaching each phase, moving on, dropping off (and after which touchpoint).
 #   JD_DEMO_CUSTOMERS (default 5000)  customers to simulate
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,46 +23,35 @@ trap 'kill -TERM $JPID 2>/dev/null; wait $JPID 2>/dev/null || true' EXIT
 
 SEED=$(date +%s)
 jd_log "generating $CUSTOMERS customer journeys (seed $SEED) into journeyd.events"
-./build/journeyctl gen --seed "$SEED" --customers "$CUSTOMERS" --period 2h \
+# open loop: each event is stamped with its send time, so the funnel fills
+# live; the heartbeats at the end move event time on by 29 days, so every
+# journey's timeout fires and the drop-offs show
+./build/journeyctl gen --seed "$SEED" --customers "$CUSTOMERS" --rate 10000 \
     --topic journeyd.events --brokers "$JD_KAFKA_BROKERS" \
     --dup-rate 0.01 --ooo-rate 0.03 --anon-rate 0.2 --invalid-rate 0.005 \
     --journeys "$JD_LOCAL_DIR/demo-journeys.ndjson" &
 GPID=$!
 
 show() {
-    /usr/bin/python3 - "$@" <<'PY'
-import json, subprocess, sys
+    /usr/bin/python3 - <<'PY'
+import json, subprocess
 stats = json.loads(subprocess.run(["./build/journeyctl", "stats", "--json"], capture_output=True,
                                   text=True, check=True).stdout)["total"]
-phases = {}
-for line in subprocess.run(["./build/journeyctl", "dump"], capture_output=True, text=True,
-                           check=True).stdout.splitlines():
-    d = json.loads(line)
-    if "journey" in d:
-        p = d["journey"]["phase"]
-        phases[p] = phases.get(p, 0) + 1
-order = ["search", "information", "purchase", "loyalty"]
-total = sum(phases.values()) or 1
-reached = 0
 print("\n  events consumed %-9d applied %-9d duplicates %-6d dead-lettered %-5d merged ids %d" % (
     stats.get("consumed", 0), stats.get("applied", 0), stats.get("duplicate", 0),
     stats.get("deadletter", 0), stats.get("merged", 0)))
-print("  journeys by furthest phase reached (reached = this phase or later):")
-for i, p in enumerate(order):
-    here = phases.get(p, 0)
-    reach = sum(phases.get(q, 0) for q in order[i:])
-    bar = "#" * int(50 * reach / total)
-    print("    %-12s %6d now here   %6d reached  %-50s" % (p, here, reach, bar))
 PY
+    ./build/journeyctl funnel --top "${1:-0}"
 }
 
 for i in 1 2 3 4 5; do
     sleep 2
     show
 done
-wait $GPID
-sleep 2
-show
+wait $GPID || true
+sleep 3
+jd_log "every journey has timed out: the funnel, its drop-off points, by segment"
+show 4
 CUST=$(/usr/bin/python3 -c '
 import json, sys
 order = ["none", "search", "information", "purchase", "loyalty"]
@@ -73,5 +63,5 @@ echo
 jd_log "a long journey, begun anonymously on one device: ./build/journeyctl journey $CUST"
 ./build/journeyctl journey "$CUST"
 echo
-jd_log "try: ./build/journeyctl journey <customer> --json | ./build/journeyctl stats | ./build/journeyctl dump"
+jd_log "try: ./build/journeyctl funnel --segment smb | ./build/journeyctl metrics --json | ./build/journeyctl journey <customer> --json | ./build/journeyctl stats"
 jd_log "stop the services with ./deploy/local/down.sh"
