@@ -4,7 +4,11 @@ journey for 10,000, 100,000 and 1,000,000 customers (about ten events each),
 MessagePack, 12 partitions, drained as in throughput.py. Appends the raw
 numbers to tests/bench/results.tsv.
 
-Usage: tests/bench/footprint.py [--customers 10000,100000,1000000]
+With --open, the generator sends no heartbeats, so every journey is still
+open at the end, each with its timer: the table then also gives the timers'
+Redis bytes (MEMORY USAGE of the per-partition sorted sets).
+
+Usage: tests/bench/footprint.py [--customers 10000,100000,1000000] [--open]
 """
 import argparse
 import datetime
@@ -18,9 +22,19 @@ import jdtest  # noqa: E402
 from throughput import PARTITIONS, machine, run_journeyd  # noqa: E402
 
 
+def timers(r, prefix):
+    """Open timers and their Redis memory, before run_journeyd cleans up."""
+    n = size = 0
+    for k in r.scan_iter("%s:{*}:t" % prefix, count=10000):
+        n += r.zcard(k)
+        size += r.memory_usage(k, samples=0) or 0
+    return {"timers": n, "timer_bytes": size}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", default="10000,100000,1000000")
+    ap.add_argument("--open", action="store_true", help="no heartbeats: every journey stays open")
     a = ap.parse_args()
     commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
@@ -31,16 +45,21 @@ def main():
         jdtest.create_topic(topic, PARTITIONS)
         jdtest.create_topic(dlq, 1)
         subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "11", "--customers", str(n),
-                        "--encoding", "msgpack", "--topic", topic, "--brokers", jdtest.BROKERS],
+                        "--encoding", "msgpack", "--topic", topic, "--brokers", jdtest.BROKERS,
+                        "--heartbeats", "0" if a.open else "1"],
                        check=True, capture_output=True)
         total = sum(jdtest.high_watermarks(topic, PARTITIONS).values())
-        m = run_journeyd(topic, dlq, total)
+        m = run_journeyd(topic, dlq, total, inspect=timers)
         jdtest.delete_topics(topic, dlq)
         rows.append((n, total, m))
+        if a.open:
+            print("%8d customers: %d open timers, %.1f MiB of sorted sets in Redis, %.0f bytes/timer" % (
+                n, m["timers"], m["timer_bytes"] / 1048576, m["timer_bytes"] / max(m["timers"], 1)), flush=True)
         with open(os.path.join(HERE, "results.tsv"), "a") as f:
             f.write("\t".join(str(x) for x in [date, commit, machine(), "footprint", "msgpack", total, n,
                                                 m["journeys"], m["rss_kb"], "%.0f" % m["redis_bytes_per_journey"],
-                                                "%.0f" % m["eps_owned"]]) + "\n")
+                                                "%.0f" % m["eps_owned"], "open" if a.open else "closed",
+                                                m["timers"], m["timer_bytes"]]) + "\n")
         print("%8d customers: %9d events, %8d journeys, journeyd peak RSS %6.1f MiB, "
               "Redis %4.0f bytes/journey, %.0f events/s" % (n, total, m["journeys"], m["rss_kb"] / 1024,
                                                             m["redis_bytes_per_journey"], m["eps_owned"]),

@@ -14,8 +14,13 @@ every offset is committed in Redis. Per encoding (MessagePack, JSON) and run:
 Prints a table of medians and appends every raw run to
 tests/bench/results.tsv with the machine, date and commit.
 
+With --baseline REV, every run also drains the topic with journeyd built
+from git revision REV (in /var/tmp/journeyd-baseline-REV), the two in
+alternating order, and the table gives the ratio of their medians: what a
+feature costs, measured in the same runs.
+
 Usage: tests/bench/throughput.py [--events N] [--customers N] [--runs N]
-       [--encodings msgpack,json]
+       [--encodings msgpack,json] [--baseline REV]
 Needs the local services (deploy/local/up.sh) and a build in build/.
 """
 import argparse
@@ -73,21 +78,37 @@ def rss_peak_kb(pid):
     return 0
 
 
-def run_journeyd(topic, dlq, total):
+def build_baseline(rev):
+    """journeyd of git revision rev, built once (release) outside the tree."""
+    src = "/var/tmp/journeyd-baseline-%s" % rev
+    binary = os.path.join(src, "build", "journeyd")
+    if not os.path.exists(binary):
+        subprocess.run("rm -rf %s && mkdir -p %s && git -C %s archive %s | tar -x -C %s" %
+                       (src, src, HERE, rev, src), shell=True, check=True)
+        subprocess.run(["cmake", "-S", src, "-B", os.path.join(src, "build"), "-G", "Ninja",
+                        "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
+        subprocess.run(["cmake", "--build", os.path.join(src, "build"), "--target", "journeyd"],
+                       check=True, capture_output=True)
+    return binary
+
+
+def run_journeyd(topic, dlq, total, binary=None, inspect=None):
     r = jdtest.redis_client()
     prefix, group = jdtest.unique("bench"), jdtest.unique("bench-g")
     cfg = jdtest.write_config(topic, dlq, prefix, group)
     mem0 = r.info("memory")["used_memory"]
     cmds0 = redis_cmdstats(r)
     t0 = time.monotonic()
-    d = jdtest.Daemon(cfg)
+    d = jdtest.Daemon(cfg, binary=binary)
     t_owned = None
     hw = jdtest.high_watermarks(topic, PARTITIONS)
     while True:
         offs = jdtest.redis_offsets(prefix, topic, PARTITIONS)
         if t_owned is None and any(v >= 0 for v in offs.values()):
             t_owned = time.monotonic()
-        if all(offs[p] == hw[p] for p in hw):
+        # done: every offset committed and every timer the watermark has
+        # passed worked off (the heartbeats at the end make them all due)
+        if all(offs[p] == hw[p] for p in hw) and jdtest.due_timers(prefix, topic, PARTITIONS) == 0:
             break
         if d.proc.poll() is not None:
             raise RuntimeError("journeyd exited: " + d.logtext()[-2000:])
@@ -99,6 +120,7 @@ def run_journeyd(topic, dlq, total):
     cmds = redis_cmdstats(r) - cmds0 - 2 * (len(hw))  # minus this script's polling, roughly
     journeys = sum(1 for _ in r.scan_iter("%s:{*}:j:*" % prefix, count=10000))
     mem = r.info("memory")["used_memory"] - mem0
+    extra = inspect(r, prefix) if inspect else {}
     rt = 0
     for line in d.logtext().splitlines():
         if "msg=\"shutting down\"" in line or "redis_round_trips=" in line:
@@ -112,7 +134,7 @@ def run_journeyd(topic, dlq, total):
         "eps_owned": total / (t1 - (t_owned or t0)), "eps_start": total / (t1 - t0),
         "rss_kb": rss, "redis_cmds_per_event": cmds / total,
         "round_trips_per_event": rt / total if rt else float("nan"),
-        "redis_bytes_per_journey": mem / max(journeys, 1), "journeys": journeys,
+        "redis_bytes_per_journey": mem / max(journeys, 1), "journeys": journeys, **extra,
     }
 
 
@@ -132,7 +154,9 @@ def main():
     ap.add_argument("--customers", type=int, default=100000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--encodings", default="msgpack,json")
+    ap.add_argument("--baseline", help="git revision to compare with, in the same runs")
     a = ap.parse_args()
+    base_bin = build_baseline(a.baseline) if a.baseline else None
     commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     date = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -148,10 +172,20 @@ def main():
                         "--brokers", jdtest.BROKERS], check=True)
         total = sum(jdtest.high_watermarks(topic, PARTITIONS).values())
         print("%s: pre-filled %d events in %.1fs" % (enc, total, time.monotonic() - t0))
-        runs = []
+        runs, base = [], []
         for i in range(a.runs):
             ceiling = kcat_ceiling(topic, total)
+            if base_bin and i % 2 == 0:
+                base.append(run_journeyd(topic, dlq, total, base_bin)["eps_owned"])
             m = run_journeyd(topic, dlq, total)
+            if base_bin and i % 2 == 1:
+                base.append(run_journeyd(topic, dlq, total, base_bin)["eps_owned"])
+            if base_bin:
+                m["baseline_eps"] = base[-1]
+                with open(results, "a") as f:
+                    f.write("\t".join(str(x) for x in [date, a.baseline, machine(), "throughput-baseline", enc,
+                                                        total, i, "%.0f" % base[-1]]) + "\n")
+                print("  run %d: baseline %s %.0f ev/s" % (i, a.baseline, base[-1]))
             m["redis_sets"] = redis_ceiling()
             m["kcat_eps"] = ceiling
             m["ratio"] = m["eps_owned"] / ceiling
@@ -181,6 +215,11 @@ def main():
             enc, total, m["eps_owned"], m["eps_start"], m["kcat_eps"], m["redis_sets"], m["ratio"],
             m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"] / 1024,
             m["redis_bytes_per_journey"]))
+    if base_bin:
+        print()
+        for enc, total, m in rows:
+            print("%-8s baseline %s median %.0f ev/s; this commit / baseline = %.3f" % (
+                enc, a.baseline, m["baseline_eps"], m["eps_owned"] / m["baseline_eps"]))
 
 
 if __name__ == "__main__":

@@ -216,10 +216,10 @@ def run_with_kills(test, cfg, prefix, topic, partitions, total, kills, seed):
 
 
 class Daemon:
-    def __init__(self, config, log_path=None):
+    def __init__(self, config, log_path=None, binary=None):
         self.log_path = log_path or config + ".log"
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([JOURNEYD, "-c", config], stdout=self.log,
+        self.proc = subprocess.Popen([binary or JOURNEYD, "-c", config], stdout=self.log,
                                      stderr=subprocess.STDOUT)
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
