@@ -602,7 +602,7 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
         close_if_due(b, raw);
         if (raw->j->status == JOURNEY_OPEN) {
             int from = cust->j->phase;
-            funnel_removed(&sh->fd, b->cfg, raw->j);
+            funnel_removed(&sh->fd, &sh->reg, b->cfg, raw->j);
             journey_merge(cust->j, raw->j, b->cfg);
             funnel_moved(&sh->fd, &sh->reg, b->cfg, cust->j, from);
             sh->stats[STAT_MERGED]++;
@@ -685,6 +685,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
     q->n_stats = STAT__COUNT;
     q->stat_names = cb->stat_names;
     q->stat_deltas = sh->stats;
+    funnel_delta_render(&sh->fd, &sh->reg, b->cfg);
     q->n_metrics = sh->fd.n;
     q->metric_names = (const char *const *)sh->fd.names;
     q->metric_deltas = sh->fd.vals;

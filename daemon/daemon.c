@@ -417,17 +417,28 @@ static void take_message(ctx_t *c, rd_kafka_message_t *m, int64_t now) {
     batch_add(c->batch, sh, m, c->dl);
 }
 
-/* Collect one batch: until it is full or batch_max_time has passed. */
+/* Whether some shard has due timers left over: the next batch should not
+ * wait for messages. */
+static int timers_pending(const ctx_t *c) {
+    for (int i = 0; i < c->n_shards; i++)
+        if (c->shards[i]->timers_more) return 1;
+    return 0;
+}
+
+/* Collect one batch: until it is full or batch_max_time has passed (with
+ * due timers left over, only what is there already). */
 static void collect(ctx_t *c) {
     enum { CHUNK = 1024 };
     rd_kafka_message_t *msgs[CHUNK];
     const config_t *cfg = c->live_cfg;
-    int64_t deadline = now_ms() + cfg->batch_max_ms;
-    while (!daemon_stop_requested) {
+    int64_t deadline = now_ms() + (timers_pending(c) ? 0 : cfg->batch_max_ms);
+    for (int first = 1; !daemon_stop_requested; first = 0) {
         int room = cfg->batch_max_events - batch_size(c->batch);
         int64_t left = deadline - now_ms();
-        if (room <= 0 || left <= 0) break;
-        ssize_t n = rd_kafka_consume_batch_queue(c->q, (int)left, msgs, room < CHUNK ? (size_t)room : CHUNK);
+        if (room <= 0 || (left <= 0 && !first)) break;
+        ssize_t n = rd_kafka_consume_batch_queue(c->q, left > 0 ? (int)left : 0, msgs,
+                                                 room < CHUNK ? (size_t)room : CHUNK);
+        if (n <= 0 && left <= 0) break;
         int64_t now = n > 0 ? now_ms() : 0;
         for (ssize_t i = 0; i < n; i++) {
             take_message(c, msgs[i], now);

@@ -50,14 +50,6 @@ static void names_free(funnel_names_t *s) {
     memset(s, 0, sizeof(*s));
 }
 
-/* The name counted: itself if known or if there is room, else "other". */
-static const char *names_capped(funnel_names_t *s, const char *name, int max) {
-    if (!strcmp(name, FUNNEL_OTHER) || !strcmp(name, FUNNEL_NONE) || names_find(s, name) >= 0) return name;
-    if (s->n >= max) return FUNNEL_OTHER;
-    names_add(s, name);
-    return name;
-}
-
 void funnel_reg_free(funnel_reg_t *r) {
     names_free(&r->segments);
     names_free(&r->touchpoints);
@@ -85,36 +77,57 @@ void funnel_reg_learn(funnel_reg_t *r, const char *field) {
         names_add(&r->touchpoints, x);
 }
 
-static uint64_t str_hash(const char *s) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
+/* A counter while a batch is applied: phase, kind, segment, touchpoint or
+ * bucket, packed in 64 bits. Segment and touchpoint are registry indices,
+ * or the reserved NONE / OTHER. */
+enum { K_REACHED = 0, K_ACTIVE, K_PROGRESSED, K_DROPPED, K_COMPLETED, K_DROP, K_TIP };
+static const char *const KIND_NAMES[] = {"reached", "active", "progressed", "dropped", "completed",
+                                         "drop", "tip"};
+#define IX_NONE 0xffffu
+#define IX_OTHER 0xfffeu
+#define TP_OTHER 0xffffffffu
+
+static uint64_t key_of(int phase, int kind, unsigned seg, unsigned x) {
+    return (uint64_t)phase << 56 | (uint64_t)kind << 48 | (uint64_t)seg << 32 | x;
+}
+
+static uint64_t key_hash(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    return k ^ (k >> 33);
+}
+
+static void names_free_rendered(funnel_delta_t *d) {
+    for (size_t i = 0; i < d->n_names; i++) free(d->names[i]);
+    free(d->names);
+    d->names = NULL;
+    d->n_names = 0;
 }
 
 void funnel_delta_free(funnel_delta_t *d) {
-    funnel_delta_clear(d);
-    free(d->names);
+    names_free_rendered(d);
+    free(d->keys);
     free(d->vals);
     free(d->slots);
     memset(d, 0, sizeof(*d));
 }
 
 void funnel_delta_clear(funnel_delta_t *d) {
-    for (size_t i = 0; i < d->n; i++) free(d->names[i]);
-    if (d->slots) memset(d->slots, 0, d->cap * sizeof(*d->slots));
+    names_free_rendered(d);
+    if (d->slots && d->n) memset(d->slots, 0, d->cap * sizeof(*d->slots));
     d->n = 0;
 }
 
 static void delta_grow(funnel_delta_t *d) {
     size_t ncap = d->cap ? 2 * d->cap : 64;
     uint32_t *slots = calloc(ncap, sizeof(*slots));
-    char **names = realloc(d->names, ncap / 2 * sizeof(*names));
+    uint64_t *keys = realloc(d->keys, ncap / 2 * sizeof(*keys));
     int64_t *vals = realloc(d->vals, ncap / 2 * sizeof(*vals));
-    if (!slots || !names || !vals) abort();
-    d->names = names;
+    if (!slots || !keys || !vals) abort();
+    d->keys = keys;
     d->vals = vals;
     for (size_t i = 0; i < d->n; i++) {
-        size_t k = str_hash(names[i]) & (ncap - 1);
+        size_t k = key_hash(keys[i]) & (ncap - 1);
         while (slots[k]) k = (k + 1) & (ncap - 1);
         slots[k] = (uint32_t)i + 1;
     }
@@ -123,20 +136,53 @@ static void delta_grow(funnel_delta_t *d) {
     d->cap = ncap;
 }
 
-void funnel_delta_add(funnel_delta_t *d, const char *field, int64_t delta) {
+static void delta_add(funnel_delta_t *d, uint64_t key, int64_t delta) {
     if ((d->n + 1) * 2 > d->cap) delta_grow(d);
-    size_t k = str_hash(field) & (d->cap - 1);
+    size_t k = key_hash(key) & (d->cap - 1);
     while (d->slots[k]) {
         size_t i = d->slots[k] - 1;
-        if (!strcmp(d->names[i], field)) {
+        if (d->keys[i] == key) {
             d->vals[i] += delta;
             return;
         }
         k = (k + 1) & (d->cap - 1);
     }
-    d->names[d->n] = dup_str(field);
+    d->keys[d->n] = key;
     d->vals[d->n] = delta;
     d->slots[k] = (uint32_t)++d->n;
+}
+
+/* A name in a field: '|' becomes '/'. */
+static void put_name(char **p, const char *name) {
+    for (; *name; name++) *(*p)++ = *name == '|' ? '/' : *name;
+}
+
+static const char *ix_name(const funnel_names_t *s, unsigned ix) {
+    return ix == IX_NONE ? FUNNEL_NONE : ix == IX_OTHER ? FUNNEL_OTHER : s->v[ix];
+}
+
+void funnel_delta_render(funnel_delta_t *d, const funnel_reg_t *r, const config_t *cfg) {
+    names_free_rendered(d);
+    if (!d->n) return;
+    if (!(d->names = malloc(d->n * sizeof(*d->names)))) abort();
+    for (size_t i = 0; i < d->n; i++) {
+        uint64_t k = d->keys[i];
+        int phase = (int)(k >> 56), kind = (int)(k >> 48 & 0xff);
+        unsigned seg = (unsigned)(k >> 32 & 0xffff), x = (unsigned)(k & 0xffffffffu);
+        char buf[3 * (JD_NAME_MAX + 1) + 32], *p = buf;
+        p += sprintf(p, "f|%s|", cfg->phases[phase].name);
+        put_name(&p, ix_name(&r->segments, seg));
+        p += sprintf(p, "|%s", KIND_NAMES[kind]);
+        if (kind == K_DROP) {
+            *p++ = '|';
+            put_name(&p, x == TP_OTHER ? FUNNEL_OTHER : r->touchpoints.v[x]);
+        } else if (kind == K_TIP) {
+            p += sprintf(p, "|%u", x);
+        }
+        *p = '\0';
+        if (!(d->names[i] = strdup(buf))) abort();
+    }
+    d->n_names = d->n;
 }
 
 /* ---- time in phase ---------------------------------------------------------------- */
@@ -159,33 +205,28 @@ int64_t funnel_tip_upper_ms(int bucket) {
 
 /* ---- writing ------------------------------------------------------------------------ */
 
-/* Field name; '|' inside names becomes '/'. */
-static void field(char *buf, size_t cap, const config_t *cfg, int phase, const char *seg,
-                  const char *kind, const char *x) {
-    int n = snprintf(buf, cap, "f|%s|%s|%s%s%s", cfg->phases[phase].name, seg, kind, x ? "|" : "",
-                     x ? x : "");
-    size_t start = 3 + strlen(cfg->phases[phase].name);
-    for (size_t i = start; i < start + strlen(seg) && i < (size_t)n; i++)
-        if (buf[i] == '|') buf[i] = '/';
-    if (x) {
-        size_t xs = (size_t)n - strlen(x);
-        for (size_t i = xs; i < (size_t)n && i < cap; i++)
-            if (buf[i] == '|') buf[i] = '/';
-    }
+/* Registry index of a segment (seg) or touchpoint name: known, or added if
+ * there is room, else OTHER ("other", and "none" for segments, are reserved). */
+static unsigned name_ix(funnel_names_t *s, const char *name, int max, int seg) {
+    if (seg && !strcmp(name, FUNNEL_NONE)) return IX_NONE;
+    unsigned other = seg ? IX_OTHER : TP_OTHER;
+    if (!strcmp(name, FUNNEL_OTHER)) return other;
+    int i = names_find(s, name);
+    if (i >= 0) return (unsigned)i;
+    if (s->n >= max) return other;
+    names_add(s, name);
+    return (unsigned)(s->n - 1);
 }
 
-static void add(funnel_delta_t *d, const config_t *cfg, int phase, const char *seg, const char *kind,
-                const char *x, int64_t delta) {
-    char f[3 * (JD_NAME_MAX + 1) + 32];
-    field(f, sizeof(f), cfg, phase, seg, kind, x);
-    funnel_delta_add(d, f, delta);
+static unsigned seg_ix(funnel_reg_t *r, const config_t *cfg, const char *seg) {
+    return name_ix(&r->segments, seg, cfg->segments_max, 1);
 }
 
 /* Take back what an open journey in phase p counts under segment seg. */
-static void take_back(funnel_delta_t *d, const config_t *cfg, const char *seg, int p) {
-    for (int k = 0; k <= p; k++) add(d, cfg, k, seg, "reached", NULL, -1);
-    for (int k = 0; k < p; k++) add(d, cfg, k, seg, "progressed", NULL, -1);
-    add(d, cfg, p, seg, "active", NULL, -1);
+static void take_back(funnel_delta_t *d, unsigned seg, int p) {
+    for (int k = 0; k <= p; k++) delta_add(d, key_of(k, K_REACHED, seg, 0), -1);
+    for (int k = 0; k < p; k++) delta_add(d, key_of(k, K_PROGRESSED, seg, 0), -1);
+    delta_add(d, key_of(p, K_ACTIVE, seg, 0), -1);
 }
 
 void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from) {
@@ -193,45 +234,47 @@ void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journ
     /* The segment is the journey's (its latest event carrying one), so it
      * does not depend on arrival order; if it changed, the journey's counts
      * move with it. */
-    if (from < 0 || strcmp(j->segment[0] ? j->segment : FUNNEL_NONE, j->mseg)) {
-        const char *seg = names_capped(&r->segments, j->segment[0] ? j->segment : FUNNEL_NONE,
-                                       cfg->segments_max);
-        if (from >= 0 && strcmp(seg, j->mseg)) {
-            take_back(d, cfg, j->mseg, from);
+    const char *want = j->segment[0] ? j->segment : FUNNEL_NONE;
+    if (j->phase <= from && !strcmp(want, j->mseg)) return; /* the usual event: nothing moves */
+    unsigned seg;
+    if (from < 0 || strcmp(want, j->mseg)) {
+        seg = seg_ix(r, cfg, want);
+        const char *name = ix_name(&r->segments, seg);
+        if (from >= 0 && strcmp(name, j->mseg)) {
+            take_back(d, seg_ix(r, cfg, j->mseg), from);
             from = -1;
         }
-        if (from < 0) snprintf(j->mseg, sizeof(j->mseg), "%s", seg);
+        if (from < 0) snprintf(j->mseg, sizeof(j->mseg), "%s", name);
     }
     if (j->phase <= from) return;
-    for (int k = from + 1; k <= j->phase; k++) add(d, cfg, k, j->mseg, "reached", NULL, 1);
-    for (int k = from < 0 ? 0 : from; k < j->phase; k++) add(d, cfg, k, j->mseg, "progressed", NULL, 1);
-    if (from >= 0) add(d, cfg, from, j->mseg, "active", NULL, -1);
-    add(d, cfg, j->phase, j->mseg, "active", NULL, 1);
+    seg = seg_ix(r, cfg, j->mseg);
+    for (int k = from + 1; k <= j->phase; k++) delta_add(d, key_of(k, K_REACHED, seg, 0), 1);
+    for (int k = from < 0 ? 0 : from; k < j->phase; k++) delta_add(d, key_of(k, K_PROGRESSED, seg, 0), 1);
+    if (from >= 0) delta_add(d, key_of(from, K_ACTIVE, seg, 0), -1);
+    delta_add(d, key_of(j->phase, K_ACTIVE, seg, 0), 1);
 }
 
 void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j) {
     if (j->phase < 0) return; /* never counted: only unclassified events */
     int p = j->phase;
-    add(d, cfg, p, j->mseg, "active", NULL, -1);
+    unsigned seg = seg_ix(r, cfg, j->mseg);
+    delta_add(d, key_of(p, K_ACTIVE, seg, 0), -1);
     if (j->status == JOURNEY_COMPLETED) {
-        add(d, cfg, p, j->mseg, "completed", NULL, 1);
+        delta_add(d, key_of(p, K_COMPLETED, seg, 0), 1);
     } else {
-        const char *tp = names_capped(&r->touchpoints, j->last_tp[0] ? j->last_tp : "unknown",
-                                      cfg->touchpoints_max);
-        add(d, cfg, p, j->mseg, "dropped", NULL, 1);
-        add(d, cfg, p, j->mseg, "drop", tp, 1);
+        unsigned tp = name_ix(&r->touchpoints, j->last_tp[0] ? j->last_tp : "unknown", cfg->touchpoints_max, 0);
+        delta_add(d, key_of(p, K_DROPPED, seg, 0), 1);
+        delta_add(d, key_of(p, K_DROP, seg, tp), 1);
     }
     for (int k = 0; k < p; k++) {
-        char b[16];
         if (j->phase_ts[k + 1] == j->phase_ts[k]) continue; /* skipped: entered with the next */
-        snprintf(b, sizeof(b), "%d", funnel_tip_bucket(j->phase_ts[k + 1] - j->phase_ts[k]));
-        add(d, cfg, k, j->mseg, "tip", b, 1);
+        delta_add(d, key_of(k, K_TIP, seg, (unsigned)funnel_tip_bucket(j->phase_ts[k + 1] - j->phase_ts[k])), 1);
     }
 }
 
-void funnel_removed(funnel_delta_t *d, const config_t *cfg, const journey_t *j) {
+void funnel_removed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j) {
     if (j->phase < 0 || j->status != JOURNEY_OPEN) return;
-    take_back(d, cfg, j->mseg, j->phase);
+    take_back(d, seg_ix(r, cfg, j->mseg), j->phase);
 }
 
 /* ---- the life of a journey ------------------------------------------------------ */

@@ -31,12 +31,16 @@ typedef struct funnel_names {
     int n, cap;
 } funnel_names_t;
 
-/* Counter deltas of one batch of one partition: field name -> delta. */
+/* Counter deltas of one batch of one partition. Counters are keyed by
+ * numbers while the batch is applied (phase, kind, segment and touchpoint
+ * index in the registry); funnel_delta_render() names them for the commit. */
 typedef struct funnel_delta {
-    char **names;         /* owned */
+    uint64_t *keys;
     int64_t *vals;
     uint32_t *slots;      /* open addressing: index + 1, 0 = empty */
     size_t n, cap;        /* cap: slots, a power of two */
+    char **names;         /* after funnel_delta_render(): n field names, owned */
+    size_t n_names;
 } funnel_delta_t;
 
 /* The names a partition's counters use, to keep their number capped. */
@@ -46,11 +50,12 @@ typedef struct funnel_reg {
 
 void funnel_delta_free(funnel_delta_t *d);
 void funnel_delta_clear(funnel_delta_t *d);
-void funnel_delta_add(funnel_delta_t *d, const char *field, int64_t delta);
 
 void funnel_reg_free(funnel_reg_t *r);
 /* Learn the names used by an existing counter field (loading a partition). */
 void funnel_reg_learn(funnel_reg_t *r, const char *field);
+/* Name every counter of d (d->names[0..n)); the registry it was built with. */
+void funnel_delta_render(funnel_delta_t *d, const funnel_reg_t *r, const config_t *cfg);
 
 /* Time-in-phase histogram: bucket of a duration and the upper edge (ms) of a
  * bucket. Four buckets per doubling of seconds: the edge is at most 25 % high. */
@@ -72,7 +77,7 @@ int64_t funnel_tip_upper_ms(int bucket);
  */
 void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from);
 void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j);
-void funnel_removed(funnel_delta_t *d, const config_t *cfg, const journey_t *j);
+void funnel_removed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j);
 
 /*
  * The life of a journey in event time (SPEC §5), for one partition whose

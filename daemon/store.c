@@ -449,6 +449,17 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
     return s;
 }
 
+/* Decimal of v >= 0 into buf (NUL-terminated, at most 20 digits); length. */
+static size_t fmt_i64(char *buf, int64_t v) {
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = (uint64_t)v;
+    do tmp[n++] = (char)('0' + u % 10); while ((u /= 10));
+    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return n;
+}
+
 /* ZADD the timers of open journeys, ZREM the others; returns commands queued. */
 static size_t append_timers(store_t *st, const store_commit_req_t *q) {
     size_t n_add = 0, n_rem = 0, queued = 0;
@@ -468,8 +479,8 @@ static size_t append_timers(store_t *st, const store_commit_req_t *q) {
         for (size_t i = 0; i < q->n_keys; i++) {
             if ((q->deadlines[i] >= 0) != add) continue;
             if (add) {
-                int n = snprintf(sp, 24, "%lld", (long long)q->deadlines[i]);
-                argv_add(&a, sp, (size_t)n);
+                size_t n = fmt_i64(sp, q->deadlines[i]);
+                argv_add(&a, sp, n);
                 sp += n + 1;
             }
             argv_add(&a, q->ids[i], strlen(q->ids[i]));

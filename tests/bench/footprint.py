@@ -4,8 +4,10 @@ journey for 10,000, 100,000 and 1,000,000 customers (about ten events each),
 MessagePack, 12 partitions, drained as in throughput.py. Appends the raw
 numbers to tests/bench/results.tsv.
 
-With --open, the generator sends no heartbeats, so every journey is still
-open at the end, each with its timer: the table then also gives the timers'
+With --open, every customer arrives within 10 minutes of event time, the
+stream stops after about 3 events per customer and the generator sends no
+heartbeats, so (nearly) every journey is still open at the end, each with its
+timer: the table then also gives the timers'
 Redis bytes (MEMORY USAGE of the per-partition sorted sets).
 
 Usage: tests/bench/footprint.py [--customers 10000,100000,1000000] [--open]
@@ -46,7 +48,10 @@ def main():
         jdtest.create_topic(dlq, 1)
         subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "11", "--customers", str(n),
                         "--encoding", "msgpack", "--topic", topic, "--brokers", jdtest.BROKERS,
-                        "--heartbeats", "0" if a.open else "1"],
+                        "--heartbeats", "0" if a.open else "1"] +
+                       # open: every customer arrives within 10 minutes and the stream
+                       # stops after 3 events each, inside the first phase's timeout
+                       (["--period", "10m", "--events", str(3 * n)] if a.open else []),
                        check=True, capture_output=True)
         total = sum(jdtest.high_watermarks(topic, PARTITIONS).values())
         m = run_journeyd(topic, dlq, total, inspect=timers)

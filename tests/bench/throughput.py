@@ -84,7 +84,7 @@ def build_baseline(rev):
     binary = os.path.join(src, "build", "journeyd")
     if not os.path.exists(binary):
         subprocess.run("rm -rf %s && mkdir -p %s && git -C %s archive %s | tar -x -C %s" %
-                       (src, src, HERE, rev, src), shell=True, check=True)
+                       (src, src, os.path.dirname(os.path.dirname(HERE)), rev, src), shell=True, check=True)
         subprocess.run(["cmake", "-S", src, "-B", os.path.join(src, "build"), "-G", "Ninja",
                         "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
         subprocess.run(["cmake", "--build", os.path.join(src, "build"), "--target", "journeyd"],

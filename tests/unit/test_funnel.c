@@ -96,17 +96,19 @@ static void heartbeat(part_t *p, int64_t ts) {
 /* An idle, caught-up partition: the daemon's tick adds the wall time passed. */
 static void idle(part_t *p, int64_t ms) { p->clock += ms; }
 
-static int64_t get(const part_t *p, const char *field) {
+static int64_t get(part_t *p, const char *field) {
+    if (p->d.n_names != p->d.n) funnel_delta_render(&p->d, &p->r, &cfg);
     for (size_t i = 0; i < p->d.n; i++)
         if (!strcmp(p->d.names[i], field)) return p->d.vals[i];
     return 0;
 }
 
 /* Every non-zero counter, sorted, as "name=value;" */
-static char *counters(const part_t *p) {
+static char *counters(part_t *p) {
     static char buf[4096];
     const char *names[256];
     size_t n = 0;
+    funnel_delta_render(&p->d, &p->r, &cfg);
     for (size_t i = 0; i < p->d.n && n < 256; i++)
         if (p->d.vals[i]) names[n++] = p->d.names[i];
     for (size_t i = 1; i < n; i++)
@@ -270,7 +272,7 @@ Test(funnel, a_merged_journey_is_taken_back) {
     ev(&p, 0, "a1", 0, 0, "ads", "smb");               /* anonymous */
     ev(&p, 0, "a2", MIN, 1, "reviews", "smb");
     ev(&p, 1, "u1", 2 * MIN, -1, NULL, NULL);          /* the identify, on the customer */
-    funnel_removed(&p.d, &cfg, &p.j[0]);
+    funnel_removed(&p.d, &p.r, &cfg, &p.j[0]);
     int from = p.j[1].phase;
     journey_merge(&p.j[1], &p.j[0], &cfg);
     funnel_moved(&p.d, &p.r, &cfg, &p.j[1], from);
@@ -295,6 +297,7 @@ Test(funnel, segments_and_touchpoints_are_capped) {
     /* a restarted daemon learns the names back from the stored fields */
     funnel_reg_t r;
     memset(&r, 0, sizeof(r));
+    funnel_delta_render(&p.d, &p.r, &cfg);
     for (size_t i = 0; i < p.d.n; i++) funnel_reg_learn(&r, p.d.names[i]);
     cr_assert_eq(r.segments.n, 2);
     cr_assert_str_eq(r.segments.v[0], "a");
