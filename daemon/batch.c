@@ -74,6 +74,7 @@ typedef struct entry {
     uint8_t state;
     uint8_t dirty;
     uint8_t cand;              /* loaded because its timer looked due */
+    uint8_t rearm;             /* its timer fired early: set it to the deadline */
     char id[JD_ID_MAX + 1];
     char target[JD_ID_MAX + 1];/* ENT_REDIRECT */
     journey_t *j;              /* ENT_JOURNEY; owned */
@@ -97,6 +98,7 @@ typedef struct pending {
     const char **vals;         /* owned */
     size_t *lens;
     int64_t *deadlines;
+    uint8_t *rearm;
     size_t n_vals;
 } pending_t;
 
@@ -625,8 +627,14 @@ static void sweep(batch_t *b) {
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
         if (!e->sh->in_batch) continue; /* its shard is not in this batch */
-        if (e->state == ENT_JOURNEY) close_if_due(b, e);
-        else if (e->cand) e->dirty = 1;       /* stale timer: removed by the commit */
+        if (e->state == ENT_JOURNEY) {
+            close_if_due(b, e);
+            /* timers only move earlier (ZADD LT): one that fired before the
+             * journey's deadline is re-armed */
+            if (e->cand && e->j->status == JOURNEY_OPEN) e->dirty = e->rearm = 1;
+        } else if (e->cand) {
+            e->dirty = 1;                     /* stale timer: removed by the commit */
+        }
     }
 }
 
@@ -674,6 +682,7 @@ typedef struct commit_buf {
     const char **vals;
     size_t *lens;
     int64_t *deadlines;
+    uint8_t *rearm;
     const char *stat_names[STAT__COUNT];
 } commit_buf_t;
 
@@ -694,6 +703,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
     q->vals = &cb->vals[*k];
     q->val_lens = &cb->lens[*k];
     q->deadlines = &cb->deadlines[*k];
+    q->rearm = &cb->rearm[*k];
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
         if (e->sh != sh || !e->dirty) continue;
@@ -703,6 +713,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
         cb->vals[*k] = v;
         int64_t d = e->state == ENT_JOURNEY && e->j->status == JOURNEY_OPEN ? journey_deadline(e->j, b->cfg) : -1;
         cb->deadlines[*k] = d == INT64_MAX ? -1 : d;
+        cb->rearm[*k] = e->rearm;
         if (cb->deadlines[*k] >= 0 && cb->deadlines[*k] < sh->next_due) sh->next_due = cb->deadlines[*k];
         (*k)++;
         q->n_keys++;
@@ -722,8 +733,9 @@ static void commit_prepare(batch_t *b) {
     cb.vals = malloc((n + 1) * sizeof(*cb.vals));
     cb.lens = malloc((n + 1) * sizeof(*cb.lens));
     cb.deadlines = malloc((n + 1) * sizeof(*cb.deadlines));
+    cb.rearm = malloc(n + 1);
     shard_t **shards = malloc((size_t)b->n_shards * sizeof(*shards));
-    if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !cb.deadlines || !shards) abort();
+    if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !cb.deadlines || !cb.rearm || !shards) abort();
     memcpy(cb.stat_names, stat_names, sizeof(stat_names));
     for (int s = 0; s < b->n_shards; s++) {
         build_shard_req(b, b->shards[s], &cb.reqs[s], &k, &cb);
@@ -732,7 +744,7 @@ static void commit_prepare(batch_t *b) {
     }
     b->prep = (pending_t){.reqs = cb.reqs, .shards = shards, .n = b->n_shards,
                           .ids = cb.ids, .vals = cb.vals, .lens = cb.lens, .deadlines = cb.deadlines,
-                          .n_vals = k};
+                          .rearm = cb.rearm, .n_vals = k};
 }
 
 static void pending_free(pending_t *p) {
@@ -741,6 +753,7 @@ static void pending_free(pending_t *p) {
     free(p->vals);
     free(p->lens);
     free(p->deadlines);
+    free(p->rearm);
     free(p->reqs);
     free(p->shards);
     memset(p, 0, sizeof(*p));
@@ -763,6 +776,7 @@ static void table_keep_current(batch_t *b) {
         b->tab2[k] = *e;           /* moves the journey */
         b->tab2[k].dirty = 0;
         b->tab2[k].cand = 0;
+        b->tab2[k].rearm = 0;
         b->used2[n++] = k;
         e->sh = NULL;
         e->j = NULL;
@@ -865,6 +879,7 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
     free(p->vals);
     free(p->lens);
     free(p->deadlines);
+    free(p->rearm);
     b->pend = (pending_t){.reqs = p->reqs, .shards = p->shards, .n = p->n};
     for (int s = 0; s < p->n; s++) { /* nothing pending may point into the batch */
         b->pend.reqs[s].ids = NULL;
@@ -873,6 +888,7 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
         b->pend.reqs[s].stat_deltas = NULL;
         b->pend.reqs[s].stat_names = NULL;
         b->pend.reqs[s].deadlines = NULL;
+        b->pend.reqs[s].rearm = NULL;
         b->pend.reqs[s].metric_names = NULL;
         b->pend.reqs[s].metric_deltas = NULL;
     }

@@ -12,7 +12,8 @@
  * fenced (another owner since a rebalance) and left out, and one whose
  * counters key is not a hash or timers key not a sorted set is refused, so
  * nothing in the transaction can fail. Then one MULTI/EXEC writes, per
- * shard, the journeys and redirects (MSET, DEL), their timers (ZADD, ZREM),
+ * shard, the journeys and redirects (MSET, DEL), their timers (ZADD LT,
+ * ZADD to re-arm one that fired early, ZREM),
  * the counter and funnel deltas (HINCRBY), the event-time clock (HSET) and,
  * last, the new offset. EXEC
  * applies all of it or, if a watched offset changed in between, nothing.
@@ -460,28 +461,32 @@ static size_t fmt_i64(char *buf, int64_t v) {
     return n;
 }
 
-/* ZADD the timers of open journeys, ZREM the others; returns commands queued. */
+/* The timers of a shard's commit, returns commands queued: ZADD LT for open
+ * journeys (a timer may fire early, never late: when it does, the journey
+ * is looked at and its timer re-armed with a plain ZADD), ZREM the others. */
 static size_t append_timers(store_t *st, const store_commit_req_t *q) {
-    size_t n_add = 0, n_rem = 0, queued = 0;
+    size_t n[3] = {0, 0, 0}, queued = 0; /* 0: ZADD LT, 1: ZADD, 2: ZREM */
     if (!q->deadlines || !q->n_keys) return 0;
-    for (size_t i = 0; i < q->n_keys; i++) q->deadlines[i] >= 0 ? n_add++ : n_rem++;
+    for (size_t i = 0; i < q->n_keys; i++)
+        n[q->deadlines[i] < 0 ? 2 : q->rearm && q->rearm[i] ? 1 : 0]++;
     argvbuf_t a;
-    char *scores = malloc(n_add * 24 + 1);
-    if (!scores || argv_init(&a, 2 + 2 * q->n_keys, key_text_cap(st->cfg->redis_prefix, q->shard, 0, NULL)) < 0)
+    char *scores = malloc((n[0] + n[1]) * 24 + 1);
+    if (!scores || argv_init(&a, 3 + 2 * q->n_keys, key_text_cap(st->cfg->redis_prefix, q->shard, 0, NULL)) < 0)
         abort();
-    for (int add = 1; add >= 0; add--) {
-        if (!(add ? n_add : n_rem)) continue;
+    for (int op = 0; op < 3; op++) {
+        if (!n[op]) continue;
         a.argc = 0;
         a.used = 0;
-        argv_add(&a, add ? "ZADD" : "ZREM", 4);
+        argv_add(&a, op == 2 ? "ZREM" : "ZADD", 4);
         argv_add_key(&a, st->cfg->redis_prefix, q->shard, "t", NULL);
+        if (op == 0) argv_add(&a, "LT", 2);
         char *sp = scores;
         for (size_t i = 0; i < q->n_keys; i++) {
-            if ((q->deadlines[i] >= 0) != add) continue;
-            if (add) {
-                size_t n = fmt_i64(sp, q->deadlines[i]);
-                argv_add(&a, sp, n);
-                sp += n + 1;
+            if ((q->deadlines[i] < 0 ? 2 : q->rearm && q->rearm[i] ? 1 : 0) != op) continue;
+            if (op < 2) {
+                size_t len = fmt_i64(sp, q->deadlines[i]);
+                argv_add(&a, sp, len);
+                sp += len + 1;
             }
             argv_add(&a, q->ids[i], strlen(q->ids[i]));
         }

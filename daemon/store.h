@@ -56,7 +56,9 @@ typedef struct store_commit_req {
     const char *const *ids;   /* customer ids whose value changes */
     const char *const *vals;  /* new values (journey blobs or redirects); NULL = delete */
     const size_t *val_lens;
-    const int64_t *deadlines; /* per id: its timer (ms), or -1: no timer (closed, redirect, deleted) */
+    const int64_t *deadlines; /* per id: its timer (ms), or -1: no timer (closed, redirect, deleted);
+                                 written with ZADD LT: a timer only ever moves earlier ... */
+    const uint8_t *rearm;     /* ... unless rearm[i] (NULL: none): set to deadlines[i] as it is */
     store_status_t status;    /* out: result for this shard */
 } store_commit_req_t;
 
