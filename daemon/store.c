@@ -450,96 +450,172 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
     return s;
 }
 
-/* Decimal of v >= 0 into buf (NUL-terminated, at most 20 digits); length. */
+/* Decimal of v into buf (NUL-terminated, at most 21 bytes); length. */
 static size_t fmt_i64(char *buf, int64_t v) {
     char tmp[24];
-    size_t n = 0;
-    uint64_t u = (uint64_t)v;
+    size_t n = 0, k = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     do tmp[n++] = (char)('0' + u % 10); while ((u /= 10));
-    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-    buf[n] = '\0';
-    return n;
+    if (v < 0) buf[k++] = '-';
+    while (n) buf[k++] = tmp[--n];
+    buf[k] = '\0';
+    return k;
 }
 
-/* The timers of a shard's commit, returns commands queued: ZADD LT for open
- * journeys (a timer may fire early, never late: when it does, the journey
- * is looked at and its timer re-armed with a plain ZADD), ZREM the others. */
-static size_t append_timers(store_t *st, const store_commit_req_t *q) {
-    size_t n[3] = {0, 0, 0}, queued = 0; /* 0: ZADD LT, 1: ZADD, 2: ZREM */
-    if (!q->deadlines || !q->n_keys) return 0;
-    for (size_t i = 0; i < q->n_keys; i++)
-        n[q->deadlines[i] < 0 ? 2 : q->rearm && q->rearm[i] ? 1 : 0]++;
-    argvbuf_t a;
-    char *scores = malloc((n[0] + n[1]) * 24 + 1);
-    if (!scores || argv_init(&a, 3 + 2 * q->n_keys, key_text_cap(st->cfg->redis_prefix, q->shard, 0, NULL)) < 0)
-        abort();
+/* ---- the writes of a commit, in RESP ------------------------------------------
+ * A commit queues tens of thousands of arguments; formatting them straight
+ * into one buffer costs a fraction of hiredis's per-command formatting. */
+typedef struct resp {
+    char *p;
+    size_t len, cap;
+} resp_t;
+
+static char *resp_room(resp_t *r, size_t n) {
+    if (r->len + n > r->cap) {
+        size_t ncap = r->cap ? r->cap : 4096;
+        while (ncap < r->len + n) ncap *= 2;
+        char *p = realloc(r->p, ncap);
+        if (!p) abort();
+        r->p = p;
+        r->cap = ncap;
+    }
+    return r->p + r->len;
+}
+
+static void resp_num(resp_t *r, char tag, size_t n) {
+    char *p = resp_room(r, 24);
+    *p = tag;
+    size_t k = 1 + fmt_i64(p + 1, (int64_t)n);
+    p[k] = '\r';
+    p[k + 1] = '\n';
+    r->len += k + 2;
+}
+
+static void resp_cmd(resp_t *r, size_t argc) { resp_num(r, '*', argc); }
+
+static void resp_arg(resp_t *r, const char *s, size_t n) {
+    resp_num(r, '$', n);
+    char *p = resp_room(r, n + 2);
+    memcpy(p, s, n);
+    p[n] = '\r';
+    p[n + 1] = '\n';
+    r->len += n + 2;
+}
+
+static void resp_str(resp_t *r, const char *s) { resp_arg(r, s, strlen(s)); }
+
+static void resp_i64(resp_t *r, int64_t v) {
+    char num[24];
+    resp_arg(r, num, fmt_i64(num, v));
+}
+
+/* "<prefix>:{<shard>}:<kind>[:<id>]" as one argument. */
+static void resp_key(resp_t *r, const char *prefix, const char *shard, const char *kind, const char *id) {
+    size_t lp = strlen(prefix), ls = strlen(shard), lk = strlen(kind), li = id ? strlen(id) : 0;
+    size_t n = lp + ls + lk + 4 + (id ? li + 1 : 0);
+    resp_num(r, '$', n);
+    char *p = resp_room(r, n + 2);
+    memcpy(p, prefix, lp);
+    p += lp;
+    *p++ = ':';
+    *p++ = '{';
+    memcpy(p, shard, ls);
+    p += ls;
+    *p++ = '}';
+    *p++ = ':';
+    memcpy(p, kind, lk);
+    p += lk;
+    if (id) {
+        *p++ = ':';
+        memcpy(p, id, li);
+        p += li;
+    }
+    *p++ = '\r';
+    *p = '\n';
+    r->len += n + 2;
+}
+
+/* Timer operation of id i: 0 ZADD LT (a timer may fire early, never late:
+ * when it does, the journey is looked at and its timer re-armed), 1 ZADD
+ * (re-arm), 2 ZREM (no timer: closed, redirect, deleted). */
+static int timer_op(const store_commit_req_t *q, size_t i) {
+    return q->deadlines[i] < 0 ? 2 : q->rearm && q->rearm[i] ? 1 : 0;
+}
+
+static size_t resp_timers(resp_t *r, const char *prefix, const store_commit_req_t *q) {
+    size_t n[3] = {0, 0, 0}, queued = 0;
+    if (!q->deadlines) return 0;
+    for (size_t i = 0; i < q->n_keys; i++) n[timer_op(q, i)]++;
     for (int op = 0; op < 3; op++) {
         if (!n[op]) continue;
-        a.argc = 0;
-        a.used = 0;
-        argv_add(&a, op == 2 ? "ZREM" : "ZADD", 4);
-        argv_add_key(&a, st->cfg->redis_prefix, q->shard, "t", NULL);
-        if (op == 0) argv_add(&a, "LT", 2);
-        char *sp = scores;
+        resp_cmd(r, 2 + (op == 0) + n[op] * (op < 2 ? 2 : 1));
+        resp_str(r, op == 2 ? "ZREM" : "ZADD");
+        resp_key(r, prefix, q->shard, "t", NULL);
+        if (op == 0) resp_str(r, "LT");
         for (size_t i = 0; i < q->n_keys; i++) {
-            if ((q->deadlines[i] < 0 ? 2 : q->rearm && q->rearm[i] ? 1 : 0) != op) continue;
-            if (op < 2) {
-                size_t len = fmt_i64(sp, q->deadlines[i]);
-                argv_add(&a, sp, len);
-                sp += len + 1;
-            }
-            argv_add(&a, q->ids[i], strlen(q->ids[i]));
+            if (timer_op(q, i) != op) continue;
+            if (op < 2) resp_i64(r, q->deadlines[i]);
+            resp_str(r, q->ids[i]);
         }
-        redisAppendCommandArgv(st->c, (int)a.argc, a.argv, a.lens);
         queued++;
     }
-    argv_free(&a);
-    free(scores);
     return queued;
 }
 
-/* Queue the writes of one checked shard inside the transaction. */
+static size_t resp_hincrby(resp_t *r, const char *prefix, const char *shard, size_t n,
+                           const char *const *names, const int64_t *deltas) {
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!deltas[i]) continue;
+        resp_cmd(r, 4);
+        resp_arg(r, "HINCRBY", 7);
+        resp_key(r, prefix, shard, "s", NULL);
+        resp_str(r, names[i]);
+        resp_i64(r, deltas[i]);
+        queued++;
+    }
+    return queued;
+}
+
+/* Queue the writes of one checked shard inside the transaction: journeys
+ * and redirects (MSET), deleted ones (DEL), timers, counters, the clock and,
+ * last, the offset. Returns the number of commands. */
 static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
-    argvbuf_t a;
+    const char *pre = st->cfg->redis_prefix;
+    resp_t r = {NULL, 0, 0};
     size_t queued = 0, n_set = 0, n_del = 0;
     for (size_t i = 0; i < q->n_keys; i++) q->vals[i] ? n_set++ : n_del++;
-    if (argv_init(&a, 1 + 2 * q->n_keys + 2, key_text_cap(st->cfg->redis_prefix, q->shard, q->n_keys, q->ids)) < 0)
-        abort();
     if (n_set) {
-        argv_add(&a, "MSET", 4);
+        resp_cmd(&r, 1 + 2 * n_set);
+        resp_str(&r, "MSET");
         for (size_t i = 0; i < q->n_keys; i++) {
             if (!q->vals[i]) continue;
-            argv_add_key(&a, st->cfg->redis_prefix, q->shard, "j", q->ids[i]);
-            argv_add(&a, q->vals[i], q->val_lens[i]);
+            resp_key(&r, pre, q->shard, "j", q->ids[i]);
+            resp_arg(&r, q->vals[i], q->val_lens[i]);
         }
-        redisAppendCommandArgv(st->c, (int)a.argc, a.argv, a.lens);
         queued++;
     }
     if (n_del) {
-        a.argc = 0;
-        argv_add(&a, "DEL", 3);
+        resp_cmd(&r, 1 + n_del);
+        resp_str(&r, "DEL");
         for (size_t i = 0; i < q->n_keys; i++)
-            if (!q->vals[i]) argv_add_key(&a, st->cfg->redis_prefix, q->shard, "j", q->ids[i]);
-        redisAppendCommandArgv(st->c, (int)a.argc, a.argv, a.lens);
+            if (!q->vals[i]) resp_key(&r, pre, q->shard, "j", q->ids[i]);
         queued++;
     }
-    argv_free(&a);
-    queued += append_timers(st, q);
-    char skey[512], okey[512];
-    store_key(st->cfg->redis_prefix, q->shard, "s", NULL, skey, sizeof(skey));
-    store_key(st->cfg->redis_prefix, q->shard, "o", NULL, okey, sizeof(okey));
-    for (size_t i = 0; i < q->n_stats; i++) {
-        if (!q->stat_deltas[i]) continue;
-        redisAppendCommand(st->c, "HINCRBY %s %s %lld", skey, q->stat_names[i], (long long)q->stat_deltas[i]);
-        queued++;
-    }
-    for (size_t i = 0; i < q->n_metrics; i++) {
-        if (!q->metric_deltas[i]) continue;
-        redisAppendCommand(st->c, "HINCRBY %s %s %lld", skey, q->metric_names[i], (long long)q->metric_deltas[i]);
-        queued++;
-    }
-    redisAppendCommand(st->c, "HSET %s clock %lld", skey, (long long)q->clock);
-    redisAppendCommand(st->c, "SET %s %lld", okey, (long long)q->new_offset);
+    queued += resp_timers(&r, pre, q);
+    queued += resp_hincrby(&r, pre, q->shard, q->n_stats, q->stat_names, q->stat_deltas);
+    queued += resp_hincrby(&r, pre, q->shard, q->n_metrics, q->metric_names, q->metric_deltas);
+    resp_cmd(&r, 4);
+    resp_str(&r, "HSET");
+    resp_key(&r, pre, q->shard, "s", NULL);
+    resp_str(&r, "clock");
+    resp_i64(&r, q->clock);
+    resp_cmd(&r, 3);
+    resp_str(&r, "SET");
+    resp_key(&r, pre, q->shard, "o", NULL);
+    resp_i64(&r, q->new_offset);
+    if (redisAppendFormattedCommand(st->c, r.p, r.len) != REDIS_OK) abort(); /* out of memory */
+    free(r.p);
     return queued + 2;
 }
 
