@@ -10,7 +10,10 @@ heartbeats, so (nearly) every journey is still open at the end, each with its
 timer: the table then also gives the timers'
 Redis bytes (MEMORY USAGE of the per-partition sorted sets).
 
-Usage: tests/bench/footprint.py [--customers 10000,100000,1000000] [--open]
+With --baseline REV, journeyd built from git revision REV drains the same
+topic too, for its peak RSS beside this commit's.
+
+Usage: tests/bench/footprint.py [--customers 10000,100000,1000000] [--open] [--baseline REV]
 """
 import argparse
 import datetime
@@ -21,7 +24,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 import jdtest  # noqa: E402
-from throughput import PARTITIONS, machine, run_journeyd  # noqa: E402
+from throughput import PARTITIONS, build_baseline, machine, run_journeyd  # noqa: E402
 
 
 def timers(r, prefix):
@@ -37,7 +40,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", default="10000,100000,1000000")
     ap.add_argument("--open", action="store_true", help="no heartbeats: every journey stays open")
+    ap.add_argument("--baseline", help="git revision to compare peak RSS with")
     a = ap.parse_args()
+    base_bin = build_baseline(a.baseline) if a.baseline else None
     commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     date = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -55,6 +60,15 @@ def main():
                        check=True, capture_output=True)
         total = sum(jdtest.high_watermarks(topic, PARTITIONS).values())
         m = run_journeyd(topic, dlq, total, inspect=timers)
+        if base_bin:
+            bm = run_journeyd(topic, dlq, total, base_bin)
+            print("%8d customers: baseline %s peak RSS %.1f MiB, %.0f events/s" % (
+                n, a.baseline, bm["rss_kb"] / 1024, bm["eps_owned"]), flush=True)
+            with open(os.path.join(HERE, "results.tsv"), "a") as f:
+                f.write("\t".join(str(x) for x in [date, a.baseline, machine(), "footprint-baseline", "msgpack",
+                                                    total, n, bm["journeys"], bm["rss_kb"],
+                                                    "%.0f" % bm["redis_bytes_per_journey"],
+                                                    "%.0f" % bm["eps_owned"]]) + "\n")
         jdtest.delete_topics(topic, dlq)
         rows.append((n, total, m))
         if a.open:
