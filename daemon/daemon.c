@@ -375,7 +375,8 @@ fail:
 static int same_phases(const config_t *a, const config_t *b) {
     if (a->n_phases != b->n_phases) return 0;
     for (int i = 0; i < a->n_phases; i++)
-        if (strcmp(a->phases[i].name, b->phases[i].name)) return 0;
+        if (strcmp(a->phases[i].name, b->phases[i].name) || a->phases[i].timeout_ms != b->phases[i].timeout_ms)
+            return 0; /* stored timers were set with the old timeouts */
     return 1;
 }
 
@@ -390,7 +391,7 @@ static void reload(ctx_t *c) {
     if (!same_phases(n, c->boot_cfg) || n->limits.max_message_bytes > c->boot_cfg->limits.max_message_bytes ||
         n->batch_max_events > c->boot_cfg->batch_max_events) {
         log_error("reload refused, keeping the running configuration",
-                  "error=\"phases, input.max_message_bytes or processing.batch_max_events changed: restart required\"");
+                  "error=\"phases or their timeouts, input.max_message_bytes or processing.batch_max_events changed: restart required\"");
         config_free(n);
         return;
     }
