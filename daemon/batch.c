@@ -212,7 +212,6 @@ static int64_t next_offset(const shard_t *sh) {
 
 static void note_shard(batch_t *b, shard_t *sh, int64_t offset) {
     if (!sh->in_batch) join_batch(b, sh);
-    if (sh->batch_first < 0) sh->batch_first = offset;
     sh->batch_last = offset;
     sh->stats[STAT_CONSUMED]++;
     b->n_msgs++;
@@ -793,7 +792,7 @@ static void table_keep_current(batch_t *b) {
 static void batch_clear(batch_t *b) {
     for (int s = 0; s < b->n_shards; s++) {
         shard_t *sh = b->shards[s];
-        sh->batch_first = sh->batch_last = -1;
+        sh->batch_last = -1;
         sh->in_batch = 0;
         memset(sh->stats, 0, sizeof(sh->stats));
         funnel_delta_clear(&sh->fd);
@@ -830,10 +829,10 @@ store_status_t batch_prepare(batch_t *b, store_t *st, store_t *st_load, deadlett
     b->stale = 0;
     b->epoch++;
     add_item_ids(b);
-    if ((rc = load_due(b, st_load, errbuf, errlen)) != STORE_OK ||
-        (rc = load_round(b, st_load, &redirects, errbuf, errlen)) != STORE_OK ||
-        (rc = load_redirects(b, st_load, redirects, errbuf, errlen)) != STORE_OK)
-        goto fail;
+    rc = load_due(b, st_load, errbuf, errlen);
+    if (rc == STORE_OK) rc = load_round(b, st_load, &redirects, errbuf, errlen);
+    if (rc == STORE_OK) rc = load_redirects(b, st_load, redirects, errbuf, errlen);
+    if (rc != STORE_OK) goto fail;
     apply_all(b);
     if (deadletter_sync(dl, b->cfg->shutdown_timeout_ms, errbuf, errlen) < 0) {
         rc = STORE_RETRY;

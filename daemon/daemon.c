@@ -91,7 +91,7 @@ static shard_t *shard_add(ctx_t *c, const char *topic, int32_t partition) {
     snprintf(sh->name, sizeof(sh->name), "%s:%d", topic, (int)partition);
     sh->partition = partition;
     sh->committed = sh->next = -1;
-    sh->batch_first = sh->batch_last = -1;
+    sh->batch_last = -1;
     sh->next_due = INT64_MIN;
     c->shards[c->n_shards++] = sh;
     return sh;

@@ -59,11 +59,14 @@ void funnel_reg_free(funnel_reg_t *r) {
 static int split_field(char *f, char **phase, char **seg, char **kind, char **x) {
     if (strncmp(f, FUNNEL_PREFIX, 2)) return -1;
     *phase = f + 2;
-    if (!(*seg = strchr(*phase, '|'))) return -1;
+    *seg = strchr(*phase, '|');
+    if (!*seg) return -1;
     *(*seg)++ = '\0';
-    if (!(*kind = strchr(*seg, '|'))) return -1;
+    *kind = strchr(*seg, '|');
+    if (!*kind) return -1;
     *(*kind)++ = '\0';
-    if ((*x = strchr(*kind, '|'))) *(*x)++ = '\0';
+    *x = strchr(*kind, '|');
+    if (*x) *(*x)++ = '\0';
     return 0;
 }
 
@@ -152,9 +155,23 @@ static void delta_add(funnel_delta_t *d, uint64_t key, int64_t delta) {
     d->slots[k] = (uint32_t)++d->n;
 }
 
-/* A name in a field: '|' becomes '/'. */
+/* A name in a field: '|' becomes '/'. The buffer is sized for the longest. */
 static void put_name(char **p, const char *name) {
     for (; *name; name++) *(*p)++ = *name == '|' ? '/' : *name;
+}
+
+static void put_str(char **p, const char *s) {
+    while (*s) *(*p)++ = *s++;
+}
+
+static void put_uint(char **p, unsigned v) {
+    char tmp[12];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n) *(*p)++ = tmp[--n];
 }
 
 static const char *ix_name(const funnel_names_t *s, unsigned ix) {
@@ -164,23 +181,29 @@ static const char *ix_name(const funnel_names_t *s, unsigned ix) {
 void funnel_delta_render(funnel_delta_t *d, const funnel_reg_t *r, const config_t *cfg) {
     names_free_rendered(d);
     if (!d->n) return;
-    if (!(d->names = malloc(d->n * sizeof(*d->names)))) abort();
+    d->names = malloc(d->n * sizeof(*d->names));
+    if (!d->names) abort();
     for (size_t i = 0; i < d->n; i++) {
         uint64_t k = d->keys[i];
         int phase = (int)(k >> 56), kind = (int)(k >> 48 & 0xff);
         unsigned seg = (unsigned)(k >> 32 & 0xffff), x = (unsigned)(k & 0xffffffffu);
+        /* "f|" phase "|" segment "|" kind ["|" touchpoint or bucket]: names <= JD_NAME_MAX */
         char buf[3 * (JD_NAME_MAX + 1) + 32], *p = buf;
-        p += sprintf(p, "f|%s|", cfg->phases[phase].name);
+        put_str(&p, FUNNEL_PREFIX);
+        put_str(&p, cfg->phases[phase].name);
+        *p++ = '|';
         put_name(&p, ix_name(&r->segments, seg));
-        p += sprintf(p, "|%s", KIND_NAMES[kind]);
+        *p++ = '|';
+        put_str(&p, KIND_NAMES[kind]);
         if (kind == K_DROP) {
             *p++ = '|';
             put_name(&p, x == TP_OTHER ? FUNNEL_OTHER : r->touchpoints.v[x]);
         } else if (kind == K_TIP) {
-            p += sprintf(p, "|%u", x);
+            *p++ = '|';
+            put_uint(&p, x);
         }
         *p = '\0';
-        if (!(d->names[i] = strdup(buf))) abort();
+        d->names[i] = dup_str(buf);
     }
     d->n_names = d->n;
 }
@@ -231,6 +254,7 @@ static void take_back(funnel_delta_t *d, unsigned seg, int p) {
 
 void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from) {
     if (j->phase < 0) return;
+    if (!j->mseg[0]) from = -1; /* never counted (a version 1 journey): count it whole now */
     /* The segment is the journey's (its latest event carrying one), so it
      * does not depend on arrival order; if it changed, the journey's counts
      * move with it. */
@@ -273,13 +297,14 @@ void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, cons
 }
 
 void funnel_removed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j) {
-    if (j->phase < 0 || j->status != JOURNEY_OPEN) return;
+    if (j->phase < 0 || j->status != JOURNEY_OPEN || !j->mseg[0]) return;
     take_back(d, seg_ix(r, cfg, j->mseg), j->phase);
 }
 
 /* ---- the life of a journey ------------------------------------------------------ */
 
 static void close_now(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j) {
+    if (j->phase >= 0 && !j->mseg[0]) funnel_moved(d, r, cfg, j, -1); /* a version 1 journey */
     journey_close(j, cfg);
     funnel_closed(d, r, cfg, j);
 }
@@ -370,8 +395,9 @@ void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *name, in
     else if (!strcmp(kind, "completed")) p->completed += value;
     else if (!strcmp(kind, "drop") && x) count_add(p, x, value);
     else if (!strcmp(kind, "tip") && x) {
-        int b = atoi(x);
-        if (b >= 0 && b < FUNNEL_TIP_BUCKETS) p->tip[b] += value;
+        char *end;
+        long b = strtol(x, &end, 10);
+        if (end != x && !*end && b >= 0 && b < FUNNEL_TIP_BUCKETS) p->tip[b] += value;
     }
 }
 

@@ -329,7 +329,8 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
     redisAppendCommand(st->c, "HKEYS %s", key);
     st->round_trips++;
     st->commands += 2;
-    if ((s = read_replies(st, 2, r, errbuf, errlen)) != STORE_OK) return s;
+    s = read_replies(st, 2, r, errbuf, errlen);
+    if (s != STORE_OK) return s;
     if (r[0]->type == REDIS_REPLY_ERROR || r[1]->type == REDIS_REPLY_ERROR) {
         snprintf(errbuf, errlen, "redis %s: %s", key, (r[0]->type == REDIS_REPLY_ERROR ? r[0] : r[1])->str);
         s = STORE_FATAL;
@@ -375,8 +376,10 @@ store_status_t store_due(store_t *st, store_due_req_t *reqs, size_t nreq, char *
         }
         reqs[q].ids = calloc(a->elements + 1, sizeof(char *));
         if (!reqs[q].ids) abort();
-        for (size_t i = 0; i < a->elements; i++)
-            if (!(reqs[q].ids[reqs[q].n++] = strndup(a->element[i]->str, a->element[i]->len))) abort();
+        for (size_t i = 0; i < a->elements; i++) {
+            reqs[q].ids[reqs[q].n] = strndup(a->element[i]->str, a->element[i]->len);
+            if (!reqs[q].ids[reqs[q].n++]) abort();
+        }
         reqs[q].next = b->elements == 2 ? strtoll(b->element[1]->str, NULL, 10) : INT64_MAX;
     }
     for (size_t i = 0; i < 2 * nreq; i++) freeReplyObject(r[i]);
@@ -455,7 +458,10 @@ static size_t fmt_i64(char *buf, int64_t v) {
     char tmp[24];
     size_t n = 0, k = 0;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do tmp[n++] = (char)('0' + u % 10); while ((u /= 10));
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
     if (v < 0) buf[k++] = '-';
     while (n) buf[k++] = tmp[--n];
     buf[k] = '\0';

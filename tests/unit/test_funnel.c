@@ -281,6 +281,27 @@ Test(funnel, a_merged_journey_is_taken_back) {
     part_free(&p);
 }
 
+Test(funnel, a_journey_never_counted_is_counted_whole) {
+    part_t p;
+    part_init(&p, 2);
+    /* as read from a version 1 blob: phase reached before the funnel existed */
+    ev(&p, 0, "m1", 0, 1, "reviews", "smb");
+    ev(&p, 1, "x1", 0, 1, "reviews", "smb");
+    funnel_delta_clear(&p.d);
+    p.j[0].mseg[0] = p.j[1].mseg[0] = '\0';
+    ev(&p, 0, "m2", MIN, 2, "cart", NULL);   /* moves on */
+    heartbeat(&p, 3 * DAY + 10 * MIN);       /* c1 closes without another event */
+    cr_assert_eq(sweep(&p), 2);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "f|information|smb|dropped=1;f|information|smb|drop|reviews=1;f|information|smb|progressed=1;"
+             "f|information|smb|reached=2;f|information|smb|tip|%d=1;f|purchase|smb|dropped=1;"
+             "f|purchase|smb|drop|cart=1;f|purchase|smb|reached=1;f|search|smb|progressed=2;"
+             "f|search|smb|reached=2;", funnel_tip_bucket(MIN));
+    cr_assert_str_eq(counters(&p), want);
+    part_free(&p);
+}
+
 Test(funnel, segments_and_touchpoints_are_capped) {
     part_t p;
     part_init(&p, 4);
