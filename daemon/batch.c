@@ -74,7 +74,8 @@ typedef struct entry {
     uint8_t state;
     uint8_t dirty;
     uint8_t cand;              /* loaded because its timer looked due */
-    uint8_t rearm;             /* its timer fired early: set it to the deadline */
+    int64_t timer;             /* as committed: the journey's timer is at or before
+                                  this deadline; -1: it has none */
     char id[JD_ID_MAX + 1];
     char target[JD_ID_MAX + 1];/* ENT_REDIRECT */
     journey_t *j;              /* ENT_JOURNEY; owned */
@@ -97,9 +98,8 @@ typedef struct pending {
     const char **ids;          /* prepared only: what the reqs point to */
     const char **vals;         /* owned */
     size_t *lens;
-    int64_t *deadlines;
-    uint8_t *rearm;
     size_t n_vals;
+    store_timer_t *timers;     /* prepared only */
 } pending_t;
 
 struct batch {
@@ -332,6 +332,7 @@ static entry_t *table_get(batch_t *b, shard_t *sh, const char *id) {
     }
     entry_t *e = &b->tab[k];
     memset(e, 0, sizeof(*e));
+    e->timer = -1;
     e->sh = sh;
     e->hash = h;
     e->epoch = b->epoch;
@@ -343,9 +344,16 @@ static entry_t *table_get(batch_t *b, shard_t *sh, const char *id) {
 
 /* ---- load ---------------------------------------------------------------- */
 
+/* A journey's deadline, -1: none (no event yet, or closed). */
+static int64_t deadline_or_none(const batch_t *b, const journey_t *j) {
+    int64_t d = j->status == JOURNEY_OPEN ? journey_deadline(j, b->cfg) : -1;
+    return d == INT64_MAX ? -1 : d;
+}
+
 /* Value loaded from Redis for e: absent, a redirect, or a journey blob. */
 static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
     char err[128];
+    e->timer = -1;
     if (!v->data) {
         e->state = ENT_ABSENT;
         return 0;
@@ -366,6 +374,9 @@ static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
         return -1;
     }
     e->state = ENT_JOURNEY;
+    /* Every open journey written since timers exist (mseg set) has one at or
+     * before its deadline; one from before (version 1) has none yet. */
+    if (e->j->status == JOURNEY_OPEN && e->j->mseg[0]) e->timer = deadline_or_none(b, e->j);
     return 0;
 }
 
@@ -621,18 +632,13 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
 }
 
 /* After the items: close every journey in memory that the watermark has
- * passed, and drop timers that point at no journey. */
+ * passed. */
 static void sweep(batch_t *b) {
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
         if (!e->sh->in_batch) continue; /* its shard is not in this batch */
         if (e->state == ENT_JOURNEY) {
             close_if_due(b, e);
-            /* timers only move earlier (ZADD LT): one that fired before the
-             * journey's deadline is re-armed */
-            if (e->cand && e->j->status == JOURNEY_OPEN) e->dirty = e->rearm = 1;
-        } else if (e->cand) {
-            e->dirty = 1;                     /* stale timer: removed by the commit */
         }
     }
 }
@@ -680,10 +686,31 @@ typedef struct commit_buf {
     const char **ids;
     const char **vals;
     size_t *lens;
-    int64_t *deadlines;
-    uint8_t *rearm;
+    store_timer_t *timers;
+    size_t n_timers;
     const char *stat_names[STAT__COUNT];
 } commit_buf_t;
+
+/* The change to e's timer this commit makes, given the timer as committed
+ * (e->timer: at or before that deadline) and the journey's deadline now
+ * (`now`, -1: none). Timers only move earlier (ZADD LT), so the usual event,
+ * which pushes the deadline later, changes nothing; a timer that fired before
+ * the deadline (a candidate still open) is re-armed; a stale one (its journey
+ * closed, merged away or gone) is removed. 0: no change. */
+static int timer_change(const entry_t *e, int64_t now, store_timer_t *t) {
+    int had = e->cand || e->timer >= 0;
+    if (now < 0) {
+        if (!had) return 0;
+        *t = (store_timer_t){.id = e->id, .at = 0, .op = STORE_TIMER_DEL};
+    } else if (e->cand) {
+        *t = (store_timer_t){.id = e->id, .at = now, .op = STORE_TIMER_SET};
+    } else if (e->timer < 0 || now < e->timer) {
+        *t = (store_timer_t){.id = e->id, .at = now, .op = STORE_TIMER_LT};
+    } else {
+        return 0;
+    }
+    return 1;
+}
 
 static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size_t *k,
                             commit_buf_t *cb) {
@@ -693,27 +720,31 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
     q->n_stats = STAT__COUNT;
     q->stat_names = cb->stat_names;
     q->stat_deltas = sh->stats;
-    funnel_delta_render(&sh->fd, &sh->reg, b->cfg);
-    q->n_metrics = sh->fd.n;
+    funnel_delta_render(&sh->fd, &sh->totals, &sh->reg, b->cfg);
+    q->n_metrics = sh->fd.n_names;
     q->metric_names = (const char *const *)sh->fd.names;
-    q->metric_deltas = sh->fd.vals;
+    q->metric_values = sh->fd.totals;
     q->clock = sh->clock;
     q->ids = &cb->ids[*k];
     q->vals = &cb->vals[*k];
     q->val_lens = &cb->lens[*k];
-    q->deadlines = &cb->deadlines[*k];
-    q->rearm = &cb->rearm[*k];
+    q->timers = &cb->timers[cb->n_timers];
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
-        if (e->sh != sh || !e->dirty) continue;
+        if (e->sh != sh || !(e->dirty || e->cand)) continue;
+        int64_t now = e->state == ENT_JOURNEY ? deadline_or_none(b, e->j) : -1;
+        store_timer_t *t = &cb->timers[cb->n_timers];
+        if (timer_change(e, now, t)) {
+            cb->n_timers++;
+            q->n_timers++;
+            if (t->op != STORE_TIMER_DEL && t->at < sh->next_due) sh->next_due = t->at;
+        }
+        e->timer = now; /* what it is once this commits (memory is dropped if it does not) */
+        if (!e->dirty) continue;
         char *v;
         if (entry_value(e, &v, &cb->lens[*k]) < 0) abort();
         cb->ids[*k] = e->id;
         cb->vals[*k] = v;
-        int64_t d = e->state == ENT_JOURNEY && e->j->status == JOURNEY_OPEN ? journey_deadline(e->j, b->cfg) : -1;
-        cb->deadlines[*k] = d == INT64_MAX ? -1 : d;
-        cb->rearm[*k] = e->rearm;
-        if (cb->deadlines[*k] >= 0 && cb->deadlines[*k] < sh->next_due) sh->next_due = cb->deadlines[*k];
         (*k)++;
         q->n_keys++;
     }
@@ -726,15 +757,15 @@ static void commit_prepare(batch_t *b) {
     commit_buf_t cb;
     size_t n = 0, k = 0;
     for (int s = 0; s < STAT__COUNT; s++) stat_names[s] = shard_stat_name(s);
-    for (size_t i = 0; i < b->n_tab; i++) n += b->tab[b->used[i]].dirty;
+    for (size_t i = 0; i < b->n_tab; i++) n += b->tab[b->used[i]].dirty || b->tab[b->used[i]].cand;
     cb.reqs = calloc((size_t)b->n_shards, sizeof(*cb.reqs));
     cb.ids = malloc((n + 1) * sizeof(*cb.ids));
     cb.vals = malloc((n + 1) * sizeof(*cb.vals));
     cb.lens = malloc((n + 1) * sizeof(*cb.lens));
-    cb.deadlines = malloc((n + 1) * sizeof(*cb.deadlines));
-    cb.rearm = malloc(n + 1);
+    cb.timers = malloc((n + 1) * sizeof(*cb.timers));
+    cb.n_timers = 0;
     shard_t **shards = malloc((size_t)b->n_shards * sizeof(*shards));
-    if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !cb.deadlines || !cb.rearm || !shards) abort();
+    if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !cb.timers || !shards) abort();
     memcpy(cb.stat_names, stat_names, sizeof(stat_names));
     for (int s = 0; s < b->n_shards; s++) {
         build_shard_req(b, b->shards[s], &cb.reqs[s], &k, &cb);
@@ -742,8 +773,8 @@ static void commit_prepare(batch_t *b) {
         shards[s] = b->shards[s];
     }
     b->prep = (pending_t){.reqs = cb.reqs, .shards = shards, .n = b->n_shards,
-                          .ids = cb.ids, .vals = cb.vals, .lens = cb.lens, .deadlines = cb.deadlines,
-                          .rearm = cb.rearm, .n_vals = k};
+                          .ids = cb.ids, .vals = cb.vals, .lens = cb.lens, .n_vals = k,
+                          .timers = cb.timers};
 }
 
 static void pending_free(pending_t *p) {
@@ -751,8 +782,7 @@ static void pending_free(pending_t *p) {
     free(p->ids);
     free(p->vals);
     free(p->lens);
-    free(p->deadlines);
-    free(p->rearm);
+    free(p->timers);
     free(p->reqs);
     free(p->shards);
     memset(p, 0, sizeof(*p));
@@ -775,7 +805,6 @@ static void table_keep_current(batch_t *b) {
         b->tab2[k] = *e;           /* moves the journey */
         b->tab2[k].dirty = 0;
         b->tab2[k].cand = 0;
-        b->tab2[k].rearm = 0;
         b->used2[n++] = k;
         e->sh = NULL;
         e->j = NULL;
@@ -877,8 +906,7 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
     free(p->ids);
     free(p->vals);
     free(p->lens);
-    free(p->deadlines);
-    free(p->rearm);
+    free(p->timers);
     b->pend = (pending_t){.reqs = p->reqs, .shards = p->shards, .n = p->n};
     for (int s = 0; s < p->n; s++) { /* nothing pending may point into the batch */
         b->pend.reqs[s].ids = NULL;
@@ -886,10 +914,9 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
         b->pend.reqs[s].val_lens = NULL;
         b->pend.reqs[s].stat_deltas = NULL;
         b->pend.reqs[s].stat_names = NULL;
-        b->pend.reqs[s].deadlines = NULL;
-        b->pend.reqs[s].rearm = NULL;
+        b->pend.reqs[s].timers = NULL;
         b->pend.reqs[s].metric_names = NULL;
-        b->pend.reqs[s].metric_deltas = NULL;
+        b->pend.reqs[s].metric_values = NULL;
     }
     memset(p, 0, sizeof(*p));
     table_keep_current(b);

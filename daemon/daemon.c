@@ -130,13 +130,20 @@ static void backoff(ctx_t *c, const char *what, const char *err) {
  * flagged for resync and resync_shards() tries again later, while the loop
  * keeps polling the consumer (a consumer that stops polling for
  * max.poll.interval.ms leaves its group). */
-static void learn_field(const char *field, void *opaque) { funnel_reg_learn(opaque, field); }
+static const config_t *learn_cfg;
+
+static void learn_field(const char *field, int64_t value, void *opaque) {
+    shard_t *sh = opaque;
+    funnel_learn(&sh->reg, &sh->totals, learn_cfg, field, value);
+}
 
 static int shard_load_offset(ctx_t *c, shard_t *sh) {
     char err[256];
     funnel_reg_free(&sh->reg);
+    funnel_delta_free(&sh->totals);
+    learn_cfg = c->live_cfg;
     if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK &&
-        store_shard_state(c->st, sh->name, &sh->clock, learn_field, &sh->reg, err, sizeof(err)) == STORE_OK) {
+        store_shard_state(c->st, sh->name, &sh->clock, learn_field, sh, err, sizeof(err)) == STORE_OK) {
         c->backoff_ms = 0;
         sh->next_due = INT64_MIN; /* ask Redis for due timers on the next batch */
         sh->timers_more = 0;
@@ -221,8 +228,8 @@ static void cycle(ctx_t *c) {
     c->us_prepare += t1 - t0;
     c->us_wait += t2 - t1;
     c->us_send += now_us() - t2;
-    if (rc == STORE_OK && work) c->backoff_ms = 0;
-    else after_failure(c, rc, "batch", err);
+    if (rc != STORE_OK) after_failure(c, rc, "batch", err);
+    else if (work) c->backoff_ms = 0;
 }
 
 /* Seek every shard flagged for resync to its offset in Redis. Until that

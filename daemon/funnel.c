@@ -70,20 +70,11 @@ static int split_field(char *f, char **phase, char **seg, char **kind, char **x)
     return 0;
 }
 
-void funnel_reg_learn(funnel_reg_t *r, const char *field) {
-    char buf[512], *phase, *seg, *kind, *x;
-    snprintf(buf, sizeof(buf), "%s", field);
-    if (split_field(buf, &phase, &seg, &kind, &x) < 0) return;
-    if (strcmp(seg, FUNNEL_OTHER) && strcmp(seg, FUNNEL_NONE) && names_find(&r->segments, seg) < 0)
-        names_add(&r->segments, seg);
-    if (x && !strcmp(kind, "drop") && strcmp(x, FUNNEL_OTHER) && names_find(&r->touchpoints, x) < 0)
-        names_add(&r->touchpoints, x);
-}
-
-/* A counter while a batch is applied: phase, kind, segment, touchpoint or
- * bucket, packed in 64 bits. Segment and touchpoint are registry indices,
- * or the reserved NONE / OTHER. */
-enum { K_REACHED = 0, K_ACTIVE, K_PROGRESSED, K_DROPPED, K_COMPLETED, K_DROP, K_TIP };
+/* A counter in memory: phase, kind, segment, touchpoint or bucket, packed
+ * in 64 bits. Segment and touchpoint are registry indices, or the reserved
+ * NONE / OTHER. Registry names are as in the fields ('|' written as '/'), so
+ * every key has one field and every field one key. */
+enum { K_REACHED = 0, K_ACTIVE, K_PROGRESSED, K_DROPPED, K_COMPLETED, K_DROP, K_TIP, K__COUNT };
 static const char *const KIND_NAMES[] = {"reached", "active", "progressed", "dropped", "completed",
                                          "drop", "tip"};
 #define IX_NONE 0xffffu
@@ -92,6 +83,35 @@ static const char *const KIND_NAMES[] = {"reached", "active", "progressed", "dro
 
 static uint64_t key_of(int phase, int kind, unsigned seg, unsigned x) {
     return (uint64_t)phase << 56 | (uint64_t)kind << 48 | (uint64_t)seg << 32 | x;
+}
+
+static void delta_add(funnel_delta_t *d, uint64_t key, int64_t delta);
+
+void funnel_learn(funnel_reg_t *r, funnel_delta_t *totals, const config_t *cfg, const char *field,
+                  int64_t value) {
+    char buf[512], *phase, *seg, *kind, *x;
+    snprintf(buf, sizeof(buf), "%s", field);
+    if (split_field(buf, &phase, &seg, &kind, &x) < 0) return;
+    if (strcmp(seg, FUNNEL_OTHER) && strcmp(seg, FUNNEL_NONE) && names_find(&r->segments, seg) < 0)
+        names_add(&r->segments, seg);
+    if (x && !strcmp(kind, "drop") && strcmp(x, FUNNEL_OTHER) && names_find(&r->touchpoints, x) < 0)
+        names_add(&r->touchpoints, x);
+    int p = 0, k = 0;
+    while (p < cfg->n_phases && strcmp(cfg->phases[p].name, phase)) p++;
+    while (k < K__COUNT && strcmp(KIND_NAMES[k], kind)) k++;
+    if (p == cfg->n_phases || k == K__COUNT || (k >= K_DROP) != (x != NULL)) return;
+    unsigned s = !strcmp(seg, FUNNEL_NONE) ? IX_NONE : !strcmp(seg, FUNNEL_OTHER) ? IX_OTHER
+                                                      : (unsigned)names_find(&r->segments, seg);
+    unsigned ix = 0;
+    if (k == K_DROP) {
+        ix = !strcmp(x, FUNNEL_OTHER) ? TP_OTHER : (unsigned)names_find(&r->touchpoints, x);
+    } else if (k == K_TIP) {
+        char *end;
+        long v = strtol(x, &end, 10);
+        if (*end || v < 0 || v >= FUNNEL_TIP_BUCKETS) return;
+        ix = (unsigned)v;
+    }
+    delta_add(totals, key_of(p, k, s, ix), value);
 }
 
 static uint64_t key_hash(uint64_t k) {
@@ -103,7 +123,9 @@ static uint64_t key_hash(uint64_t k) {
 static void names_free_rendered(funnel_delta_t *d) {
     for (size_t i = 0; i < d->n_names; i++) free(d->names[i]);
     free(d->names);
+    free(d->totals);
     d->names = NULL;
+    d->totals = NULL;
     d->n_names = 0;
 }
 
@@ -155,11 +177,6 @@ static void delta_add(funnel_delta_t *d, uint64_t key, int64_t delta) {
     d->slots[k] = (uint32_t)++d->n;
 }
 
-/* A name in a field: '|' becomes '/'. The buffer is sized for the longest. */
-static void put_name(char **p, const char *name) {
-    for (; *name; name++) *(*p)++ = *name == '|' ? '/' : *name;
-}
-
 static void put_str(char **p, const char *s) {
     while (*s) *(*p)++ = *s++;
 }
@@ -178,13 +195,24 @@ static const char *ix_name(const funnel_names_t *s, unsigned ix) {
     return ix == IX_NONE ? FUNNEL_NONE : ix == IX_OTHER ? FUNNEL_OTHER : s->v[ix];
 }
 
-void funnel_delta_render(funnel_delta_t *d, const funnel_reg_t *r, const config_t *cfg) {
+/* The value of key in d, after adding delta. */
+static int64_t delta_add_get(funnel_delta_t *d, uint64_t key, int64_t delta) {
+    delta_add(d, key, delta);
+    size_t k = key_hash(key) & (d->cap - 1);
+    while (d->keys[d->slots[k] - 1] != key) k = (k + 1) & (d->cap - 1);
+    return d->vals[d->slots[k] - 1];
+}
+
+void funnel_delta_render(funnel_delta_t *d, funnel_delta_t *totals, const funnel_reg_t *r,
+                         const config_t *cfg) {
     names_free_rendered(d);
     if (!d->n) return;
     d->names = malloc(d->n * sizeof(*d->names));
-    if (!d->names) abort();
+    d->totals = malloc(d->n * sizeof(*d->totals));
+    if (!d->names || !d->totals) abort();
     for (size_t i = 0; i < d->n; i++) {
         uint64_t k = d->keys[i];
+        if (!d->vals[i]) continue; /* moved and back within the batch */
         int phase = (int)(k >> 56), kind = (int)(k >> 48 & 0xff);
         unsigned seg = (unsigned)(k >> 32 & 0xffff), x = (unsigned)(k & 0xffffffffu);
         /* "f|" phase "|" segment "|" kind ["|" touchpoint or bucket]: names <= JD_NAME_MAX */
@@ -192,20 +220,20 @@ void funnel_delta_render(funnel_delta_t *d, const funnel_reg_t *r, const config_
         put_str(&p, FUNNEL_PREFIX);
         put_str(&p, cfg->phases[phase].name);
         *p++ = '|';
-        put_name(&p, ix_name(&r->segments, seg));
+        put_str(&p, ix_name(&r->segments, seg));
         *p++ = '|';
         put_str(&p, KIND_NAMES[kind]);
         if (kind == K_DROP) {
             *p++ = '|';
-            put_name(&p, x == TP_OTHER ? FUNNEL_OTHER : r->touchpoints.v[x]);
+            put_str(&p, x == TP_OTHER ? FUNNEL_OTHER : r->touchpoints.v[x]);
         } else if (kind == K_TIP) {
             *p++ = '|';
             put_uint(&p, x);
         }
         *p = '\0';
-        d->names[i] = dup_str(buf);
+        d->totals[d->n_names] = delta_add_get(totals, k, d->vals[i]);
+        d->names[d->n_names++] = dup_str(buf);
     }
-    d->n_names = d->n;
 }
 
 /* ---- time in phase ---------------------------------------------------------------- */
@@ -230,7 +258,16 @@ int64_t funnel_tip_upper_ms(int bucket) {
 
 /* Registry index of a segment (seg) or touchpoint name: known, or added if
  * there is room, else OTHER ("other", and "none" for segments, are reserved). */
-static unsigned name_ix(funnel_names_t *s, const char *name, int max, int seg) {
+/* A name as fields hold it: '|' written as '/', at most JD_NAME_MAX bytes. */
+static void field_name(char *dst, const char *name) {
+    size_t i = 0;
+    for (; name[i] && i < JD_NAME_MAX; i++) dst[i] = name[i] == '|' ? '/' : name[i];
+    dst[i] = '\0';
+}
+
+static unsigned name_ix(funnel_names_t *s, const char *raw, int max, int seg) {
+    char name[JD_NAME_MAX + 1];
+    field_name(name, raw);
     if (seg && !strcmp(name, FUNNEL_NONE)) return IX_NONE;
     unsigned other = seg ? IX_OTHER : TP_OTHER;
     if (!strcmp(name, FUNNEL_OTHER)) return other;
@@ -258,7 +295,8 @@ void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journ
     /* The segment is the journey's (its latest event carrying one), so it
      * does not depend on arrival order; if it changed, the journey's counts
      * move with it. */
-    const char *want = j->segment[0] ? j->segment : FUNNEL_NONE;
+    char want[JD_NAME_MAX + 1];
+    field_name(want, j->segment[0] ? j->segment : FUNNEL_NONE);
     if (j->phase <= from && !strcmp(want, j->mseg)) return; /* the usual event: nothing moves */
     unsigned seg;
     if (from < 0 || strcmp(want, j->mseg)) {

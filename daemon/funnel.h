@@ -31,15 +31,17 @@ typedef struct funnel_names {
     int n, cap;
 } funnel_names_t;
 
-/* Counter deltas of one batch of one partition. Counters are keyed by
- * numbers while the batch is applied (phase, kind, segment and touchpoint
- * index in the registry); funnel_delta_render() names them for the commit. */
+/* Counters keyed by numbers (phase, kind, segment and touchpoint index in
+ * the registry): the deltas of one batch of one partition, or the
+ * partition's stored values (its totals). funnel_delta_render() names the
+ * deltas for the commit, which writes the new totals. */
 typedef struct funnel_delta {
     uint64_t *keys;
     int64_t *vals;
     uint32_t *slots;      /* open addressing: index + 1, 0 = empty */
     size_t n, cap;        /* cap: slots, a power of two */
-    char **names;         /* after funnel_delta_render(): n field names, owned */
+    char **names;         /* after funnel_delta_render(): field names, owned, */
+    int64_t *totals;      /* and each one's new total */
     size_t n_names;
 } funnel_delta_t;
 
@@ -52,10 +54,15 @@ void funnel_delta_free(funnel_delta_t *d);
 void funnel_delta_clear(funnel_delta_t *d);
 
 void funnel_reg_free(funnel_reg_t *r);
-/* Learn the names used by an existing counter field (loading a partition). */
-void funnel_reg_learn(funnel_reg_t *r, const char *field);
-/* Name every counter of d (d->names[0..n)); the registry it was built with. */
-void funnel_delta_render(funnel_delta_t *d, const funnel_reg_t *r, const config_t *cfg);
+/* Loading a partition: learn the names an existing counter field uses, and
+ * its value into the partition's totals (fields other than f|... and of
+ * phases no longer configured are left alone). */
+void funnel_learn(funnel_reg_t *r, funnel_delta_t *totals, const config_t *cfg, const char *field,
+                  int64_t value);
+/* Add d to the totals and name every counter that changed: d->names and
+ * d->totals[0..n_names), with the registry d was built with. */
+void funnel_delta_render(funnel_delta_t *d, funnel_delta_t *totals, const funnel_reg_t *r,
+                         const config_t *cfg);
 
 /* Time-in-phase histogram: bucket of a duration and the upper edge (ms) of a
  * bucket. Four buckets per doubling of seconds: the edge is at most 25 % high. */

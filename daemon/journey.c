@@ -32,7 +32,6 @@
 
 #include "text.h"
 
-#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,195 +266,306 @@ void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
  *    status, prev_end, mseg]
  * documented in schemas/redis.md. */
 
-static void pack_str(msgpack_packer *pk, const char *s) {
+/* The blob is written and read by hand, not through msgpack-c's packer and
+ * object tree: one journey is written per event touched and read per journey
+ * loaded, and the generic paths cost several times more (a callback per
+ * value, a zone of objects per blob). The bytes are what msgpack-c's packer
+ * writes: the smallest form of every integer, str8 for strings of 32..255. */
+
+typedef struct wbuf {
+    unsigned char *p;
+    size_t len, cap;
+} wbuf_t;
+
+static void w_room(wbuf_t *w, size_t n) {
+    if (w->len + n <= w->cap) return;
+    size_t ncap = w->cap * 2 > w->len + n ? w->cap * 2 : w->len + n;
+    unsigned char *p = realloc(w->p, ncap);
+    if (!p) abort();
+    w->p = p;
+    w->cap = ncap;
+}
+
+static void w_be(wbuf_t *w, unsigned char tag, uint64_t v, int bytes) {
+    unsigned char *o = w->p + w->len;
+    o[0] = tag;
+    for (int i = 0; i < bytes; i++) o[1 + i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+    w->len += 1 + (size_t)bytes;
+}
+
+static void w_uint(wbuf_t *w, uint64_t v) {
+    w_room(w, 9);
+    if (v < 128) w->p[w->len++] = (unsigned char)v;
+    else if (v <= UINT8_MAX) w_be(w, 0xcc, v, 1);
+    else if (v <= UINT16_MAX) w_be(w, 0xcd, v, 2);
+    else if (v <= UINT32_MAX) w_be(w, 0xce, v, 4);
+    else w_be(w, 0xcf, v, 8);
+}
+
+static void w_int(wbuf_t *w, int64_t v) {
+    if (v >= 0) {
+        w_uint(w, (uint64_t)v);
+        return;
+    }
+    w_room(w, 9);
+    if (v >= -32) w->p[w->len++] = (unsigned char)(int8_t)v;
+    else if (v >= INT8_MIN) w_be(w, 0xd0, (uint64_t)v, 1);
+    else if (v >= INT16_MIN) w_be(w, 0xd1, (uint64_t)v, 2);
+    else if (v >= INT32_MIN) w_be(w, 0xd2, (uint64_t)v, 4);
+    else w_be(w, 0xd3, (uint64_t)v, 8);
+}
+
+static void w_array(wbuf_t *w, uint32_t n) {
+    w_room(w, 5);
+    if (n < 16) w->p[w->len++] = (unsigned char)(0x90 | n);
+    else if (n <= UINT16_MAX) w_be(w, 0xdc, n, 2);
+    else w_be(w, 0xdd, n, 4);
+}
+
+static void w_str(wbuf_t *w, const char *s) {
     size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
+    w_room(w, 5 + n);
+    if (n < 32) w->p[w->len++] = (unsigned char)(0xa0 | n);
+    else if (n <= UINT8_MAX) w_be(w, 0xd9, n, 1);
+    else if (n <= UINT16_MAX) w_be(w, 0xda, n, 2);
+    else w_be(w, 0xdb, n, 4);
+    memcpy(w->p + w->len, s, n);
+    w->len += n;
 }
 
 int journey_pack(const journey_t *j, char **out, size_t *outlen) {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
     /* one allocation for the usual size: header, history and dedup ring */
-    sb.alloc = 256 + (size_t)j->n_hist * 48 + (size_t)j->n_dedup * 9;
-    if (!(sb.data = malloc(sb.alloc))) return -1;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 22);
-    msgpack_pack_uint8(&pk, JOURNEY_BLOB_VERSION);
-    pack_str(&pk, j->customer);
-    msgpack_pack_uint32(&pk, j->number);
-    msgpack_pack_int8(&pk, j->phase);
-    msgpack_pack_int64(&pk, j->start_ts);
-    msgpack_pack_int64(&pk, j->last_ts);
-    msgpack_pack_array(&pk, (size_t)(j->phase + 1));
-    for (int k = 0; k <= j->phase; k++) msgpack_pack_int64(&pk, j->phase_ts[k]);
-    pack_str(&pk, j->last_tp);
-    msgpack_pack_int64(&pk, j->last_tp_ts);
-    msgpack_pack_uint64(&pk, j->last_tp_mid);
-    msgpack_pack_uint64(&pk, j->events);
-    pack_str(&pk, j->segment);
-    msgpack_pack_int64(&pk, j->segment_ts);
-    msgpack_pack_uint64(&pk, j->segment_mid);
-    msgpack_pack_array(&pk, 8);
-    msgpack_pack_int8(&pk, j->sat.metric);
-    msgpack_pack_int8(&pk, j->sat.score);
-    msgpack_pack_int8(&pk, j->sat.scope);
-    msgpack_pack_int8(&pk, j->sat.phase);
-    msgpack_pack_int8(&pk, j->sat.explicit_phase);
-    msgpack_pack_int64(&pk, j->sat.ts);
-    msgpack_pack_uint64(&pk, j->sat.mid);
-    pack_str(&pk, j->sat.tp);
-    msgpack_pack_uint32(&pk, j->merged);
-    msgpack_pack_array(&pk, (size_t)j->n_hist * 4);
+    wbuf_t w = {NULL, 0, 320 + (size_t)j->n_hist * 40 + (size_t)j->n_dedup * 9};
+    if (!(w.p = malloc(w.cap))) return -1;
+    w_array(&w, 22);
+    w_uint(&w, JOURNEY_BLOB_VERSION);
+    w_str(&w, j->customer);
+    w_uint(&w, j->number);
+    w_int(&w, j->phase);
+    w_int(&w, j->start_ts);
+    w_int(&w, j->last_ts);
+    w_array(&w, (uint32_t)(j->phase + 1));
+    for (int k = 0; k <= j->phase; k++) w_int(&w, j->phase_ts[k]);
+    w_str(&w, j->last_tp);
+    w_int(&w, j->last_tp_ts);
+    w_uint(&w, j->last_tp_mid);
+    w_uint(&w, j->events);
+    w_str(&w, j->segment);
+    w_int(&w, j->segment_ts);
+    w_uint(&w, j->segment_mid);
+    w_array(&w, 8);
+    w_int(&w, j->sat.metric);
+    w_int(&w, j->sat.score);
+    w_int(&w, j->sat.scope);
+    w_int(&w, j->sat.phase);
+    w_int(&w, j->sat.explicit_phase);
+    w_int(&w, j->sat.ts);
+    w_uint(&w, j->sat.mid);
+    w_str(&w, j->sat.tp);
+    w_uint(&w, j->merged);
+    w_array(&w, j->n_hist * 4);
     for (uint32_t i = 0; i < j->n_hist; i++) {
-        msgpack_pack_int64(&pk, j->hist[i].ts);
-        msgpack_pack_uint64(&pk, j->hist[i].mid);
-        msgpack_pack_int8(&pk, j->hist[i].phase);
-        pack_str(&pk, j->hist[i].tp);
+        w_int(&w, j->hist[i].ts);
+        w_uint(&w, j->hist[i].mid);
+        w_int(&w, j->hist[i].phase);
+        w_str(&w, j->hist[i].tp);
     }
-    msgpack_pack_array(&pk, j->n_dedup);
-    for (uint32_t i = 0; i < j->n_dedup; i++) msgpack_pack_uint64(&pk, j->dedup[i]);
-    msgpack_pack_uint32(&pk, j->dedup_pos);
-    msgpack_pack_uint8(&pk, j->status);
-    msgpack_pack_int64(&pk, j->prev_end);
-    pack_str(&pk, j->mseg);
-    if (!sb.data) return -1;
-    *out = sb.data;   /* ownership passes to the caller */
-    *outlen = sb.size;
+    w_array(&w, j->n_dedup);
+    for (uint32_t i = 0; i < j->n_dedup; i++) w_uint(&w, j->dedup[i]);
+    w_uint(&w, j->dedup_pos);
+    w_uint(&w, j->status);
+    w_int(&w, j->prev_end);
+    w_str(&w, j->mseg);
+    *out = (char *)w.p;   /* ownership passes to the caller */
+    *outlen = w.len;
     return 0;
 }
 
-/* Typed readers over a msgpack_object; each returns -1 on a type mismatch. */
-static int get_i64(const msgpack_object *o, int64_t *v) {
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
-        *v = (int64_t)o->via.u64;
+/* A bounds-checked cursor over a blob. Every reader returns -1 when the
+ * bytes run out or the value there is not of the kind asked for. */
+typedef struct rbuf {
+    const unsigned char *p, *end;
+} rbuf_t;
+
+static int r_be(rbuf_t *r, int bytes, uint64_t *v) {
+    if (r->end - r->p < bytes) return -1;
+    uint64_t x = 0;
+    for (int i = 0; i < bytes; i++) x = x << 8 | r->p[i];
+    r->p += bytes;
+    *v = x;
+    return 0;
+}
+
+/* Any integer: *neg says whether it is negative (then *v holds its bits). */
+static int r_integer(rbuf_t *r, uint64_t *v, int *neg) {
+    if (r->p >= r->end) return -1;
+    unsigned char b = *r->p++;
+    *neg = 0;
+    if (b < 0x80) {
+        *v = b;
         return 0;
     }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *v = o->via.i64;
+    if (b >= 0xe0) {
+        *v = (uint64_t)(int64_t)(int8_t)b;
+        *neg = 1;
         return 0;
     }
-    return -1;
-}
-
-static int get_u64(const msgpack_object *o, uint64_t *v) {
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return -1;
-    *v = o->via.u64;
+    static const signed char BYTES[8] = {1, 2, 4, 8, 1, 2, 4, 8}; /* 0xcc..0xd3 */
+    if (b < 0xcc || b > 0xd3) return -1;
+    int n = BYTES[b - 0xcc];
+    if (r_be(r, n, v) < 0) return -1;
+    if (b >= 0xd0) { /* signed: sign-extend */
+        int shift = 64 - 8 * n;
+        *v = (uint64_t)((int64_t)(*v << shift) >> shift);
+        *neg = (int64_t)*v < 0;
+    }
     return 0;
 }
 
-static int get_small(const msgpack_object *o, int64_t lo, int64_t hi, int64_t *v) {
-    if (get_i64(o, v) < 0 || *v < lo || *v > hi) return -1;
+static int get_i64(rbuf_t *r, int64_t *v) {
+    uint64_t x;
+    int neg;
+    if (r_integer(r, &x, &neg) < 0 || (!neg && x > INT64_MAX)) return -1;
+    *v = (int64_t)x;
     return 0;
 }
 
-static int get_name(const msgpack_object *o, char *dst, size_t cap) {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap) return -1;
-    memcpy(dst, o->via.str.ptr, o->via.str.size);
-    dst[o->via.str.size] = '\0';
+static int get_u64(rbuf_t *r, uint64_t *v) {
+    int neg;
+    return r_integer(r, v, &neg) < 0 || neg ? -1 : 0;
+}
+
+static int get_small(rbuf_t *r, int64_t lo, int64_t hi, int64_t *v) {
+    if (get_i64(r, v) < 0 || *v < lo || *v > hi) return -1;
     return 0;
 }
 
-static int unpack_sat(journey_t *j, const msgpack_object *o) {
+static int get_array(rbuf_t *r, uint32_t *n) {
+    uint64_t x;
+    if (r->p >= r->end) return -1;
+    unsigned char b = *r->p++;
+    if ((b & 0xf0) == 0x90) x = b & 0x0f;
+    else if (b == 0xdc) { if (r_be(r, 2, &x) < 0) return -1; }
+    else if (b == 0xdd) { if (r_be(r, 4, &x) < 0) return -1; }
+    else return -1;
+    *n = (uint32_t)x;
+    return 0;
+}
+
+static int get_name(rbuf_t *r, char *dst, size_t cap) {
+    uint64_t n;
+    if (r->p >= r->end) return -1;
+    unsigned char b = *r->p++;
+    if ((b & 0xe0) == 0xa0) n = b & 0x1f;
+    else if (b == 0xd9) { if (r_be(r, 1, &n) < 0) return -1; }
+    else if (b == 0xda) { if (r_be(r, 2, &n) < 0) return -1; }
+    else if (b == 0xdb) { if (r_be(r, 4, &n) < 0) return -1; }
+    else return -1;
+    if (n >= cap || (uint64_t)(r->end - r->p) < n) return -1;
+    memcpy(dst, r->p, n);
+    dst[n] = '\0';
+    r->p += n;
+    return 0;
+}
+
+static int unpack_sat(journey_t *j, rbuf_t *r) {
     int64_t v[5];
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 8) return -1;
-    const msgpack_object *a = o->via.array.ptr;
+    uint32_t n;
+    if (get_array(r, &n) < 0 || n != 8) return -1;
     for (int i = 0; i < 5; i++)
-        if (get_small(&a[i], -1, 100, &v[i]) < 0) return -1;
+        if (get_small(r, -1, 100, &v[i]) < 0) return -1;
     j->sat.metric = (int8_t)v[0];
     j->sat.score = (int8_t)v[1];
     j->sat.scope = (int8_t)v[2];
     j->sat.phase = (int8_t)v[3];
     j->sat.explicit_phase = (int8_t)v[4];
-    if (get_i64(&a[5], &j->sat.ts) < 0 || get_u64(&a[6], &j->sat.mid) < 0) return -1;
-    return get_name(&a[7], j->sat.tp, sizeof(j->sat.tp));
+    if (get_i64(r, &j->sat.ts) < 0 || get_u64(r, &j->sat.mid) < 0) return -1;
+    return get_name(r, j->sat.tp, sizeof(j->sat.tp));
 }
 
-static int unpack_hist(journey_t *j, const msgpack_object *o, const config_t *cfg) {
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size % 4) return -1;
-    const msgpack_object *a = o->via.array.ptr;
-    for (uint32_t i = 0; i < o->via.array.size; i += 4) {
+static int unpack_hist(journey_t *j, rbuf_t *r, const config_t *cfg) {
+    uint32_t n;
+    if (get_array(r, &n) < 0 || n % 4) return -1;
+    for (uint32_t i = 0; i < n; i += 4) {
         int64_t ts, ph;
         uint64_t mid;
         char tp[JD_NAME_MAX + 1];
-        if (get_i64(&a[i], &ts) < 0 || get_u64(&a[i + 1], &mid) < 0 ||
-            get_small(&a[i + 2], -1, CFG_MAX_PHASES - 1, &ph) < 0 ||
-            get_name(&a[i + 3], tp, sizeof(tp)) < 0)
+        if (get_i64(r, &ts) < 0 || get_u64(r, &mid) < 0 ||
+            get_small(r, -1, CFG_MAX_PHASES - 1, &ph) < 0 || get_name(r, tp, sizeof(tp)) < 0)
             return -1;
         hist_add(j, cfg, ts, mid, (int)ph, tp);
     }
     return 0;
 }
 
-static int unpack_dedup(journey_t *j, const msgpack_object *o, const msgpack_object *pos,
-                        const config_t *cfg) {
+static int unpack_dedup(journey_t *j, rbuf_t *r, const config_t *cfg) {
+    uint32_t n;
     int64_t p;
-    if (o->type != MSGPACK_OBJECT_ARRAY || get_small(pos, 0, UINT32_MAX, &p) < 0) return -1;
+    if (get_array(r, &n) < 0 || (uint64_t)(r->end - r->p) < n) return -1;
+    uint64_t *ids = malloc(((size_t)n + 1) * sizeof(*ids));
+    if (!ids) abort();
+    for (uint32_t i = 0; i < n; i++)
+        if (get_u64(r, &ids[i]) < 0) goto bad;
+    if (get_small(r, 0, UINT32_MAX, &p) < 0) goto bad;
     /* Replay the ring oldest first so that the newest ids survive a smaller cap. */
-    uint32_t n = o->via.array.size;
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t mid;
-        if (get_u64(&o->via.array.ptr[(p + i) % n], &mid) < 0) return -1;
-        dedup_add(j, cfg, mid);
+    for (uint32_t i = 0; i < n; i++) dedup_add(j, cfg, ids[(p + i) % n]);
+    free(ids);
+    return 0;
+bad:
+    free(ids);
+    return -1;
+}
+
+static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cfg) {
+    int64_t v, version;
+    uint32_t m;
+    if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != (version == 1 ? 19u : 22u)) return -1;
+    if (get_name(r, j->customer, sizeof(j->customer)) < 0) return -1;
+    if (get_small(r, 1, UINT32_MAX, &v) < 0) return -1;
+    j->number = (uint32_t)v;
+    if (get_small(r, -1, cfg->n_phases - 1, &v) < 0) return -1;
+    j->phase = (int8_t)v;
+    if (get_i64(r, &j->start_ts) < 0 || get_i64(r, &j->last_ts) < 0) return -1;
+    if (get_array(r, &m) < 0 || m != (uint32_t)(j->phase + 1)) return -1;
+    for (int k = 0; k <= j->phase; k++)
+        if (get_i64(r, &j->phase_ts[k]) < 0) return -1;
+    if (get_name(r, j->last_tp, sizeof(j->last_tp)) < 0 || get_i64(r, &j->last_tp_ts) < 0 ||
+        get_u64(r, &j->last_tp_mid) < 0 || get_u64(r, &j->events) < 0 ||
+        get_name(r, j->segment, sizeof(j->segment)) < 0 || get_i64(r, &j->segment_ts) < 0 ||
+        get_u64(r, &j->segment_mid) < 0 || unpack_sat(j, r) < 0 || get_small(r, 0, UINT32_MAX, &v) < 0)
+        return -1;
+    j->merged = (uint32_t)v;
+    if (unpack_hist(j, r, cfg) < 0 || unpack_dedup(j, r, cfg) < 0) return -1;
+    if (version >= 2) {
+        if (get_small(r, JOURNEY_OPEN, JOURNEY_COMPLETED, &v) < 0 || get_i64(r, &j->prev_end) < 0 ||
+            get_name(r, j->mseg, sizeof(j->mseg)) < 0)
+            return -1;
+        j->status = (uint8_t)v;
     }
     return 0;
 }
 
-static int unpack_fields(journey_t *j, const msgpack_object *a, uint32_t n, const config_t *cfg) {
-    int64_t v;
-    if (get_small(&a[0], 1, JOURNEY_BLOB_VERSION, &v) < 0 || n != (v == 1 ? 19u : 22u)) return -1;
-    if (v >= 2) {
-        int64_t st;
-        if (get_small(&a[19], JOURNEY_OPEN, JOURNEY_COMPLETED, &st) < 0 ||
-            get_i64(&a[20], &j->prev_end) < 0 || get_name(&a[21], j->mseg, sizeof(j->mseg)) < 0)
-            return -1;
-        j->status = (uint8_t)st;
-    }
-    if (get_name(&a[1], j->customer, sizeof(j->customer)) < 0) return -1;
-    if (get_small(&a[2], 1, UINT32_MAX, &v) < 0) return -1;
-    j->number = (uint32_t)v;
-    if (get_small(&a[3], -1, cfg->n_phases - 1, &v) < 0) return -1;
-    j->phase = (int8_t)v;
-    if (get_i64(&a[4], &j->start_ts) < 0 || get_i64(&a[5], &j->last_ts) < 0) return -1;
-    if (a[6].type != MSGPACK_OBJECT_ARRAY || a[6].via.array.size != (uint32_t)(j->phase + 1)) return -1;
-    for (int k = 0; k <= j->phase; k++)
-        if (get_i64(&a[6].via.array.ptr[k], &j->phase_ts[k]) < 0) return -1;
-    if (get_name(&a[7], j->last_tp, sizeof(j->last_tp)) < 0 ||
-        get_i64(&a[8], &j->last_tp_ts) < 0 || get_u64(&a[9], &j->last_tp_mid) < 0 ||
-        get_u64(&a[10], &j->events) < 0 ||
-        get_name(&a[11], j->segment, sizeof(j->segment)) < 0 ||
-        get_i64(&a[12], &j->segment_ts) < 0 || get_u64(&a[13], &j->segment_mid) < 0 ||
-        unpack_sat(j, &a[14]) < 0 || get_small(&a[15], 0, UINT32_MAX, &v) < 0)
-        return -1;
-    j->merged = (uint32_t)v;
-    if (unpack_hist(j, &a[16], cfg) < 0) return -1;
-    return unpack_dedup(j, &a[17], &a[18], cfg);
-}
-
 int journey_unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg,
                    char *errbuf, size_t errlen) {
-    msgpack_unpacked u;
-    size_t off = 0;
-    int rc = -1;
-    msgpack_unpacked_init(&u);
-    if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
+    rbuf_t r = {(const unsigned char *)buf, (const unsigned char *)buf + len};
+    uint32_t n;
+    if (get_array(&r, &n) < 0) {
         snprintf(errbuf, errlen, "journey blob: not one MessagePack value");
-        goto out;
+        return -1;
     }
-    const msgpack_object *o = &u.data;
-    if (o->type != MSGPACK_OBJECT_ARRAY || (o->via.array.size != 19 && o->via.array.size != 22)) {
+    if (n != 19 && n != 22) {
         snprintf(errbuf, errlen, "journey blob: not a 19- or 22-element array");
-        goto out;
+        return -1;
     }
-    if (unpack_fields(j, o->via.array.ptr, o->via.array.size, cfg) < 0) {
+    if (unpack_fields(j, &r, n, cfg) < 0) {
         snprintf(errbuf, errlen, "journey blob: bad field (version %d expected)", JOURNEY_BLOB_VERSION);
-        goto out;
+        return -1;
     }
-    rc = 0;
-out:
-    msgpack_unpacked_destroy(&u);
-    return rc;
+    if (r.p != r.end) {
+        snprintf(errbuf, errlen, "journey blob: not one MessagePack value");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- printing ---------------------------------------------------------- */

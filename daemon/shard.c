@@ -8,6 +8,7 @@
 
 void shard_release(shard_t *sh) {
     funnel_delta_free(&sh->fd);
+    funnel_delta_free(&sh->totals);
     funnel_reg_free(&sh->reg);
 }
 

@@ -53,6 +53,7 @@ typedef struct shard {
     int64_t wall_mark;          /* wall clock (ms) up to which event time is accounted for */
     funnel_delta_t fd;          /* funnel counter deltas of the open batch */
     funnel_reg_t reg;           /* segment / touchpoint names its counters use */
+    funnel_delta_t totals;      /* its funnel counters as committed, and the open batch's */
 } shard_t;
 
 /* Release what the shard owns (the struct itself is the caller's). */

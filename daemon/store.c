@@ -316,7 +316,7 @@ store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
 }
 
 store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
-                                 void (*fn)(const char *field, void *opaque), void *opaque,
+                                 void (*fn)(const char *field, int64_t value, void *opaque), void *opaque,
                                  char *errbuf, size_t errlen) {
     char key[512];
     redisReply *r[2];
@@ -326,7 +326,7 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
         return STORE_FATAL;
     }
     redisAppendCommand(st->c, "HGET %s clock", key);
-    redisAppendCommand(st->c, "HKEYS %s", key);
+    redisAppendCommand(st->c, "HGETALL %s", key);
     st->round_trips++;
     st->commands += 2;
     s = read_replies(st, 2, r, errbuf, errlen);
@@ -336,8 +336,8 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
         s = STORE_FATAL;
     } else {
         *clock = r[0]->type == REDIS_REPLY_STRING ? strtoll(r[0]->str, NULL, 10) : 0;
-        for (size_t i = 0; r[1]->type == REDIS_REPLY_ARRAY && i < r[1]->elements; i++)
-            fn(r[1]->element[i]->str, opaque);
+        for (size_t i = 0; r[1]->type == REDIS_REPLY_ARRAY && i + 1 < r[1]->elements; i += 2)
+            fn(r[1]->element[i]->str, strtoll(r[1]->element[i + 1]->str, NULL, 10), opaque);
     }
     freeReplyObject(r[0]);
     freeReplyObject(r[1]);
@@ -541,27 +541,19 @@ static void resp_key(resp_t *r, const char *prefix, const char *shard, const cha
     r->len += n + 2;
 }
 
-/* Timer operation of id i: 0 ZADD LT (a timer may fire early, never late:
- * when it does, the journey is looked at and its timer re-armed), 1 ZADD
- * (re-arm), 2 ZREM (no timer: closed, redirect, deleted). */
-static int timer_op(const store_commit_req_t *q, size_t i) {
-    return q->deadlines[i] < 0 ? 2 : q->rearm && q->rearm[i] ? 1 : 0;
-}
-
 static size_t resp_timers(resp_t *r, const char *prefix, const store_commit_req_t *q) {
     size_t n[3] = {0, 0, 0}, queued = 0;
-    if (!q->deadlines) return 0;
-    for (size_t i = 0; i < q->n_keys; i++) n[timer_op(q, i)]++;
+    for (size_t i = 0; i < q->n_timers; i++) n[q->timers[i].op]++;
     for (int op = 0; op < 3; op++) {
         if (!n[op]) continue;
-        resp_cmd(r, 2 + (op == 0) + n[op] * (op < 2 ? 2 : 1));
-        resp_str(r, op == 2 ? "ZREM" : "ZADD");
+        resp_cmd(r, 2 + (op == STORE_TIMER_LT) + n[op] * (op == STORE_TIMER_DEL ? 1 : 2));
+        resp_str(r, op == STORE_TIMER_DEL ? "ZREM" : "ZADD");
         resp_key(r, prefix, q->shard, "t", NULL);
-        if (op == 0) resp_str(r, "LT");
-        for (size_t i = 0; i < q->n_keys; i++) {
-            if (timer_op(q, i) != op) continue;
-            if (op < 2) resp_i64(r, q->deadlines[i]);
-            resp_str(r, q->ids[i]);
+        if (op == STORE_TIMER_LT) resp_str(r, "LT");
+        for (size_t i = 0; i < q->n_timers; i++) {
+            if (q->timers[i].op != op) continue;
+            if (op != STORE_TIMER_DEL) resp_i64(r, q->timers[i].at);
+            resp_str(r, q->timers[i].id);
         }
         queued++;
     }
@@ -610,7 +602,16 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
     }
     queued += resp_timers(&r, pre, q);
     queued += resp_hincrby(&r, pre, q->shard, q->n_stats, q->stat_names, q->stat_deltas);
-    queued += resp_hincrby(&r, pre, q->shard, q->n_metrics, q->metric_names, q->metric_deltas);
+    if (q->n_metrics) { /* the funnel's new totals: one HSET */
+        resp_cmd(&r, 2 + 2 * q->n_metrics);
+        resp_str(&r, "HSET");
+        resp_key(&r, pre, q->shard, "s", NULL);
+        for (size_t i = 0; i < q->n_metrics; i++) {
+            resp_str(&r, q->metric_names[i]);
+            resp_i64(&r, q->metric_values[i]);
+        }
+        queued++;
+    }
     resp_cmd(&r, 4);
     resp_str(&r, "HSET");
     resp_key(&r, pre, q->shard, "s", NULL);

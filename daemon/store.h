@@ -41,6 +41,17 @@ typedef struct store_load_req {
     store_blob_t *out;        /* n entries, filled */
 } store_load_req_t;
 
+/* A change to one journey's timer: its score is the journey's deadline (ms).
+ * STORE_TIMER_LT only ever moves a timer earlier (ZADD LT), so a timer may
+ * fire early, never late; STORE_TIMER_SET re-arms one that fired early. */
+typedef enum { STORE_TIMER_LT = 0, STORE_TIMER_SET, STORE_TIMER_DEL } store_timer_op_t;
+
+typedef struct store_timer {
+    const char *id;
+    int64_t at;               /* deadline, ms (not used by STORE_TIMER_DEL) */
+    uint8_t op;               /* store_timer_op_t */
+} store_timer_t;
+
 typedef struct store_commit_req {
     const char *shard;
     int64_t expected_offset;  /* offset stored now, -1 if none */
@@ -48,17 +59,16 @@ typedef struct store_commit_req {
     size_t n_stats;
     const char *const *stat_names;
     const int64_t *stat_deltas;
-    size_t n_metrics;         /* funnel counter deltas (same hash as the counters) */
+    size_t n_metrics;         /* funnel counters' new values (same hash as the counters) */
     const char *const *metric_names;
-    const int64_t *metric_deltas;
+    const int64_t *metric_values;
     int64_t clock;            /* the shard's event-time clock after this commit */
     size_t n_keys;
     const char *const *ids;   /* customer ids whose value changes */
     const char *const *vals;  /* new values (journey blobs or redirects); NULL = delete */
     const size_t *val_lens;
-    const int64_t *deadlines; /* per id: its timer (ms), or -1: no timer (closed, redirect, deleted);
-                                 written with ZADD LT: a timer only ever moves earlier ... */
-    const uint8_t *rearm;     /* ... unless rearm[i] (NULL: none): set to deadlines[i] as it is */
+    size_t n_timers;
+    const struct store_timer *timers; /* timer changes (zset <prefix>:{shard}:t) */
     store_status_t status;    /* out: result for this shard */
 } store_commit_req_t;
 
@@ -83,10 +93,10 @@ store_status_t store_ping(store_t *st, char *errbuf, size_t errlen);
 store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset,
                                 char *errbuf, size_t errlen);
 
-/* A shard's event-time clock (0 if none) and the names of its stored
- * counters (fn is called for each; funnel_reg_learn()), in one round trip. */
+/* A shard's event-time clock (0 if none) and its stored counters (fn is
+ * called for each field and value; funnel_learn()), in one round trip. */
 store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
-                                 void (*fn)(const char *field, void *opaque), void *opaque,
+                                 void (*fn)(const char *field, int64_t value, void *opaque), void *opaque,
                                  char *errbuf, size_t errlen);
 
 /* The due timers of several shards in one round trip. */

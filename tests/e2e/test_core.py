@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import unittest
 
 import msgpack
@@ -94,6 +95,7 @@ class CoreTest(unittest.TestCase):
         p.close()
         cls.daemon = jdtest.Daemon(cls.config)
         jdtest.wait_committed(cls.prefix, cls.topic, 3, proc=cls.daemon.proc)
+        time.sleep(1.5)  # idle: nothing to consume
         cls.rc = cls.daemon.stop()
 
     @classmethod
@@ -108,6 +110,12 @@ class CoreTest(unittest.TestCase):
     def test_clean_shutdown(self):
         self.assertEqual(self.rc, 0, self.daemon.logtext())
         self.assertIn("msg=\"stopped\"", self.daemon.logtext())
+
+    def test_idle_is_not_a_failure(self):
+        # a loop with nothing to commit neither backs off nor reconnects
+        log = self.daemon.logtext()
+        self.assertNotIn("retrying", log)
+        self.assertNotIn("level=warn", log)
 
     def test_alice_field_by_field(self):
         j = self.journey("alice")

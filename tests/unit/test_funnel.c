@@ -38,10 +38,16 @@ static void setup(void) {
 
 TestSuite(funnel, .init = setup);
 
+/* One partition: its journeys, the open batch's deltas, its totals, and
+ * the stored counters hash (what the commit's HSET writes). */
+#define HASH_MAX 256
 typedef struct part {
     int64_t clock;
-    funnel_delta_t d;
+    funnel_delta_t d, totals;
     funnel_reg_t r;
+    char *hash_f[HASH_MAX];
+    int64_t hash_v[HASH_MAX];
+    int n_hash;
     journey_t j[4];
     int n_j;
     int late;
@@ -60,7 +66,9 @@ static void part_init(part_t *p, int n) {
 static void part_free(part_t *p) {
     for (int i = 0; i < p->n_j; i++) journey_reset(&p->j[i]);
     funnel_delta_free(&p->d);
+    funnel_delta_free(&p->totals);
     funnel_reg_free(&p->r);
+    for (int i = 0; i < p->n_hash; i++) free(p->hash_f[i]);
 }
 
 static int64_t wm(const part_t *p) { return p->clock - cfg.allowed_lateness_ms; }
@@ -96,21 +104,37 @@ static void heartbeat(part_t *p, int64_t ts) {
 /* An idle, caught-up partition: the daemon's tick adds the wall time passed. */
 static void idle(part_t *p, int64_t ms) { p->clock += ms; }
 
+/* What batch.c does at a commit: render the batch's deltas onto the
+ * totals, write the changed totals into the hash (HSET), clear the deltas. */
+static void commit(part_t *p) {
+    funnel_delta_render(&p->d, &p->totals, &p->r, &cfg);
+    for (size_t i = 0; i < p->d.n_names; i++) {
+        int k = 0;
+        while (k < p->n_hash && strcmp(p->hash_f[k], p->d.names[i])) k++;
+        if (k == p->n_hash) {
+            cr_assert_lt(p->n_hash, HASH_MAX);
+            p->hash_f[p->n_hash++] = strdup(p->d.names[i]);
+        }
+        p->hash_v[k] = p->d.totals[i];
+    }
+    funnel_delta_clear(&p->d);
+}
+
 static int64_t get(part_t *p, const char *field) {
-    if (p->d.n_names != p->d.n) funnel_delta_render(&p->d, &p->r, &cfg);
-    for (size_t i = 0; i < p->d.n; i++)
-        if (!strcmp(p->d.names[i], field)) return p->d.vals[i];
+    commit(p);
+    for (int k = 0; k < p->n_hash; k++)
+        if (!strcmp(p->hash_f[k], field)) return p->hash_v[k];
     return 0;
 }
 
-/* Every non-zero counter, sorted, as "name=value;" */
+/* Every non-zero stored counter, sorted, as "name=value;" */
 static char *counters(part_t *p) {
     static char buf[4096];
-    const char *names[256];
+    const char *names[HASH_MAX];
     size_t n = 0;
-    funnel_delta_render(&p->d, &p->r, &cfg);
-    for (size_t i = 0; i < p->d.n && n < 256; i++)
-        if (p->d.vals[i]) names[n++] = p->d.names[i];
+    commit(p);
+    for (int i = 0; i < p->n_hash; i++)
+        if (p->hash_v[i]) names[n++] = p->hash_f[i];
     for (size_t i = 1; i < n; i++)
         for (size_t k = i; k > 0 && strcmp(names[k - 1], names[k]) > 0; k--) {
             const char *t = names[k];
@@ -315,16 +339,28 @@ Test(funnel, segments_and_touchpoints_are_capped) {
                                    "f|search|b|dropped=1;f|search|b|drop|t1=1;f|search|b|reached=1;"
                                    "f|search|none|dropped=1;f|search|none|drop|other=1;f|search|none|reached=1;"
                                    "f|search|other|dropped=1;f|search|other|drop|t2=1;f|search|other|reached=1;");
-    /* a restarted daemon learns the names back from the stored fields */
-    funnel_reg_t r;
-    memset(&r, 0, sizeof(r));
-    funnel_delta_render(&p.d, &p.r, &cfg);
-    for (size_t i = 0; i < p.d.n; i++) funnel_reg_learn(&r, p.d.names[i]);
-    cr_assert_eq(r.segments.n, 2);
-    cr_assert_str_eq(r.segments.v[0], "a");
-    cr_assert_str_eq(r.segments.v[1], "b");
-    cr_assert_eq(r.touchpoints.n, 3);
-    funnel_reg_free(&r);
+    /* a restarted daemon learns the names and totals back from the stored
+     * fields (the stats and clock in the same hash are left alone), and goes
+     * on writing the same fields */
+    funnel_reg_free(&p.r);
+    funnel_delta_free(&p.totals);
+    memset(&p.r, 0, sizeof(p.r));
+    funnel_learn(&p.r, &p.totals, &cfg, "clock", 12345);
+    funnel_learn(&p.r, &p.totals, &cfg, "applied", 4);
+    funnel_learn(&p.r, &p.totals, &cfg, "f|nosuchphase|a|reached", 9);
+    for (int i = p.n_hash - 1; i >= 0; i--) funnel_learn(&p.r, &p.totals, &cfg, p.hash_f[i], p.hash_v[i]);
+    cr_assert_eq(p.r.segments.n, 2);
+    cr_assert_eq(p.r.touchpoints.n, 3);
+    cr_assert_eq(p.totals.n, 12);
+    journey_reset(&p.j[0]);
+    journey_init(&p.j[0], "c0");
+    ev(&p, 0, "m4", 2 * HOUR, 0, "t1", "b");
+    heartbeat(&p, 4 * HOUR);
+    cr_assert_eq(sweep(&p), 1);
+    cr_assert_str_eq(counters(&p), "f|search|a|dropped=1;f|search|a|drop|t0=1;f|search|a|reached=1;"
+                                   "f|search|b|dropped=2;f|search|b|drop|t1=2;f|search|b|reached=2;"
+                                   "f|search|none|dropped=1;f|search|none|drop|other=1;f|search|none|reached=1;"
+                                   "f|search|other|dropped=1;f|search|other|drop|t2=1;f|search|other|reached=1;");
     part_free(&p);
 }
 

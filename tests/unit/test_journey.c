@@ -3,6 +3,7 @@
  * dedup, order independence, merge, serialisation.
  */
 #include <criterion/criterion.h>
+#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,6 +237,67 @@ Test(journey, pack_unpack_round_trip) {
     cr_assert_eq(b.events, 7);
     cr_assert_eq(b.n_dedup, 7);
     cr_assert_eq(apply(&b, &EVENTS[3]), JOURNEY_DUPLICATE);
+    free(buf);
+    free(buf2);
+    journey_reset(&a);
+    journey_reset(&b);
+}
+
+/* The hand-written blob is canonical MessagePack as msgpack-c writes it:
+ * msgpack-c reads it whole and packs it back to the same bytes. Covers every
+ * integer width, negative and positive, and a str8 string. */
+Test(journey, blob_is_what_msgpack_c_writes) {
+    journey_t a, b;
+    char *buf, *buf2, err[128];
+    size_t len, len2;
+    journey_init(&a, "a-customer-id-longer-than-thirty-one-bytes");
+    for (size_t i = 0; i < N_EVENTS; i++) apply(&a, &EVENTS[i]);
+    a.number = 70000;             /* uint32 */
+    a.merged = 300;               /* uint16 */
+    a.prev_end = -5000000000LL;   /* int64 */
+    a.segment_ts = -200;          /* int16 */
+    a.last_tp_mid = UINT64_MAX;   /* uint64 */
+    a.events = 200;               /* uint8 */
+    a.status = JOURNEY_DROPPED;
+    snprintf(a.mseg, sizeof(a.mseg), "enterprise");
+    pack(&a, &buf, &len);
+
+    msgpack_unpacked u;
+    size_t off = 0;
+    msgpack_unpacked_init(&u);
+    cr_assert_eq(msgpack_unpack_next(&u, buf, len, &off), MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq(off, len);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cr_assert_eq(msgpack_pack_object(&pk, u.data), 0);
+    cr_assert_eq(sb.size, len);
+    cr_assert(memcmp(sb.data, buf, len) == 0);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_unpacked_destroy(&u);
+
+    journey_init(&b, "");
+    cr_assert_eq(journey_unpack(&b, buf, len, &cfg, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(b.number, 70000);
+    cr_assert_eq(b.merged, 300);
+    cr_assert_eq(b.prev_end, -5000000000LL);
+    cr_assert_eq(b.segment_ts, -200);
+    cr_assert_eq(b.last_tp_mid, UINT64_MAX);
+    cr_assert_eq(b.events, 200);
+    cr_assert_eq(b.status, JOURNEY_DROPPED);
+    cr_assert_str_eq(b.mseg, "enterprise");
+    cr_assert_str_eq(b.customer, "a-customer-id-longer-than-thirty-one-bytes");
+    pack(&b, &buf2, &len2);
+    cr_assert_eq(len2, len);
+    cr_assert(memcmp(buf2, buf, len) == 0);
+    /* every prefix is refused, never read past its end */
+    for (size_t cut = 0; cut < len; cut++) {
+        journey_t c;
+        journey_init(&c, "");
+        cr_assert_eq(journey_unpack(&c, buf, cut, &cfg, err, sizeof(err)), -1, "prefix %zu", cut);
+        journey_reset(&c);
+    }
     free(buf);
     free(buf2);
     journey_reset(&a);
