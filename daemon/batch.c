@@ -76,6 +76,7 @@ typedef struct entry {
     uint8_t cand;              /* loaded because its timer looked due */
     int64_t timer;             /* as committed: the journey's timer is at or before
                                   this deadline; -1: it has none */
+    int64_t deadline;          /* the journey's deadline now, -1: none (deadline_of()) */
     char id[JD_ID_MAX + 1];
     char target[JD_ID_MAX + 1];/* ENT_REDIRECT */
     journey_t *j;              /* ENT_JOURNEY; owned */
@@ -332,7 +333,7 @@ static entry_t *table_get(batch_t *b, shard_t *sh, const char *id) {
     }
     entry_t *e = &b->tab[k];
     memset(e, 0, sizeof(*e));
-    e->timer = -1;
+    e->timer = e->deadline = -1;
     e->sh = sh;
     e->hash = h;
     e->epoch = b->epoch;
@@ -353,7 +354,7 @@ static int64_t deadline_or_none(const batch_t *b, const journey_t *j) {
 /* Value loaded from Redis for e: absent, a redirect, or a journey blob. */
 static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
     char err[128];
-    e->timer = -1;
+    e->timer = e->deadline = -1;
     if (!v->data) {
         e->state = ENT_ABSENT;
         return 0;
@@ -376,7 +377,8 @@ static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
     e->state = ENT_JOURNEY;
     /* Every open journey written since timers exist (mseg set) has one at or
      * before its deadline; one from before (version 1) has none yet. */
-    if (e->j->status == JOURNEY_OPEN && e->j->mseg[0]) e->timer = deadline_or_none(b, e->j);
+    e->deadline = deadline_or_none(b, e->j);
+    if (e->j->status == JOURNEY_OPEN && e->j->mseg[0]) e->timer = e->deadline;
     return 0;
 }
 
@@ -483,40 +485,48 @@ static int64_t watermark(const batch_t *b, int64_t clock) {
     return clock - b->cfg->allowed_lateness_ms;
 }
 
-/* Ask Redis for the timers due by the end of the batch in each shard whose
- * earliest timer may be due, and add their journeys to the table. A commit
- * may be in flight meanwhile: what it changes is in the table already (the
- * entries it touched are kept), so a stale answer only adds candidates,
- * which are checked against the journey itself. */
-static store_status_t load_due(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
-    store_due_req_t *reqs = calloc((size_t)b->n_shards + 1, sizeof(*reqs));
+/* The first round, one round trip: the journeys the items name, and, in
+ * each shard whose earliest timer may be due, the timers due by the end of
+ * the batch, whose journeys join the table as candidates (loaded by the next
+ * rounds unless already in memory). A commit may be in flight meanwhile:
+ * what it changes is in the table already (the entries it touched are kept),
+ * so a stale answer only adds candidates, which are checked against the
+ * journey itself. */
+static store_status_t load_first(batch_t *b, store_t *st, int *more, char *errbuf, size_t errlen) {
+    store_due_req_t *due = calloc((size_t)b->n_shards + 1, sizeof(*due));
     shard_t **shs = calloc((size_t)b->n_shards + 1, sizeof(*shs));
     size_t n = 0;
-    if (!reqs || !shs) abort();
+    if (!due || !shs) abort();
     for (int i = 0; i < b->n_shards; i++) {
         shard_t *sh = b->shards[i];
         int64_t wm = watermark(b, sh->batch_clock);
         if (wm < sh->next_due && !sh->timers_more) continue;
-        reqs[n] = (store_due_req_t){.shard = sh->name, .until = wm, .limit = (size_t)b->cfg->batch_max_events};
+        due[n] = (store_due_req_t){.shard = sh->name, .until = wm, .limit = (size_t)b->cfg->batch_max_events};
         shs[n++] = sh;
     }
-    store_status_t rc = store_due(st, reqs, n, errbuf, errlen);
+    load_prepare(b);
+    store_status_t rc = store_due_load(st, due, n, b->ls.reqs, b->ls.nreq, errbuf, errlen);
+    if (rc == STORE_OK) rc = load_apply(b, more, errbuf, errlen);
+    else load_free(b);
     for (size_t q = 0; rc == STORE_OK && q < n; q++) {
-        shs[q]->next_due = reqs[q].next;
-        shs[q]->timers_more = reqs[q].n == reqs[q].limit;
-        for (size_t i = 0; i < reqs[q].n; i++) table_get(b, shs[q], reqs[q].ids[i])->cand = 1;
+        shs[q]->next_due = due[q].next;
+        shs[q]->timers_more = due[q].n == due[q].limit;
+        for (size_t i = 0; i < due[q].n; i++) {
+            entry_t *e = table_get(b, shs[q], due[q].ids[i]);
+            e->cand = 1;
+            *more += e->state == ENT_UNKNOWN;
+        }
     }
-    if (rc == STORE_OK) store_due_free(reqs, n);
-    free(reqs);
+    store_due_free(due, n);
+    free(due);
     free(shs);
     return rc;
 }
 
-/* Rounds after the first: only when redirects were met. */
-static store_status_t load_redirects(batch_t *b, store_t *st, int redirects, char *errbuf,
-                                     size_t errlen) {
-    for (int round = 0; redirects && round < MAX_REDIRECT_HOPS; round++) {
-        store_status_t rc = load_round(b, st, &redirects, errbuf, errlen);
+/* Rounds after the first: only when candidates or redirects were met. */
+static store_status_t load_more(batch_t *b, store_t *st, int more, char *errbuf, size_t errlen) {
+    for (int round = 0; more && round <= MAX_REDIRECT_HOPS; round++) {
+        store_status_t rc = load_round(b, st, &more, errbuf, errlen);
         if (rc != STORE_OK) return rc;
     }
     return STORE_OK; /* longer chains stay ENT_UNKNOWN and are treated as absent */
@@ -569,8 +579,10 @@ static journey_t *entry_journey(entry_t *e) {
 
 static void close_if_due(batch_t *b, entry_t *e) {
     if (e->state == ENT_JOURNEY &&
-        funnel_expire(&e->sh->fd, &e->sh->reg, b->cfg, e->j, watermark(b, e->sh->clock)))
+        funnel_expire(&e->sh->fd, &e->sh->reg, b->cfg, e->j, watermark(b, e->sh->clock))) {
         e->dirty = 1;
+        e->deadline = -1;
+    }
 }
 
 static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
@@ -591,6 +603,7 @@ static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
                                      it->kind == ITEM_TOUCH ? it->tp : NULL, &late);
     sh->stats[STAT_LATE] += late;
     if (r != FUNNEL_DUPLICATE) e->dirty = 1;
+    e->deadline = deadline_or_none(b, e->j);
     return r;
 }
 
@@ -617,6 +630,7 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
             funnel_removed(&sh->fd, &sh->reg, b->cfg, raw->j);
             journey_merge(cust->j, raw->j, b->cfg);
             funnel_moved(&sh->fd, &sh->reg, b->cfg, cust->j, from);
+            cust->deadline = deadline_or_none(b, cust->j);
             sh->stats[STAT_MERGED]++;
         }
         journey_reset(raw->j);
@@ -632,14 +646,14 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
 }
 
 /* After the items: close every journey in memory that the watermark has
- * passed. */
+ * passed (by the deadline each entry keeps: most are not due, and their
+ * journeys need not be looked at). */
 static void sweep(batch_t *b) {
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
-        if (!e->sh->in_batch) continue; /* its shard is not in this batch */
-        if (e->state == ENT_JOURNEY) {
+        if (e->state == ENT_JOURNEY && e->deadline >= 0 && e->sh->in_batch &&
+            e->deadline <= watermark(b, e->sh->clock))
             close_if_due(b, e);
-        }
     }
 }
 
@@ -732,7 +746,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
         if (e->sh != sh || !(e->dirty || e->cand)) continue;
-        int64_t now = e->state == ENT_JOURNEY ? deadline_or_none(b, e->j) : -1;
+        int64_t now = e->state == ENT_JOURNEY ? e->deadline : -1;
         store_timer_t *t = &cb->timers[cb->n_timers];
         if (timer_change(e, now, t)) {
             cb->n_timers++;
@@ -852,15 +866,14 @@ int batch_pending(const batch_t *b) { return b->pend.n > 0; }
 store_status_t batch_prepare(batch_t *b, store_t *st, store_t *st_load, deadletter_t *dl,
                              char *errbuf, size_t errlen) {
     store_status_t rc;
-    int redirects = 0;
+    int more = 0;
     if (!b->n_shards) return STORE_OK;
     if (b->stale && (rc = batch_wait(b, st, errbuf, errlen)) != STORE_OK) return rc;
     b->stale = 0;
     b->epoch++;
     add_item_ids(b);
-    rc = load_due(b, st_load, errbuf, errlen);
-    if (rc == STORE_OK) rc = load_round(b, st_load, &redirects, errbuf, errlen);
-    if (rc == STORE_OK) rc = load_redirects(b, st_load, redirects, errbuf, errlen);
+    rc = load_first(b, st_load, &more, errbuf, errlen);
+    if (rc == STORE_OK) rc = load_more(b, st_load, more, errbuf, errlen);
     if (rc != STORE_OK) goto fail;
     apply_all(b);
     if (deadletter_sync(dl, b->cfg->shutdown_timeout_ms, errbuf, errlen) < 0) {

@@ -344,9 +344,8 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
     return s;
 }
 
-store_status_t store_due(store_t *st, store_due_req_t *reqs, size_t nreq, char *errbuf, size_t errlen) {
+static void due_send(store_t *st, store_due_req_t *reqs, size_t nreq) {
     char key[512], until[24], after[26], limit[24];
-    if (!nreq) return STORE_OK;
     for (size_t q = 0; q < nreq; q++) {
         store_key(st->cfg->redis_prefix, reqs[q].shard, "t", NULL, key, sizeof(key));
         snprintf(until, sizeof(until), "%lld", (long long)reqs[q].until);
@@ -357,8 +356,11 @@ store_status_t store_due(store_t *st, store_due_req_t *reqs, size_t nreq, char *
         reqs[q].ids = NULL;
         reqs[q].n = 0;
     }
-    st->round_trips++;
     st->commands += 2 * nreq;
+}
+
+static store_status_t due_recv(store_t *st, store_due_req_t *reqs, size_t nreq, char *errbuf, size_t errlen) {
+    if (!nreq) return STORE_OK;
     redisReply **r = calloc(2 * nreq, sizeof(*r));
     if (!r) abort();
     store_status_t s = read_replies(st, 2 * nreq, r, errbuf, errlen);
@@ -385,6 +387,23 @@ store_status_t store_due(store_t *st, store_due_req_t *reqs, size_t nreq, char *
     for (size_t i = 0; i < 2 * nreq; i++) freeReplyObject(r[i]);
     if (s != STORE_OK) store_due_free(reqs, nreq);
     free(r);
+    return s;
+}
+
+store_status_t store_due_load(store_t *st, store_due_req_t *due, size_t ndue, store_load_req_t *reqs,
+                              size_t nreq, char *errbuf, size_t errlen) {
+    size_t loads = 0;
+    for (size_t q = 0; q < nreq; q++) loads += reqs[q].n > 0;
+    due_send(st, due, ndue);
+    store_status_t s = store_load_send(st, reqs, nreq, errbuf, errlen); /* sends both */
+    if (s == STORE_OK) s = due_recv(st, due, ndue, errbuf, errlen);
+    if (s == STORE_OK) {
+        s = store_load_recv(st, reqs, nreq, errbuf, errlen);
+        if (s != STORE_OK) store_due_free(due, ndue);
+        else if (ndue && !loads) st->round_trips++; /* store_load_recv() counted it otherwise */
+    }
+    /* On an error, replies may be left unread: the caller's back-off
+     * reconnects before the connection is used again. */
     return s;
 }
 

@@ -99,8 +99,11 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
                                  void (*fn)(const char *field, int64_t value, void *opaque), void *opaque,
                                  char *errbuf, size_t errlen);
 
-/* The due timers of several shards in one round trip. */
-store_status_t store_due(store_t *st, store_due_req_t *reqs, size_t nreq, char *errbuf, size_t errlen);
+/* The due timers of several shards and the values of ids of several shards,
+ * in one round trip (the loads as store_load()). On success the due ids are
+ * the caller's to release with store_due_free(). */
+store_status_t store_due_load(store_t *st, store_due_req_t *due, size_t ndue, store_load_req_t *reqs,
+                              size_t nreq, char *errbuf, size_t errlen);
 void store_due_free(store_due_req_t *reqs, size_t nreq);
 
 /* Load the values of ids of several shards in one round trip. */
