@@ -295,9 +295,11 @@ void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journ
     /* The segment is the journey's (its latest event carrying one), so it
      * does not depend on arrival order; if it changed, the journey's counts
      * move with it. */
+    const char *seg_now = j->segment[0] ? j->segment : FUNNEL_NONE;
+    if (j->phase <= from && !strcmp(seg_now, j->mseg)) return; /* the usual event: nothing moves */
     char want[JD_NAME_MAX + 1];
-    field_name(want, j->segment[0] ? j->segment : FUNNEL_NONE);
-    if (j->phase <= from && !strcmp(want, j->mseg)) return; /* the usual event: nothing moves */
+    field_name(want, seg_now);
+    if (j->phase <= from && !strcmp(want, j->mseg)) return;
     unsigned seg;
     if (from < 0 || strcmp(want, j->mseg)) {
         seg = seg_ix(r, cfg, want);

@@ -286,10 +286,12 @@ static void w_room(wbuf_t *w, size_t n) {
     w->cap = ncap;
 }
 
+/* tag, then the low `bytes` (1, 2, 4 or 8) bytes of v, big-endian */
 static void w_be(wbuf_t *w, unsigned char tag, uint64_t v, int bytes) {
     unsigned char *o = w->p + w->len;
+    uint64_t be = __builtin_bswap64(v << (8 * (8 - bytes)));
     o[0] = tag;
-    for (int i = 0; i < bytes; i++) o[1 + i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+    memcpy(o + 1, &be, 8); /* every caller reserved 9 bytes */
     w->len += 1 + (size_t)bytes;
 }
 
@@ -316,7 +318,7 @@ static void w_int(wbuf_t *w, int64_t v) {
 }
 
 static void w_array(wbuf_t *w, uint32_t n) {
-    w_room(w, 5);
+    w_room(w, 9);
     if (n < 16) w->p[w->len++] = (unsigned char)(0x90 | n);
     else if (n <= UINT16_MAX) w_be(w, 0xdc, n, 2);
     else w_be(w, 0xdd, n, 4);
@@ -324,7 +326,7 @@ static void w_array(wbuf_t *w, uint32_t n) {
 
 static void w_str(wbuf_t *w, const char *s) {
     size_t n = strlen(s);
-    w_room(w, 5 + n);
+    w_room(w, 9 + n);
     if (n < 32) w->p[w->len++] = (unsigned char)(0xa0 | n);
     else if (n <= UINT8_MAX) w_be(w, 0xd9, n, 1);
     else if (n <= UINT16_MAX) w_be(w, 0xda, n, 2);
@@ -389,10 +391,18 @@ typedef struct rbuf {
 
 static int r_be(rbuf_t *r, int bytes, uint64_t *v) {
     if (r->end - r->p < bytes) return -1;
-    uint64_t x = 0;
-    for (int i = 0; i < bytes; i++) x = x << 8 | r->p[i];
+    if (bytes == 8) {
+        uint64_t x;
+        memcpy(&x, r->p, 8);
+        *v = __builtin_bswap64(x);
+    } else if (bytes == 4) {
+        uint32_t x;
+        memcpy(&x, r->p, 4);
+        *v = __builtin_bswap32(x);
+    } else {
+        *v = bytes == 2 ? (uint64_t)r->p[0] << 8 | r->p[1] : r->p[0];
+    }
     r->p += bytes;
-    *v = x;
     return 0;
 }
 
@@ -485,7 +495,14 @@ static int unpack_sat(journey_t *j, rbuf_t *r) {
 
 static int unpack_hist(journey_t *j, rbuf_t *r, const config_t *cfg) {
     uint32_t n;
-    if (get_array(r, &n) < 0 || n % 4) return -1;
+    if (get_array(r, &n) < 0 || n % 4 || (uint64_t)(r->end - r->p) < n) return -1;
+    uint32_t want = n / 4 < (uint32_t)cfg->history_max ? n / 4 : (uint32_t)cfg->history_max;
+    if (want > j->cap_hist) { /* room for all at once */
+        jd_touch_t *h = realloc(j->hist, want * sizeof(*h));
+        if (!h) abort();
+        j->hist = h;
+        j->cap_hist = want;
+    }
     for (uint32_t i = 0; i < n; i += 4) {
         int64_t ts, ph;
         uint64_t mid;
@@ -501,19 +518,19 @@ static int unpack_hist(journey_t *j, rbuf_t *r, const config_t *cfg) {
 static int unpack_dedup(journey_t *j, rbuf_t *r, const config_t *cfg) {
     uint32_t n;
     int64_t p;
+    uint64_t small[256], *ids = small;
     if (get_array(r, &n) < 0 || (uint64_t)(r->end - r->p) < n) return -1;
-    uint64_t *ids = malloc(((size_t)n + 1) * sizeof(*ids));
-    if (!ids) abort();
+    if (n > 256 && !(ids = malloc(n * sizeof(*ids)))) abort();
+    int rc = -1;
     for (uint32_t i = 0; i < n; i++)
-        if (get_u64(r, &ids[i]) < 0) goto bad;
-    if (get_small(r, 0, UINT32_MAX, &p) < 0) goto bad;
+        if (get_u64(r, &ids[i]) < 0) goto out;
+    if (get_small(r, 0, UINT32_MAX, &p) < 0) goto out;
     /* Replay the ring oldest first so that the newest ids survive a smaller cap. */
     for (uint32_t i = 0; i < n; i++) dedup_add(j, cfg, ids[(p + i) % n]);
-    free(ids);
-    return 0;
-bad:
-    free(ids);
-    return -1;
+    rc = 0;
+out:
+    if (ids != small) free(ids);
+    return rc;
 }
 
 static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cfg) {

@@ -13,9 +13,9 @@
  * counters key is not a hash or timers key not a sorted set is refused, so
  * nothing in the transaction can fail. Then one MULTI/EXEC writes, per
  * shard, the journeys and redirects (MSET, DEL), their timers (ZADD LT,
- * ZADD to re-arm one that fired early, ZREM),
- * the counter and funnel deltas (HINCRBY), the event-time clock (HSET) and,
- * last, the new offset. EXEC
+ * ZADD to re-arm one that fired early, ZREM), the counter deltas (HINCRBY),
+ * the funnel counters' new totals and the event-time clock (HSET) and, last,
+ * the new offset. EXEC
  * applies all of it or, if a watched offset changed in between, nothing.
  * (A transaction does not roll back a failed command: hence the check.)
  */
