@@ -201,7 +201,7 @@ static void join_batch(batch_t *b, shard_t *sh) {
         b->cap_shards = ncap;
     }
     b->shards[b->n_shards++] = sh;
-    sh->in_batch = 1;
+    sh->in_batch = b->n_shards; /* its index + 1 */
     sh->batch_clock = sh->clock;
 }
 
@@ -382,35 +382,66 @@ static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
     return 0;
 }
 
+/* The entries of the open batch's shards that `want` selects, grouped by
+ * shard in the batch's order (one pass, a counting sort): shard s has
+ * (*out)[start[s] .. start[s + 1]). start has n_shards + 1 slots. Returns
+ * how many; *out is malloc'ed (NULL if none). */
+static size_t group_by_shard(const batch_t *b, int (*want)(const entry_t *), entry_t ***out,
+                             size_t *start) {
+    size_t n = 0;
+    memset(start, 0, ((size_t)b->n_shards + 1) * sizeof(*start));
+    for (size_t i = 0; i < b->n_tab; i++) {
+        const entry_t *e = &b->tab[b->used[i]];
+        if (e->sh->in_batch && want(e)) {
+            start[e->sh->in_batch]++; /* counted at index + 1 */
+            n++;
+        }
+    }
+    *out = NULL;
+    if (!n) return 0;
+    for (int s = 0; s < b->n_shards; s++) start[s + 1] += start[s];
+    size_t *fill = malloc(((size_t)b->n_shards + 1) * sizeof(*fill));
+    entry_t **g = malloc(n * sizeof(*g));
+    if (!fill || !g) abort();
+    memcpy(fill, start, ((size_t)b->n_shards + 1) * sizeof(*fill));
+    for (size_t i = 0; i < b->n_tab; i++) {
+        entry_t *e = &b->tab[b->used[i]];
+        if (e->sh->in_batch && want(e)) g[fill[e->sh->in_batch - 1]++] = e;
+    }
+    free(fill);
+    *out = g;
+    return n;
+}
+
+static int is_unknown(const entry_t *e) { return e->state == ENT_UNKNOWN; }
+
 /* Gather every ENT_UNKNOWN entry into b->ls, grouped by shard, for one
  * pipelined load. Returns how many. No table insertion may happen until
  * load_apply(): ls.ents points into the table. */
 static size_t load_prepare(batch_t *b) {
     loadset_t *ls = &b->ls;
-    size_t n = 0;
-    for (size_t i = 0; i < b->n_tab; i++) n += b->tab[b->used[i]].state == ENT_UNKNOWN;
+    size_t *start = malloc(((size_t)b->n_shards + 1) * sizeof(*start));
+    if (!start) abort();
     memset(ls, 0, sizeof(*ls));
-    if (!n) return 0;
+    size_t n = group_by_shard(b, is_unknown, &ls->ents, start);
+    if (!n) {
+        free(start);
+        return 0;
+    }
     ls->n = n;
-    ls->ents = malloc(n * sizeof(*ls->ents));
     ls->ids = malloc(n * sizeof(*ls->ids));
     ls->vals = calloc(n, sizeof(*ls->vals));
     ls->reqs = calloc((size_t)b->n_shards, sizeof(*ls->reqs));
     ls->nreq = (size_t)b->n_shards;
-    if (!ls->ents || !ls->ids || !ls->vals || !ls->reqs) abort();
-    size_t k = 0;
-    for (int s = 0; s < b->n_shards; s++) {   /* group by shard */
+    if (!ls->ids || !ls->vals || !ls->reqs) abort();
+    for (size_t i = 0; i < n; i++) ls->ids[i] = ls->ents[i]->id;
+    for (int s = 0; s < b->n_shards; s++) {
         ls->reqs[s].shard = b->shards[s]->name;
-        ls->reqs[s].ids = &ls->ids[k];
-        ls->reqs[s].out = &ls->vals[k];
-        for (size_t i = 0; i < b->n_tab; i++) {
-            entry_t *e = &b->tab[b->used[i]];
-            if (e->sh != b->shards[s] || e->state != ENT_UNKNOWN) continue;
-            ls->ents[k] = e;
-            ls->ids[k++] = e->id;
-            ls->reqs[s].n++;
-        }
+        ls->reqs[s].ids = &ls->ids[start[s]];
+        ls->reqs[s].out = &ls->vals[start[s]];
+        ls->reqs[s].n = start[s + 1] - start[s];
     }
+    free(start);
     return n;
 }
 
@@ -726,8 +757,8 @@ static int timer_change(const entry_t *e, int64_t now, store_timer_t *t) {
     return 1;
 }
 
-static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size_t *k,
-                            commit_buf_t *cb) {
+static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_ents,
+                            store_commit_req_t *q, size_t *k, commit_buf_t *cb) {
     q->shard = sh->name;
     q->expected_offset = sh->committed;
     q->new_offset = next_offset(sh);
@@ -743,9 +774,8 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
     q->vals = &cb->vals[*k];
     q->val_lens = &cb->lens[*k];
     q->timers = &cb->timers[cb->n_timers];
-    for (size_t i = 0; i < b->n_tab; i++) {
-        entry_t *e = &b->tab[b->used[i]];
-        if (e->sh != sh || !(e->dirty || e->cand)) continue;
+    for (size_t i = 0; i < n_ents; i++) {
+        entry_t *e = ents[i];
         int64_t now = e->state == ENT_JOURNEY ? e->deadline : -1;
         store_timer_t *t = &cb->timers[cb->n_timers];
         if (timer_change(e, now, t)) {
@@ -766,12 +796,17 @@ static void build_shard_req(batch_t *b, shard_t *sh, store_commit_req_t *q, size
 
 /* Pack the commit of every shard of the open batch into b->prep; offsets
  * are filled in when it is sent (after the previous commit is known). */
+static int in_commit(const entry_t *e) { return e->dirty || e->cand; }
+
 static void commit_prepare(batch_t *b) {
     static const char *stat_names[STAT__COUNT];
     commit_buf_t cb;
-    size_t n = 0, k = 0;
+    size_t k = 0;
+    entry_t **ents;
+    size_t *start = malloc(((size_t)b->n_shards + 1) * sizeof(*start));
+    if (!start) abort();
+    size_t n = group_by_shard(b, in_commit, &ents, start);
     for (int s = 0; s < STAT__COUNT; s++) stat_names[s] = shard_stat_name(s);
-    for (size_t i = 0; i < b->n_tab; i++) n += b->tab[b->used[i]].dirty || b->tab[b->used[i]].cand;
     cb.reqs = calloc((size_t)b->n_shards, sizeof(*cb.reqs));
     cb.ids = malloc((n + 1) * sizeof(*cb.ids));
     cb.vals = malloc((n + 1) * sizeof(*cb.vals));
@@ -782,13 +817,15 @@ static void commit_prepare(batch_t *b) {
     if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !cb.timers || !shards) abort();
     memcpy(cb.stat_names, stat_names, sizeof(stat_names));
     for (int s = 0; s < b->n_shards; s++) {
-        build_shard_req(b, b->shards[s], &cb.reqs[s], &k, &cb);
+        build_shard_req(b, b->shards[s], ents + start[s], start[s + 1] - start[s], &cb.reqs[s], &k, &cb);
         cb.reqs[s].stat_names = stat_names; /* cb is on the stack */
         shards[s] = b->shards[s];
     }
     b->prep = (pending_t){.reqs = cb.reqs, .shards = shards, .n = b->n_shards,
                           .ids = cb.ids, .vals = cb.vals, .lens = cb.lens, .n_vals = k,
                           .timers = cb.timers};
+    free(ents);
+    free(start);
 }
 
 static void pending_free(pending_t *p) {

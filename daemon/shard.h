@@ -39,7 +39,7 @@ typedef struct shard {
     int32_t partition;
     int64_t committed;          /* next offset per Redis; -1: nothing committed */
     int64_t next;               /* next offset to accept from Kafka; -1: any */
-    int in_batch;               /* in the open batch (messages or a tick) */
+    int in_batch;               /* in the open batch (messages or a tick): its index there + 1, else 0 */
     int64_t batch_last;         /* last offset in the open batch, -1 none */
     int64_t stats[STAT__COUNT]; /* deltas of the open batch */
     int resync;                 /* must re-read its offset and seek before consuming */
