@@ -16,8 +16,10 @@ tests/bench/results.tsv with the machine, date and commit.
 
 With --baseline REV, every run also drains the topic with journeyd built
 from git revision REV (in /var/tmp/journeyd-baseline-REV), the two in
-alternating order, and the table gives the ratio of their medians: what a
-feature costs, measured in the same runs.
+alternating order, and the table gives the ratio of their medians and the
+median of the per-pair ratios: what a feature costs, measured in the same
+runs. Before every run Redis is let settle (background frees of the last
+run's keys, an AOF rewrite), so neither binary pays for the other.
 
 Usage: tests/bench/throughput.py [--events N] [--customers N] [--runs N]
        [--encodings msgpack,json] [--baseline REV]
@@ -70,6 +72,37 @@ def redis_ceiling():
     raise RuntimeError("redis-benchmark: " + r.stdout[-200:] + r.stderr[-200:])
 
 
+def settle(r):
+    """Let Redis finish what the previous run left behind before the next one
+    starts: freeing its deleted keys in the background, and an AOF rewrite
+    (started here, so it does not start in the middle of a run). Without
+    this, whichever binary runs second in a pair pays for the first."""
+    while r.info("memory").get("lazyfree_pending_objects", 0):
+        time.sleep(0.05)
+    if r.config_get("appendonly").get("appendonly") == "yes":
+        if not r.info("persistence")["aof_rewrite_in_progress"]:
+            try:
+                r.bgrewriteaof()
+            except Exception:  # one is already scheduled
+                pass
+        while True:
+            p = r.info("persistence")
+            if not p["aof_rewrite_in_progress"] and not p["aof_rewrite_scheduled"]:
+                break
+            time.sleep(0.05)
+
+
+def redis_main_cpu(r):
+    c = r.info("cpu")
+    return c["used_cpu_user_main_thread"] + c["used_cpu_sys_main_thread"]
+
+
+def proc_cpu(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def rss_peak_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -96,8 +129,10 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None):
     r = jdtest.redis_client()
     prefix, group = jdtest.unique("bench"), jdtest.unique("bench-g")
     cfg = jdtest.write_config(topic, dlq, prefix, group)
+    settle(r)
     mem0 = r.info("memory")["used_memory"]
     cmds0 = redis_cmdstats(r)
+    rcpu0 = redis_main_cpu(r)
     t0 = time.monotonic()
     d = jdtest.Daemon(cfg, binary=binary)
     t_owned = None
@@ -115,6 +150,7 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None):
         time.sleep(0.01)
     t1 = time.monotonic()
     rss = rss_peak_kb(d.proc.pid)
+    cpu = proc_cpu(d.proc.pid) + redis_main_cpu(r) - rcpu0
     if d.stop() != 0:
         raise RuntimeError("journeyd did not stop cleanly")
     cmds = redis_cmdstats(r) - cmds0 - 2 * (len(hw))  # minus this script's polling, roughly
@@ -130,8 +166,10 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None):
     # clean up so Redis memory stays comparable between runs
     for k in r.scan_iter("%s:*" % prefix, count=10000):
         r.unlink(k)
+    settle(r)
     return {
         "eps_owned": total / (t1 - (t_owned or t0)), "eps_start": total / (t1 - t0),
+        "cpu_s": cpu,
         "rss_kb": rss, "redis_cmds_per_event": cmds / total,
         "round_trips_per_event": rt / total if rt else float("nan"),
         "redis_bytes_per_journey": mem / max(journeys, 1), "journeys": journeys, **extra,
@@ -161,7 +199,7 @@ def main():
                             capture_output=True, text=True).stdout.strip()
     date = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
     results = os.path.join(HERE, "results.tsv")
-    rows = []
+    rows, all_runs = [], {}
     for enc in a.encodings.split(","):
         topic, dlq = jdtest.unique("bench-" + enc), jdtest.unique("bench-dlq")
         jdtest.create_topic(topic, PARTITIONS)
@@ -176,16 +214,19 @@ def main():
         for i in range(a.runs):
             ceiling = kcat_ceiling(topic, total)
             if base_bin and i % 2 == 0:
-                base.append(run_journeyd(topic, dlq, total, base_bin)["eps_owned"])
+                base.append(run_journeyd(topic, dlq, total, base_bin))
             m = run_journeyd(topic, dlq, total)
             if base_bin and i % 2 == 1:
-                base.append(run_journeyd(topic, dlq, total, base_bin)["eps_owned"])
+                base.append(run_journeyd(topic, dlq, total, base_bin))
             if base_bin:
-                m["baseline_eps"] = base[-1]
+                m["baseline_eps"] = base[-1]["eps_owned"]
+                m["baseline_cpu_s"] = base[-1]["cpu_s"]
                 with open(results, "a") as f:
                     f.write("\t".join(str(x) for x in [date, a.baseline, machine(), "throughput-baseline", enc,
-                                                        total, i, "%.0f" % base[-1]]) + "\n")
-                print("  run %d: baseline %s %.0f ev/s" % (i, a.baseline, base[-1]))
+                                                        total, i, "%.0f" % base[-1]["eps_owned"],
+                                                        "%.2f" % base[-1]["cpu_s"]]) + "\n")
+                print("  run %d: baseline %s %.0f ev/s, cpu %.2f s" % (i, a.baseline, base[-1]["eps_owned"],
+                                                                     base[-1]["cpu_s"]))
             m["redis_sets"] = redis_ceiling()
             m["kcat_eps"] = ceiling
             m["ratio"] = m["eps_owned"] / ceiling
@@ -197,12 +238,13 @@ def main():
                     "%.3f" % m["ratio"], "%.4f" % m["redis_cmds_per_event"],
                     "%.5f" % m["round_trips_per_event"], m["rss_kb"],
                     "%.0f" % m["redis_bytes_per_journey"], m["journeys"], "%.0f" % m["redis_sets"]]) + "\n")
-            print("  run %d: %.0f ev/s (%.0f from start), kcat %.0f ev/s, redis-benchmark -P 64 %.0f SET/s, ratio %.2f, "
+            print("  run %d: %.0f ev/s (%.0f from start), cpu %.2f s, kcat %.0f ev/s, redis-benchmark -P 64 %.0f SET/s, ratio %.2f, "
                   "redis cmds/ev %.4f, round trips/ev %.5f, rss %d KiB, %.0f B/journey"
-                  % (i, m["eps_owned"], m["eps_start"], ceiling, m["redis_sets"], m["ratio"],
+                  % (i, m["eps_owned"], m["eps_start"], m["cpu_s"], ceiling, m["redis_sets"], m["ratio"],
                      m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"],
                      m["redis_bytes_per_journey"]))
         jdtest.delete_topics(topic, dlq)
+        all_runs[enc] = runs
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         rows.append((enc, total, med))
     print()
@@ -218,8 +260,14 @@ def main():
     if base_bin:
         print()
         for enc, total, m in rows:
-            print("%-8s baseline %s median %.0f ev/s; this commit / baseline = %.3f" % (
-                enc, a.baseline, m["baseline_eps"], m["eps_owned"] / m["baseline_eps"]))
+            pairs = [r["eps_owned"] / r["baseline_eps"] for r in all_runs[enc]]
+            cpus = [r["baseline_cpu_s"] / r["cpu_s"] for r in all_runs[enc]]
+            print("%-8s baseline %s median %.0f ev/s; this commit / baseline = %.3f "
+                  "(per pair %s; median of the pairs %.3f)" % (
+                      enc, a.baseline, m["baseline_eps"], m["eps_owned"] / m["baseline_eps"],
+                      " ".join("%.2f" % x for x in pairs), statistics.median(pairs)))
+            print("%-8s CPU seconds (journeyd + Redis main thread) baseline / this commit: per pair %s; "
+                  "median %.3f" % (enc, " ".join("%.2f" % x for x in cpus), statistics.median(cpus)))
 
 
 if __name__ == "__main__":
