@@ -11,14 +11,17 @@
  *   1. batch_prepare(): every journey id the items name gets a table entry;
  *      entries the previous batch left in memory need nothing (they hold
  *      exactly what its commit writes), the rest is fetched on the load
- *      connection with one pipelined MGET per shard, and redirects (an
- *      anonymous id linked to a customer) are followed in further rounds,
- *      which only happen when a batch meets a linked id; then the items are
- *      applied in offset order per shard (touch events through
- *      journey_apply(); identify/alias link the other id to the customer,
- *      merging its journey -- same shard only; cross-partition stitching is
- *      a later feature -- and leave a redirect in its key); the batch's
- *      dead-letter deliveries are confirmed and the commit is packed;
+ *      connection with one pipelined MGET per shard, in the same round trip
+ *      as the timers due by the batch's end (their journeys are candidates
+ *      to close); candidates not in memory and redirects (an anonymous id
+ *      linked to a customer) are loaded in further rounds; then the items
+ *      are applied in offset order per shard (touch events through
+ *      funnel_event() and journey_apply(); identify/alias link the other id
+ *      to the customer, merging its journey -- same shard only;
+ *      cross-partition stitching is a later feature -- and leave a redirect
+ *      in its key), every journey in memory that is due is closed, the
+ *      batch's dead-letter deliveries are confirmed and the commit is
+ *      packed, with only the timers that change;
  *   2. batch_wait(): the previous commit's result; if any shard failed or
  *      was fenced, the prepared batch was built on a state that may not
  *      hold: it and everything in memory are dropped, and the shards re-read
@@ -602,7 +605,7 @@ static journey_t *entry_journey(entry_t *e) {
  * its deadline (last event + its phase's timeout): it is closed the moment
  * anything looks at it -- an event for it, or the sweep at the end of the
  * batch over every journey in memory, which includes those whose timers
- * Redis says are due (load_due). So when a journey closes depends on event
+ * Redis says are due (load_first). So when a journey closes depends on event
  * time alone, never on batch boundaries. An event at or after its journey's
  * deadline closes it at once and starts the customer's next journey; an
  * event that belongs to an already closed journey is late: remembered in the
