@@ -1,0 +1,209 @@
+/*
+ * test_satisfaction.c -- NPS, CSAT and CES arithmetic, margins of error,
+ * insufficient N, rolling windows (sliding, late answers, expiry) and the
+ * merge of partitions, with exact values.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "satisfaction.h"
+
+#define MIN 60000LL
+#define HOUR (60 * MIN)
+#define DAY (24 * HOUR)
+
+static void add_all(sat_series_t *s, const sat_windows_t *w, int64_t ts, const int *scores, int n) {
+    for (int i = 0; i < n; i++) sat_series_add(s, w, ts, scores[i], 1);
+}
+
+static sat_result_t all_of(const sat_series_t *s, const sat_windows_t *w, int64_t min_n) {
+    sat_counts_t c;
+    sat_result_t r;
+    sat_series_window(s, w, -1, 0, &c);
+    sat_compute(s->metric, &c, min_n, &r);
+    return r;
+}
+
+Test(satisfaction, scores_valid_per_metric) {
+    cr_assert(sat_score_ok(EV_METRIC_NPS, 0) && sat_score_ok(EV_METRIC_NPS, 10));
+    cr_assert(!sat_score_ok(EV_METRIC_NPS, 11) && !sat_score_ok(EV_METRIC_NPS, -1));
+    cr_assert(sat_score_ok(EV_METRIC_CSAT, 1) && sat_score_ok(EV_METRIC_CSAT, 5));
+    cr_assert(!sat_score_ok(EV_METRIC_CSAT, 0) && !sat_score_ok(EV_METRIC_CSAT, 6));
+    cr_assert(sat_score_ok(EV_METRIC_CES, 7) && !sat_score_ok(EV_METRIC_CES, 8));
+    cr_assert(!sat_score_ok(EV_METRIC_NONE, 3));
+}
+
+Test(satisfaction, nps_with_margin_of_error) {
+    sat_windows_t w;
+    sat_series_t s;
+    cr_assert_eq(sat_windows_init(&w, NULL, 0, 1), 0);
+    sat_series_init(&s, EV_METRIC_NPS);
+    const int scores[] = {10, 9, 9, 8, 7, 6, 0, 3, 5, 2};
+    add_all(&s, &w, 0, scores, 10);
+    sat_series_add(&s, &w, 0, 11, 1); /* not a score: ignored */
+    sat_result_t r = all_of(&s, &w, 10);
+    cr_assert_eq(r.n, 10);
+    cr_assert(r.sufficient);
+    cr_assert_eq(r.promoters, 3);
+    cr_assert_eq(r.passives, 2);
+    cr_assert_eq(r.detractors, 5);
+    cr_assert_float_eq(r.score, -20.0, 1e-9);
+    /* p = 0.3, d = 0.5: 1.96 * 100 * sqrt((0.8 - 0.04) / 10) */
+    cr_assert_float_eq(r.moe, 54.03347110819367, 1e-9);
+    cr_assert_float_eq(r.mean, 5.9, 1e-12);
+    sat_series_free(&s);
+}
+
+Test(satisfaction, csat_and_ces) {
+    sat_windows_t w;
+    sat_series_t cs, ce;
+    sat_windows_init(&w, NULL, 0, 1);
+    sat_series_init(&cs, EV_METRIC_CSAT);
+    sat_series_init(&ce, EV_METRIC_CES);
+    const int csat[] = {5, 5, 4, 3, 1};
+    const int ces[] = {7, 6, 5, 2};
+    add_all(&cs, &w, 0, csat, 5);
+    add_all(&ce, &w, 0, ces, 4);
+    sat_result_t r = all_of(&cs, &w, 1);
+    cr_assert_eq(r.n, 5);
+    cr_assert_eq(r.satisfied, 3);
+    cr_assert_float_eq(r.score, 60.0, 1e-9);
+    cr_assert_float_eq(r.mean, 3.6, 1e-12);
+    cr_assert_float_eq(r.moe, 42.94144850840503, 1e-9); /* 196 * sqrt(0.24 / 5) */
+    r = all_of(&ce, &w, 1);
+    cr_assert_eq(r.n, 4);
+    cr_assert_eq(r.high, 3);
+    cr_assert_float_eq(r.high_pct, 75.0, 1e-9);
+    cr_assert_float_eq(r.score, 5.0, 1e-12);
+    /* sample variance 14 / 3: 1.96 * sqrt(14 / 3) / 2 */
+    cr_assert_float_eq(r.moe, 2.117041961479901, 1e-9);
+    sat_series_free(&cs);
+    sat_series_free(&ce);
+}
+
+Test(satisfaction, below_min_n_is_insufficient_not_a_number) {
+    sat_windows_t w;
+    sat_series_t s;
+    sat_windows_init(&w, NULL, 0, 1);
+    sat_series_init(&s, EV_METRIC_NPS);
+    sat_result_t r = all_of(&s, &w, 0);
+    cr_assert_eq(r.n, 0);
+    cr_assert(!r.sufficient); /* no answer is never a score */
+    const int scores[] = {10, 10, 0};
+    add_all(&s, &w, 0, scores, 3);
+    r = all_of(&s, &w, 30);
+    cr_assert(!r.sufficient);
+    cr_assert_eq(r.n, 3);
+    cr_assert_eq(r.promoters, 2); /* the counts are still reported */
+    cr_assert_eq(r.detractors, 1);
+    cr_assert_float_eq(r.score, 0.0, 0);
+    cr_assert_float_eq(r.moe, 0.0, 0);
+    r = all_of(&s, &w, 3);
+    cr_assert(r.sufficient);
+    cr_assert_float_eq(r.score, 100.0 / 3, 1e-9);
+    sat_series_free(&s);
+}
+
+Test(satisfaction, windows_slide_by_bucket) {
+    sat_windows_t w;
+    sat_series_t s;
+    const int64_t lens[] = {HOUR};
+    cr_assert_eq(sat_windows_init(&w, lens, 1, 4), 0); /* 15-minute buckets */
+    cr_assert_eq(w.res_ms[0], 15 * MIN);
+    sat_series_init(&s, EV_METRIC_CSAT);
+    sat_series_add(&s, &w, 0, 5, 1);          /* bucket 0 */
+    sat_series_add(&s, &w, 20 * MIN, 4, 1);   /* bucket 1 */
+    sat_series_add(&s, &w, 50 * MIN, 1, 1);   /* bucket 3 */
+    sat_series_add(&s, &w, 70 * MIN, 2, 1);   /* bucket 4 */
+    sat_counts_t c;
+    sat_series_window(&s, &w, 0, 60 * MIN - 1, &c);  /* buckets 0..3 */
+    cr_assert_eq(c.n[4] + c.n[3] + c.n[0] + c.n[1], 3);
+    cr_assert_eq(c.n[1], 0);
+    sat_series_window(&s, &w, 0, 60 * MIN, &c);      /* buckets 1..4 */
+    cr_assert_eq(c.n[4], 0);
+    cr_assert_eq(c.n[3], 1);
+    cr_assert_eq(c.n[0], 1);
+    cr_assert_eq(c.n[1], 1);
+    sat_series_window(&s, &w, 0, 75 * MIN, &c);      /* buckets 2..5 */
+    sat_result_t r;
+    sat_compute(EV_METRIC_CSAT, &c, 1, &r);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.satisfied, 0);
+    /* a late answer lands in its own (old) bucket */
+    sat_series_add(&s, &w, 10 * MIN, 3, 1);
+    sat_series_window(&s, &w, 0, 59 * MIN, &c);
+    sat_compute(EV_METRIC_CSAT, &c, 1, &r);
+    cr_assert_eq(r.n, 4);
+    cr_assert_float_eq(r.mean, 13.0 / 4, 1e-12);
+    /* expiry drops exactly what no window holds any more; `all` keeps it */
+    cr_assert_eq(sat_series_expire(&s, &w, 75 * MIN), 2); /* buckets 0 and 1 */
+    cr_assert_eq(s.win[0].n, 2);
+    sat_series_window(&s, &w, 0, 75 * MIN, &c);
+    sat_compute(EV_METRIC_CSAT, &c, 1, &r);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(all_of(&s, &w, 1).n, 5);
+    cr_assert_eq(sat_series_expire(&s, &w, 75 * MIN), 0);
+    sat_series_free(&s);
+}
+
+Test(satisfaction, partitions_merge_exactly) {
+    sat_windows_t w;
+    const int64_t lens[] = {HOUR, DAY, 7 * DAY, 30 * DAY};
+    cr_assert_eq(sat_windows_init(&w, lens, 4, 60), 0);
+    sat_series_t a, b, m;
+    sat_series_init(&a, EV_METRIC_NPS);
+    sat_series_init(&b, EV_METRIC_NPS);
+    sat_series_init(&m, EV_METRIC_NPS);
+    for (int i = 0; i < 200; i++) sat_series_add(&a, &w, i * 7 * MIN, i % 11, 1);
+    for (int i = 0; i < 150; i++) sat_series_add(&b, &w, i * 13 * MIN + 5000, (i * 3) % 11, 1);
+    sat_series_add(&b, &w, 0, 10, -1); /* taken back (a merged journey's answer) */
+    sat_series_merge(&m, &a, &w);
+    sat_series_merge(&m, &b, &w);
+    int64_t wm = 30 * HOUR;
+    for (int i = -1; i < 4; i++) {
+        sat_counts_t ca, cb, cm;
+        sat_series_window(&a, &w, i, wm, &ca);
+        sat_series_window(&b, &w, i, wm, &cb);
+        sat_series_window(&m, &w, i, wm, &cm);
+        sat_counts_add(&ca, &cb);
+        cr_assert(memcmp(&ca, &cm, sizeof(ca)) == 0, "window %d", i);
+    }
+    sat_counts_t c;
+    sat_series_window(&m, &w, 0, wm, &c); /* 1 h in 1-minute buckets 1741..1800: [29:01, 30:01) */
+    sat_result_t r;
+    sat_compute(EV_METRIC_NPS, &c, 1, &r);
+    /* a: its last answer is at 199 * 7 = 1393 min: none; b: 13 i min + 5 s
+     * in [1741, 1801) min for i = 134..138 */
+    cr_assert_eq(r.n, 5);
+    sat_series_window(&m, &w, -1, wm, &c);
+    sat_compute(EV_METRIC_NPS, &c, 1, &r);
+    cr_assert_eq(r.n, 349);
+    sat_series_free(&a);
+    sat_series_free(&b);
+    sat_series_free(&m);
+}
+
+Test(satisfaction, window_config_and_negative_times) {
+    sat_windows_t w;
+    const int64_t bad[] = {HOUR + 1};
+    cr_assert_eq(sat_windows_init(&w, bad, 1, 60), -1);
+    const int64_t neg[] = {0};
+    cr_assert_eq(sat_windows_init(&w, neg, 1, 1), -1);
+    const int64_t lens[] = {4000};
+    cr_assert_eq(sat_windows_init(&w, lens, 1, 4), 0);
+    sat_series_t s;
+    sat_series_init(&s, EV_METRIC_CES);
+    sat_series_add(&s, &w, -1, 7, 1);    /* bucket -1 */
+    sat_series_add(&s, &w, -1000, 6, 1); /* bucket -1 */
+    sat_series_add(&s, &w, -1001, 5, 1); /* bucket -2 */
+    cr_assert_eq(s.win[0].n, 2);
+    cr_assert_eq(s.win[0].no[0], -2);
+    cr_assert_eq(s.win[0].no[1], -1);
+    sat_counts_t c;
+    sat_series_window(&s, &w, 0, 1999, &c); /* buckets -2..1 */
+    cr_assert_eq(c.n[6] + c.n[5] + c.n[4], 3);
+    sat_series_window(&s, &w, 0, 2000, &c); /* buckets -1..2 */
+    cr_assert_eq(c.n[6] + c.n[5] + c.n[4], 2);
+    sat_series_free(&s);
+}
