@@ -77,6 +77,8 @@ typedef struct entry {
     uint8_t state;
     uint8_t dirty;
     uint8_t cand;              /* loaded because its timer looked due */
+    uint8_t head;              /* only a candidate: read without its history
+                                  (journey_unpack_head) */
     int64_t timer;             /* as committed: the journey's timer is at or before
                                   this deadline; -1: it has none */
     int64_t deadline;          /* the journey's deadline now, -1: none (deadline_of()) */
@@ -371,7 +373,9 @@ static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
     }
     if (!e->j && !(e->j = malloc(sizeof(*e->j)))) abort();
     journey_init(e->j, e->id);
-    if (journey_unpack(e->j, v->data, v->len, b->cfg, err, sizeof(err)) < 0) {
+    int rc = e->head ? journey_unpack_head(e->j, v->data, v->len, b->cfg, err, sizeof(err))
+                     : journey_unpack(e->j, v->data, v->len, b->cfg, err, sizeof(err));
+    if (rc < 0) {
         /* Never silently replace a journey we cannot read: stop this shard. */
         log_error("unreadable journey in redis", "shard=%s customer=%s error=\"%s\"", e->sh->name,
                   e->id, err);
@@ -546,8 +550,10 @@ static store_status_t load_first(batch_t *b, store_t *st, int *more, char *errbu
         shs[q]->next_due = due[q].next;
         shs[q]->timers_more = due[q].n == due[q].limit;
         for (size_t i = 0; i < due[q].n; i++) {
+            size_t n0 = b->n_tab;
             entry_t *e = table_get(b, shs[q], due[q].ids[i]);
             e->cand = 1;
+            e->head = b->n_tab > n0; /* nothing else in this batch names it */
             *more += e->state == ENT_UNKNOWN;
         }
     }
@@ -590,12 +596,16 @@ static entry_t *canonical(batch_t *b, shard_t *sh, const char *id) {
     return e;
 }
 
-static journey_t *entry_journey(entry_t *e) {
+/* e's journey, whole: created if absent; one read without its history
+ * (a candidate kept from the previous batch) gets it parsed now. */
+static journey_t *entry_journey(const batch_t *b, entry_t *e) {
     if (e->state != ENT_JOURNEY) {
         if (!e->j && !(e->j = malloc(sizeof(*e->j)))) abort();
         journey_init(e->j, e->id);
         e->state = ENT_JOURNEY;
     }
+    /* the tail was checked when it was read: only memory could fail here */
+    if (journey_load_tail(e->j, b->cfg) < 0) abort();
     return e->j;
 }
 
@@ -632,7 +642,7 @@ static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
     ev.metric = (ev_metric_t)it->metric;
     ev.score = it->score;
     ev.scope = (ev_scope_t)it->scope;
-    funnel_result_t r = funnel_event(&sh->fd, &sh->reg, b->cfg, entry_journey(e), wm,
+    funnel_result_t r = funnel_event(&sh->fd, &sh->reg, b->cfg, entry_journey(b, e), wm,
                                      watermark(b, sh->clock), &ev, it->mid, it->phase,
                                      it->kind == ITEM_TOUCH ? it->tp : NULL, &late);
     sh->stats[STAT_LATE] += late;
@@ -658,6 +668,7 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
         return;
     }
     if (raw->state == ENT_JOURNEY) {
+        entry_journey(b, raw);
         close_if_due(b, raw);
         if (raw->j->status == JOURNEY_OPEN) {
             int from = cust->j->phase;
@@ -747,6 +758,7 @@ typedef struct commit_buf {
  * closed, merged away or gone) is removed. 0: no change. */
 static int timer_change(const entry_t *e, int64_t now, store_timer_t *t) {
     int had = e->cand || e->timer >= 0;
+    if (e->state == ENT_UNKNOWN) return 0; /* never loaded (a chain too long): not touched */
     if (now < 0) {
         if (!had) return 0;
         *t = (store_timer_t){.id = e->id, .at = 0, .op = STORE_TIMER_DEL};
@@ -859,6 +871,7 @@ static void table_keep_current(batch_t *b) {
         b->tab2[k] = *e;           /* moves the journey */
         b->tab2[k].dirty = 0;
         b->tab2[k].cand = 0;
+        b->tab2[k].head = 0;
         b->used2[n++] = k;
         e->sh = NULL;
         e->j = NULL;

@@ -76,6 +76,7 @@ void journey_init(journey_t *j, const char *customer) {
 void journey_reset(journey_t *j) {
     free(j->hist);
     free(j->dedup);
+    free(j->tail);
     memset(j, 0, sizeof(*j));
 }
 
@@ -365,16 +366,22 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     w_uint(&w, j->sat.mid);
     w_str(&w, j->sat.tp);
     w_uint(&w, j->merged);
-    w_array(&w, j->n_hist * 4);
-    for (uint32_t i = 0; i < j->n_hist; i++) {
-        w_int(&w, j->hist[i].ts);
-        w_uint(&w, j->hist[i].mid);
-        w_int(&w, j->hist[i].phase);
-        w_str(&w, j->hist[i].tp);
+    if (j->tail) { /* history, dedup ring and its position, as read */
+        w_room(&w, j->tail_len);
+        memcpy(w.p + w.len, j->tail, j->tail_len);
+        w.len += j->tail_len;
+    } else {
+        w_array(&w, j->n_hist * 4);
+        for (uint32_t i = 0; i < j->n_hist; i++) {
+            w_int(&w, j->hist[i].ts);
+            w_uint(&w, j->hist[i].mid);
+            w_int(&w, j->hist[i].phase);
+            w_str(&w, j->hist[i].tp);
+        }
+        w_array(&w, j->n_dedup);
+        for (uint32_t i = 0; i < j->n_dedup; i++) w_uint(&w, j->dedup[i]);
+        w_uint(&w, j->dedup_pos);
     }
-    w_array(&w, j->n_dedup);
-    for (uint32_t i = 0; i < j->n_dedup; i++) w_uint(&w, j->dedup[i]);
-    w_uint(&w, j->dedup_pos);
     w_uint(&w, j->status);
     w_int(&w, j->prev_end);
     w_str(&w, j->mseg);
@@ -450,27 +457,31 @@ static int get_small(rbuf_t *r, int64_t lo, int64_t hi, int64_t *v) {
     return 0;
 }
 
-static int get_array(rbuf_t *r, uint32_t *n) {
-    uint64_t x;
+/* A length header: the fixed form (a tag under `mask`, the length in the
+ * other bits), or a tag t8 (0: none), t16 or t16 + 1 followed by a length of
+ * 1, 2 or 4 bytes. */
+static int r_len(rbuf_t *r, unsigned char mask, unsigned char fix, unsigned char t8,
+                 unsigned char t16, uint64_t *n) {
     if (r->p >= r->end) return -1;
     unsigned char b = *r->p++;
-    if ((b & 0xf0) == 0x90) x = b & 0x0f;
-    else if (b == 0xdc) { if (r_be(r, 2, &x) < 0) return -1; }
-    else if (b == 0xdd) { if (r_be(r, 4, &x) < 0) return -1; }
-    else return -1;
+    if ((b & mask) == fix) {
+        *n = b & (unsigned char)~mask;
+        return 0;
+    }
+    int bytes = t8 && b == t8 ? 1 : b == t16 ? 2 : b == t16 + 1 ? 4 : 0;
+    return bytes ? r_be(r, bytes, n) : -1;
+}
+
+static int get_array(rbuf_t *r, uint32_t *n) {
+    uint64_t x;
+    if (r_len(r, 0xf0, 0x90, 0, 0xdc, &x) < 0) return -1;
     *n = (uint32_t)x;
     return 0;
 }
 
 static int get_name(rbuf_t *r, char *dst, size_t cap) {
     uint64_t n;
-    if (r->p >= r->end) return -1;
-    unsigned char b = *r->p++;
-    if ((b & 0xe0) == 0xa0) n = b & 0x1f;
-    else if (b == 0xd9) { if (r_be(r, 1, &n) < 0) return -1; }
-    else if (b == 0xda) { if (r_be(r, 2, &n) < 0) return -1; }
-    else if (b == 0xdb) { if (r_be(r, 4, &n) < 0) return -1; }
-    else return -1;
+    if (r_len(r, 0xe0, 0xa0, 0xd9, 0xda, &n) < 0) return -1;
     if (n >= cap || (uint64_t)(r->end - r->p) < n) return -1;
     memcpy(dst, r->p, n);
     dst[n] = '\0';
@@ -493,11 +504,12 @@ static int unpack_sat(journey_t *j, rbuf_t *r) {
     return get_name(r, j->sat.tp, sizeof(j->sat.tp));
 }
 
-static int unpack_hist(journey_t *j, rbuf_t *r, const config_t *cfg) {
+/* The history; with store 0 it is only checked. */
+static int unpack_hist(journey_t *j, rbuf_t *r, const config_t *cfg, int store) {
     uint32_t n;
     if (get_array(r, &n) < 0 || n % 4 || (uint64_t)(r->end - r->p) < n) return -1;
     uint32_t want = n / 4 < (uint32_t)cfg->history_max ? n / 4 : (uint32_t)cfg->history_max;
-    if (want > j->cap_hist) { /* room for all at once */
+    if (store && want > j->cap_hist) { /* room for all at once */
         jd_touch_t *h = realloc(j->hist, want * sizeof(*h));
         if (!h) abort();
         j->hist = h;
@@ -510,12 +522,13 @@ static int unpack_hist(journey_t *j, rbuf_t *r, const config_t *cfg) {
         if (get_i64(r, &ts) < 0 || get_u64(r, &mid) < 0 ||
             get_small(r, -1, CFG_MAX_PHASES - 1, &ph) < 0 || get_name(r, tp, sizeof(tp)) < 0)
             return -1;
-        hist_add(j, cfg, ts, mid, (int)ph, tp);
+        if (store) hist_add(j, cfg, ts, mid, (int)ph, tp);
     }
     return 0;
 }
 
-static int unpack_dedup(journey_t *j, rbuf_t *r, const config_t *cfg) {
+/* The dedup ring and its position; with store 0 they are only checked. */
+static int unpack_dedup(journey_t *j, rbuf_t *r, const config_t *cfg, int store) {
     uint32_t n;
     int64_t p;
     uint64_t small[256], *ids = small;
@@ -526,14 +539,35 @@ static int unpack_dedup(journey_t *j, rbuf_t *r, const config_t *cfg) {
         if (get_u64(r, &ids[i]) < 0) goto out;
     if (get_small(r, 0, UINT32_MAX, &p) < 0) goto out;
     /* Replay the ring oldest first so that the newest ids survive a smaller cap. */
-    for (uint32_t i = 0; i < n; i++) dedup_add(j, cfg, ids[(p + i) % n]);
+    for (uint32_t i = 0; store && i < n; i++) dedup_add(j, cfg, ids[(p + i) % n]);
     rc = 0;
 out:
     if (ids != small) free(ids);
     return rc;
 }
 
-static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cfg) {
+/* The history, dedup ring and ring position: parsed, or (tail) kept as bytes. */
+static int unpack_tail(journey_t *j, rbuf_t *r, const config_t *cfg, int keep) {
+    const unsigned char *start = r->p;
+    if (unpack_hist(j, r, cfg, !keep) < 0 || unpack_dedup(j, r, cfg, !keep) < 0) return -1;
+    if (!keep) return 0;
+    j->tail_len = (uint32_t)(r->p - start);
+    if (!(j->tail = malloc(j->tail_len))) abort();
+    memcpy(j->tail, start, j->tail_len);
+    return 0;
+}
+
+int journey_load_tail(journey_t *j, const config_t *cfg) {
+    if (!j->tail) return 0;
+    rbuf_t r = {(const unsigned char *)j->tail, (const unsigned char *)j->tail + j->tail_len};
+    char *tail = j->tail;
+    j->tail = NULL;
+    int rc = unpack_tail(j, &r, cfg, 0) < 0 || r.p != r.end ? -1 : 0;
+    free(tail);
+    return rc;
+}
+
+static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cfg, int head) {
     int64_t v, version;
     uint32_t m;
     if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != (version == 1 ? 19u : 22u)) return -1;
@@ -552,7 +586,7 @@ static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cf
         get_u64(r, &j->segment_mid) < 0 || unpack_sat(j, r) < 0 || get_small(r, 0, UINT32_MAX, &v) < 0)
         return -1;
     j->merged = (uint32_t)v;
-    if (unpack_hist(j, r, cfg) < 0 || unpack_dedup(j, r, cfg) < 0) return -1;
+    if (unpack_tail(j, r, cfg, head) < 0) return -1;
     if (version >= 2) {
         if (get_small(r, JOURNEY_OPEN, JOURNEY_COMPLETED, &v) < 0 || get_i64(r, &j->prev_end) < 0 ||
             get_name(r, j->mseg, sizeof(j->mseg)) < 0)
@@ -562,8 +596,8 @@ static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cf
     return 0;
 }
 
-int journey_unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg,
-                   char *errbuf, size_t errlen) {
+static int unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg, int head,
+                  char *errbuf, size_t errlen) {
     rbuf_t r = {(const unsigned char *)buf, (const unsigned char *)buf + len};
     uint32_t n;
     if (get_array(&r, &n) < 0) {
@@ -574,7 +608,7 @@ int journey_unpack(journey_t *j, const char *buf, size_t len, const config_t *cf
         snprintf(errbuf, errlen, "journey blob: not a 19- or 22-element array");
         return -1;
     }
-    if (unpack_fields(j, &r, n, cfg) < 0) {
+    if (unpack_fields(j, &r, n, cfg, head) < 0) {
         snprintf(errbuf, errlen, "journey blob: bad field (version %d expected)", JOURNEY_BLOB_VERSION);
         return -1;
     }
@@ -583,6 +617,16 @@ int journey_unpack(journey_t *j, const char *buf, size_t len, const config_t *cf
         return -1;
     }
     return 0;
+}
+
+int journey_unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg,
+                   char *errbuf, size_t errlen) {
+    return unpack(j, buf, len, cfg, 0, errbuf, errlen);
+}
+
+int journey_unpack_head(journey_t *j, const char *buf, size_t len, const config_t *cfg,
+                        char *errbuf, size_t errlen) {
+    return unpack(j, buf, len, cfg, 1, errbuf, errlen);
 }
 
 /* ---- printing ---------------------------------------------------------- */

@@ -64,6 +64,12 @@ typedef struct journey {
     uint32_t n_hist, cap_hist;      /* cap_hist <= history_max */
     uint64_t *dedup;                /* ring of messageId hashes; owned */
     uint32_t n_dedup, dedup_pos, cap_dedup;
+
+    /* Read by journey_unpack_head(): hist and dedup are not parsed; tail
+     * (owned) holds their serialised bytes, written back as they are until
+     * journey_load_tail() parses them. NULL for a journey read whole. */
+    char *tail;
+    uint32_t tail_len;
 } journey_t;
 
 typedef enum {
@@ -115,6 +121,13 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen);
 /* Parse a blob made by journey_pack. 0, or -1 with errbuf. j must be initialised. */
 int journey_unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg,
                    char *errbuf, size_t errlen);
+/* The same, but the history and dedup ring are kept as bytes (j->tail): for
+ * a journey read only to be closed, which never looks at them. */
+int journey_unpack_head(journey_t *j, const char *buf, size_t len, const config_t *cfg,
+                        char *errbuf, size_t errlen);
+/* Parse j->tail, if any, into the history and dedup ring: before anything
+ * but closing and packing touches a journey read by journey_unpack_head(). */
+int journey_load_tail(journey_t *j, const config_t *cfg);
 
 /* Print as one JSON object (phase names from cfg). */
 void journey_print_json(const journey_t *j, const config_t *cfg, FILE *out);

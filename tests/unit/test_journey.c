@@ -304,6 +304,55 @@ Test(journey, blob_is_what_msgpack_c_writes) {
     journey_reset(&b);
 }
 
+/* A journey read for closing only keeps its history as bytes: closing and
+ * writing it gives exactly the bytes a whole read would, and its history can
+ * be parsed later. */
+Test(journey, head_only_read_writes_the_same_bytes) {
+    journey_t a, whole, head;
+    char *buf, *w1, *w2, *w3, err[128];
+    size_t len, l1, l2, l3;
+    journey_init(&a, "u1");
+    for (size_t i = 0; i < N_EVENTS; i++) apply(&a, &EVENTS[i]);
+    pack(&a, &buf, &len);
+    journey_init(&whole, "");
+    journey_init(&head, "");
+    cr_assert_eq(journey_unpack(&whole, buf, len, &cfg, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(journey_unpack_head(&head, buf, len, &cfg, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(head.n_hist, 0);
+    cr_assert_eq(head.n_dedup, 0);
+    cr_assert_not_null(head.tail);
+    cr_assert_eq(head.phase, 2);
+    cr_assert_str_eq(head.last_tp, "checkout");
+    journey_close(&whole, &cfg);
+    journey_close(&head, &cfg);
+    pack(&whole, &w1, &l1);
+    pack(&head, &w2, &l2);
+    cr_assert_eq(l1, l2);
+    cr_assert(memcmp(w1, w2, l1) == 0);
+    cr_assert_eq(journey_load_tail(&head, &cfg), 0);
+    cr_assert_null(head.tail);
+    cr_assert_eq(head.n_hist, whole.n_hist);
+    cr_assert_eq(head.n_dedup, 7);
+    cr_assert_eq(head.status, JOURNEY_DROPPED); /* what changed after the read stays */
+    pack(&head, &w3, &l3);
+    cr_assert_eq(l3, l1);
+    cr_assert(memcmp(w3, w1, l1) == 0);
+    cr_assert_eq(journey_load_tail(&head, &cfg), 0); /* nothing left to parse */
+    for (size_t cut = 0; cut < len; cut++) {
+        journey_t c;
+        journey_init(&c, "");
+        cr_assert_eq(journey_unpack_head(&c, buf, cut, &cfg, err, sizeof(err)), -1, "prefix %zu", cut);
+        journey_reset(&c);
+    }
+    free(buf);
+    free(w1);
+    free(w2);
+    free(w3);
+    journey_reset(&a);
+    journey_reset(&whole);
+    journey_reset(&head);
+}
+
 Test(journey, unpack_refuses_garbage) {
     journey_t j;
     char err[128];
