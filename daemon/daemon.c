@@ -130,20 +130,23 @@ static void backoff(ctx_t *c, const char *what, const char *err) {
  * flagged for resync and resync_shards() tries again later, while the loop
  * keeps polling the consumer (a consumer that stops polling for
  * max.poll.interval.ms leaves its group). */
-static const config_t *learn_cfg;
+typedef struct learning {
+    shard_t *sh;
+    const config_t *cfg;
+} learning_t;
 
 static void learn_field(const char *field, int64_t value, void *opaque) {
-    shard_t *sh = opaque;
-    funnel_learn(&sh->reg, &sh->totals, learn_cfg, field, value);
+    learning_t *l = opaque;
+    funnel_learn(&l->sh->reg, &l->sh->totals, l->cfg, field, value);
 }
 
 static int shard_load_offset(ctx_t *c, shard_t *sh) {
     char err[256];
+    learning_t l = {sh, c->live_cfg};
     funnel_reg_free(&sh->reg);
     funnel_delta_free(&sh->totals);
-    learn_cfg = c->live_cfg;
     if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK &&
-        store_shard_state(c->st, sh->name, &sh->clock, learn_field, sh, err, sizeof(err)) == STORE_OK) {
+        store_shard_state(c->st, sh->name, &sh->clock, learn_field, &l, err, sizeof(err)) == STORE_OK) {
         c->backoff_ms = 0;
         sh->next_due = INT64_MIN; /* ask Redis for due timers on the next batch */
         sh->timers_more = 0;

@@ -319,28 +319,28 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
                                  void (*fn)(const char *field, int64_t value, void *opaque), void *opaque,
                                  char *errbuf, size_t errlen) {
     char key[512];
-    redisReply *r[2];
+    redisReply *r;
     store_status_t s;
     if (store_key(st->cfg->redis_prefix, shard, "s", NULL, key, sizeof(key)) < 0) {
         snprintf(errbuf, errlen, "shard name too long: %s", shard);
         return STORE_FATAL;
     }
-    redisAppendCommand(st->c, "HGET %s clock", key);
     redisAppendCommand(st->c, "HGETALL %s", key);
     st->round_trips++;
-    st->commands += 2;
-    s = read_replies(st, 2, r, errbuf, errlen);
+    st->commands++;
+    s = read_replies(st, 1, &r, errbuf, errlen);
     if (s != STORE_OK) return s;
-    if (r[0]->type == REDIS_REPLY_ERROR || r[1]->type == REDIS_REPLY_ERROR) {
-        snprintf(errbuf, errlen, "redis %s: %s", key, (r[0]->type == REDIS_REPLY_ERROR ? r[0] : r[1])->str);
+    *clock = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(errbuf, errlen, "redis %s: %s", key, r->str);
         s = STORE_FATAL;
-    } else {
-        *clock = r[0]->type == REDIS_REPLY_STRING ? strtoll(r[0]->str, NULL, 10) : 0;
-        for (size_t i = 0; r[1]->type == REDIS_REPLY_ARRAY && i + 1 < r[1]->elements; i += 2)
-            fn(r[1]->element[i]->str, strtoll(r[1]->element[i + 1]->str, NULL, 10), opaque);
     }
-    freeReplyObject(r[0]);
-    freeReplyObject(r[1]);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        int64_t v = strtoll(r->element[i + 1]->str, NULL, 10);
+        if (!strcmp(r->element[i]->str, "clock")) *clock = v;
+        else fn(r->element[i]->str, v, opaque);
+    }
+    freeReplyObject(r);
     return s;
 }
 
@@ -621,21 +621,16 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
     }
     queued += resp_timers(&r, pre, q);
     queued += resp_hincrby(&r, pre, q->shard, q->n_stats, q->stat_names, q->stat_deltas);
-    if (q->n_metrics) { /* the funnel's new totals: one HSET */
-        resp_cmd(&r, 2 + 2 * q->n_metrics);
-        resp_str(&r, "HSET");
-        resp_key(&r, pre, q->shard, "s", NULL);
-        for (size_t i = 0; i < q->n_metrics; i++) {
-            resp_str(&r, q->metric_names[i]);
-            resp_i64(&r, q->metric_values[i]);
-        }
-        queued++;
-    }
-    resp_cmd(&r, 4);
+    /* the clock and the funnel's new totals: one HSET */
+    resp_cmd(&r, 4 + 2 * q->n_metrics);
     resp_str(&r, "HSET");
     resp_key(&r, pre, q->shard, "s", NULL);
     resp_str(&r, "clock");
     resp_i64(&r, q->clock);
+    for (size_t i = 0; i < q->n_metrics; i++) {
+        resp_str(&r, q->metric_names[i]);
+        resp_i64(&r, q->metric_values[i]);
+    }
     resp_cmd(&r, 3);
     resp_str(&r, "SET");
     resp_key(&r, pre, q->shard, "o", NULL);

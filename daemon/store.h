@@ -93,8 +93,8 @@ store_status_t store_ping(store_t *st, char *errbuf, size_t errlen);
 store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset,
                                 char *errbuf, size_t errlen);
 
-/* A shard's event-time clock (0 if none) and its stored counters (fn is
- * called for each field and value; funnel_learn()), in one round trip. */
+/* A shard's event-time clock (0 if none) and its other stored counters (fn
+ * is called for each field and value; funnel_learn()), with one HGETALL. */
 store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
                                  void (*fn)(const char *field, int64_t value, void *opaque), void *opaque,
                                  char *errbuf, size_t errlen);
