@@ -21,7 +21,11 @@
  *      cross-partition stitching is a later feature -- and leave a redirect
  *      in its key), every journey in memory that is due is closed, the
  *      batch's dead-letter deliveries are confirmed and the commit is
- *      packed, with only the timers that change;
+ *      packed, with only the timers that change. A shard whose due timers
+ *      were all fetched moves its closed-through mark to the watermark
+ *      they were fetched for; a journey closed under the mark is not
+ *      written at all (read back, journey_settle() closes it: see
+ *      schemas/redis.md);
  *   2. batch_wait(): the previous commit's result; if any shard failed or
  *      was fenced, the prepared batch was built on a state that may not
  *      hold: it and everything in memory are dropped, and the shards re-read
@@ -79,6 +83,8 @@ typedef struct entry {
     uint8_t cand;              /* loaded because its timer looked due */
     uint8_t head;              /* only a candidate: read without its history
                                   (journey_unpack_head) */
+    uint8_t closed;            /* closed by this batch's sweep: written only if
+                                  the shard's closed-through mark does not cover it */
     int64_t timer;             /* as committed: the journey's timer is at or before
                                   this deadline; -1: it has none */
     int64_t deadline;          /* the journey's deadline now, -1: none (deadline_of()) */
@@ -208,6 +214,7 @@ static void join_batch(batch_t *b, shard_t *sh) {
     b->shards[b->n_shards++] = sh;
     sh->in_batch = b->n_shards; /* its index + 1 */
     sh->batch_clock = sh->clock;
+    sh->closing_through = sh->closed_through;
 }
 
 /* The offset a shard's commit stores: after its last message, or, if the
@@ -382,6 +389,7 @@ static int entry_set_value(batch_t *b, entry_t *e, const store_blob_t *v) {
         return -1;
     }
     e->state = ENT_JOURNEY;
+    journey_settle(e->j, b->cfg, e->sh->closed_through);
     /* Every open journey written since timers exist (mseg set) has one at or
      * before its deadline; one from before (version 1) has none yet. */
     e->deadline = deadline_or_none(b, e->j);
@@ -549,6 +557,11 @@ static store_status_t load_first(batch_t *b, store_t *st, int *more, char *errbu
     for (size_t q = 0; rc == STORE_OK && q < n; q++) {
         shs[q]->next_due = due[q].next;
         shs[q]->timers_more = due[q].n == due[q].limit;
+        /* every timer up to `until` is a candidate of this batch, which
+         * closes or re-arms each: the mark its commit stores (unless some
+         * were left for the next batch: then the mark stays) */
+        if (!shs[q]->timers_more && due[q].until > shs[q]->closing_through)
+            shs[q]->closing_through = due[q].until;
         for (size_t i = 0; i < due[q].n; i++) {
             size_t n0 = b->n_tab;
             entry_t *e = table_get(b, shs[q], due[q].ids[i]);
@@ -624,7 +637,7 @@ static journey_t *entry_journey(const batch_t *b, entry_t *e) {
 static void close_if_due(batch_t *b, entry_t *e) {
     if (e->state == ENT_JOURNEY &&
         funnel_expire(&e->sh->fd, &e->sh->reg, b->cfg, e->j, watermark(b, e->sh->clock))) {
-        e->dirty = 1;
+        e->closed = 1;
         e->deadline = -1;
     }
 }
@@ -755,12 +768,15 @@ typedef struct commit_buf {
  * (`now`, -1: none). Timers only move earlier (ZADD LT), so the usual event,
  * which pushes the deadline later, changes nothing; a timer that fired before
  * the deadline (a candidate still open) is re-armed; a stale one (its journey
- * closed, merged away or gone) is removed. 0: no change. */
+ * closed, merged away or gone) is removed, unless the commit's closed-through
+ * mark removes it anyway (a candidate's timer is at or before the mark when
+ * its shard's due timers were all fetched). 0: no change. */
 static int timer_change(const entry_t *e, int64_t now, store_timer_t *t) {
     int had = e->cand || e->timer >= 0;
     if (e->state == ENT_UNKNOWN) return 0; /* never loaded (a chain too long): not touched */
     if (now < 0) {
-        if (!had) return 0;
+        int64_t mark = e->sh->closing_through;
+        if (!had || (e->cand ? !e->sh->timers_more : e->timer <= mark)) return 0;
         *t = (store_timer_t){.id = e->id, .at = 0, .op = STORE_TIMER_DEL};
     } else if (e->cand) {
         *t = (store_timer_t){.id = e->id, .at = now, .op = STORE_TIMER_SET};
@@ -785,6 +801,9 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
     q->metric_names = (const char *const *)sh->fd.names;
     q->metric_values = sh->fd.totals;
     q->clock = sh->clock;
+    q->closed_through = sh->closing_through;
+    q->closed_moved = sh->closing_through > sh->closed_through;
+    sh->closed_through = sh->closing_through; /* as if committed: memory is dropped if it is not */
     q->ids = &cb->ids[*k];
     q->vals = &cb->vals[*k];
     q->val_lens = &cb->lens[*k];
@@ -799,6 +818,16 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
             if (t->op != STORE_TIMER_DEL && t->at < sh->next_due) sh->next_due = t->at;
         }
         e->timer = now; /* what it is once this commits (memory is dropped if it does not) */
+        if (e->state == ENT_JOURNEY && now >= 0 && e->j->stored_deadline != now) {
+            e->j->stored_deadline = now; /* a new deadline, or one from another config */
+            e->dirty = 1;
+        } else if (e->closed && !e->dirty) {
+            /* closed by the sweep and nothing else: the mark covers it, but
+             * for a journey stored without its deadline (version 2) */
+            int64_t d = e->j->stored_deadline;
+            if (d >= 0 && d <= sh->closed_through) continue;
+            e->dirty = 1;
+        }
         if (!e->dirty) continue;
         char *v;
         if (entry_value(e, &v, &cb->lens[*k]) < 0) abort();
@@ -811,7 +840,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
 
 /* Pack the commit of every shard of the open batch into b->prep; offsets
  * are filled in when it is sent (after the previous commit is known). */
-static int in_commit(const entry_t *e) { return e->dirty || e->cand; }
+static int in_commit(const entry_t *e) { return e->dirty || e->cand || e->closed; }
 
 static void commit_prepare(batch_t *b) {
     static const char *stat_names[STAT__COUNT];
@@ -872,6 +901,7 @@ static void table_keep_current(batch_t *b) {
         b->tab2[k].dirty = 0;
         b->tab2[k].cand = 0;
         b->tab2[k].head = 0;
+        b->tab2[k].closed = 0;
         b->used2[n++] = k;
         e->sh = NULL;
         e->j = NULL;

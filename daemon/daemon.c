@@ -146,7 +146,7 @@ static int shard_load_offset(ctx_t *c, shard_t *sh) {
     funnel_reg_free(&sh->reg);
     funnel_delta_free(&sh->totals);
     if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK &&
-        store_shard_state(c->st, sh->name, &sh->clock, learn_field, &l, err, sizeof(err)) == STORE_OK) {
+        store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err, sizeof(err)) == STORE_OK) {
         c->backoff_ms = 0;
         sh->next_due = INT64_MIN; /* ask Redis for due timers on the next batch */
         sh->timers_more = 0;

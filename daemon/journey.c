@@ -70,6 +70,7 @@ void journey_init(journey_t *j, const char *customer) {
     j->segment_ts = INT64_MIN;
     j->sat.ts = INT64_MIN;
     j->prev_end = INT64_MIN;
+    j->stored_deadline = -1;
     for (int k = 0; k < CFG_MAX_PHASES; k++) j->phase_ts[k] = JOURNEY_NO_TIME;
 }
 
@@ -216,6 +217,12 @@ void journey_close(journey_t *j, const config_t *cfg) {
     j->status = j->phase == cfg->n_phases - 1 ? JOURNEY_COMPLETED : JOURNEY_DROPPED;
 }
 
+int journey_settle(journey_t *j, const config_t *cfg, int64_t closed_through) {
+    if (j->status != JOURNEY_OPEN || j->stored_deadline < 0 || j->stored_deadline > closed_through) return 0;
+    journey_close(j, cfg);
+    return 1;
+}
+
 void journey_restart(journey_t *j, const config_t *cfg) {
     journey_t n;
     journey_init(&n, j->customer);
@@ -258,13 +265,14 @@ void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
 }
 
 /* ---- serialised form ----------------------------------------------------
- * A MessagePack array (JOURNEY_BLOB_VERSION 2; version 1 lacked the last three):
+ * A MessagePack array (JOURNEY_BLOB_VERSION 3; version 2 lacked the last
+ * field, version 1 the last four):
  *   [1, customer, number, phase, start_ts, last_ts, [phase_ts 0..phase],
  *    last_tp, last_tp_ts, last_tp_mid, events, segment, segment_ts,
  *    segment_mid, [sat metric, score, scope, phase, explicit_phase, ts, mid, tp],
  *    merged,
  *    [hist: ts, mid, phase, tp, ts, mid, phase, tp, ...], [dedup...], dedup_pos,
- *    status, prev_end, mseg]
+ *    status, prev_end, mseg, stored_deadline]
  * documented in schemas/redis.md. */
 
 /* The blob is written and read by hand, not through msgpack-c's packer and
@@ -340,7 +348,7 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     /* one allocation for the usual size: header, history and dedup ring */
     wbuf_t w = {NULL, 0, 320 + (size_t)j->n_hist * 40 + (size_t)j->n_dedup * 9};
     if (!(w.p = malloc(w.cap))) return -1;
-    w_array(&w, 22);
+    w_array(&w, 23);
     w_uint(&w, JOURNEY_BLOB_VERSION);
     w_str(&w, j->customer);
     w_uint(&w, j->number);
@@ -385,6 +393,7 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     w_uint(&w, j->status);
     w_int(&w, j->prev_end);
     w_str(&w, j->mseg);
+    w_int(&w, j->stored_deadline);
     *out = (char *)w.p;   /* ownership passes to the caller */
     *outlen = w.len;
     return 0;
@@ -570,7 +579,7 @@ int journey_load_tail(journey_t *j, const config_t *cfg) {
 static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cfg, int head) {
     int64_t v, version;
     uint32_t m;
-    if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != (version == 1 ? 19u : 22u)) return -1;
+    if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != (version == 1 ? 19u : version == 2 ? 22u : 23u)) return -1;
     if (get_name(r, j->customer, sizeof(j->customer)) < 0) return -1;
     if (get_small(r, 1, UINT32_MAX, &v) < 0) return -1;
     j->number = (uint32_t)v;
@@ -593,6 +602,7 @@ static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cf
             return -1;
         j->status = (uint8_t)v;
     }
+    if (version >= 3 && get_i64(r, &j->stored_deadline) < 0) return -1;
     return 0;
 }
 
@@ -604,8 +614,8 @@ static int unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg
         snprintf(errbuf, errlen, "journey blob: not one MessagePack value");
         return -1;
     }
-    if (n != 19 && n != 22) {
-        snprintf(errbuf, errlen, "journey blob: not a 19- or 22-element array");
+    if (n != 19 && n != 22 && n != 23) {
+        snprintf(errbuf, errlen, "journey blob: not a 19-, 22- or 23-element array");
         return -1;
     }
     if (unpack_fields(j, &r, n, cfg, head) < 0) {

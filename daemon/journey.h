@@ -15,7 +15,7 @@
 #include "event.h"
 
 #define JOURNEY_NO_TIME INT64_MAX   /* "never": phase not reached, no event */
-#define JOURNEY_BLOB_VERSION 2
+#define JOURNEY_BLOB_VERSION 3
 
 /* One entry of the touchpoint history. */
 typedef struct jd_touch {
@@ -59,6 +59,8 @@ typedef struct journey {
     uint8_t status;                 /* journey_status_t */
     int64_t prev_end;               /* deadline of the customer's previous journey, INT64_MIN: none */
     char mseg[JD_NAME_MAX + 1];     /* segment counted under in the metrics, "" = not counted yet */
+    int64_t stored_deadline;        /* deadline it was stored open with (version 3), -1: none;
+                                       see journey_settle() */
 
     jd_touch_t *hist;               /* sorted by (ts, mid), oldest first; owned */
     uint32_t n_hist, cap_hist;      /* cap_hist <= history_max */
@@ -102,6 +104,13 @@ int64_t journey_deadline(const journey_t *j, const config_t *cfg);
 
 /* Close: dropped off in its phase, or completed in the last one. */
 void journey_close(journey_t *j, const config_t *cfg);
+
+/* A journey stored open is closed once its partition's closed-through mark
+ * (every timer at or before it has fired: batch.c) reaches the deadline it
+ * was stored with, even though the blob still says open: closing a journey
+ * nobody touched writes nothing. Apply to every journey read from Redis with
+ * its partition's mark; 1 if it closed here. */
+int journey_settle(journey_t *j, const config_t *cfg, int64_t closed_through);
 
 /* The customer's next journey begins: number + 1, everything but the
  * customer, the dedup ring and the previous journey's deadline reset. */

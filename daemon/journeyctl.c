@@ -67,6 +67,21 @@ static void free_names(char **names, size_t n) {
     free(names);
 }
 
+static void ignore_field(const char *field, int64_t value, void *opaque) {
+    (void)field, (void)value, (void)opaque;
+}
+
+/* A shard's closed-through mark (journey_settle()); INT64_MIN if unreadable. */
+static int64_t shard_mark(cli_t *c, const char *shard) {
+    char err[512];
+    int64_t clock, mark;
+    if (store_shard_state(c->st, shard, &clock, &mark, ignore_field, NULL, err, sizeof(err)) != STORE_OK) {
+        fprintf(stderr, "journeyctl: %s\n", err);
+        return INT64_MIN;
+    }
+    return mark;
+}
+
 /* Look `id` up in every shard, following a redirect once per hop. */
 static int find_journey(cli_t *c, const char *id, journey_t *j) {
     char err[512], **shards, cur[JD_ID_MAX + 1];
@@ -95,6 +110,7 @@ static int find_journey(cli_t *c, const char *id, journey_t *j) {
             journey_init(j, cur);
             found = journey_unpack(j, v.data, v.len, c->cfg, err, sizeof(err)) == 0 ? 1 : -1;
             if (found < 0) fprintf(stderr, "journeyctl: %s\n", err);
+            else journey_settle(j, c->cfg, shard_mark(c, shards[s]));
             free(v.data);
             break;
         }
@@ -120,8 +136,21 @@ static int cmd_journey(cli_t *c, const char *id) {
 typedef struct lines {
     char **v;
     size_t n, cap;
-    const config_t *cfg;
+    cli_t *cli;
+    char **shards;              /* the closed-through marks read so far */
+    int64_t *marks;
+    size_t n_shards;
 } lines_t;
+
+static int64_t cached_mark(lines_t *l, const char *shard) {
+    for (size_t i = 0; i < l->n_shards; i++)
+        if (!strcmp(l->shards[i], shard)) return l->marks[i];
+    if (!(l->shards = realloc(l->shards, (l->n_shards + 1) * sizeof(*l->shards))) ||
+        !(l->marks = realloc(l->marks, (l->n_shards + 1) * sizeof(*l->marks))) ||
+        !(l->shards[l->n_shards] = strdup(shard)))
+        abort();
+    return l->marks[l->n_shards++] = shard_mark(l->cli, shard);
+}
 
 static void dump_one(const char *shard, const char *id, const char *val, size_t len, void *opaque) {
     lines_t *l = opaque;
@@ -142,9 +171,10 @@ static void dump_one(const char *shard, const char *id, const char *val, size_t 
     } else {
         journey_t j;
         journey_init(&j, id);
-        if (journey_unpack(&j, val, len, l->cfg, err, sizeof(err)) == 0) {
+        if (journey_unpack(&j, val, len, l->cli->cfg, err, sizeof(err)) == 0) {
+            journey_settle(&j, l->cli->cfg, cached_mark(l, shard));
             fputs(",\"journey\":", m);
-            journey_print_json(&j, l->cfg, m); /* ends with "}\n" */
+            journey_print_json(&j, l->cli->cfg, m); /* ends with "}\n" */
             fseek(m, -1, SEEK_CUR);
             fputs("}\n", m);
         } else {
@@ -168,7 +198,7 @@ static int cmp_str(const void *a, const void *b) {
 
 static int cmd_dump(cli_t *c) {
     char err[512];
-    lines_t l = {.cfg = c->cfg};
+    lines_t l = {.cli = c};
     store_status_t s = store_scan(c->st, dump_one, &l, err, sizeof(err));
     if (s != STORE_OK) fprintf(stderr, "journeyctl: %s\n", err);
     qsort(l.v, l.n, sizeof(*l.v), cmp_str);
@@ -178,6 +208,8 @@ static int cmd_dump(cli_t *c) {
     }
     for (size_t i = 0; i < l.n; i++) free(l.v[i]);
     free(l.v);
+    free_names(l.shards, l.n_shards);
+    free(l.marks);
     return s == STORE_OK ? 0 : 1;
 }
 
@@ -230,7 +262,7 @@ static int cmd_stats(cli_t *c) {
             return 1;
         }
         for (int i = 0; i < t.n; i++)
-            if (strcmp(t.name[i], "clock")) count_add(t.name[i], t.val[i], &total);
+            if (strcmp(t.name[i], "clock") && strcmp(t.name[i], "closed_through")) count_add(t.name[i], t.val[i], &total);
         if (c->json) {
             fprintf(stdout, "%s{\"partition\":", s ? "," : "");
             text_json_str(stdout, shards[s]);

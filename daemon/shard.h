@@ -50,6 +50,11 @@ typedef struct shard {
     int64_t batch_clock;        /* clock at the end of the open batch */
     int64_t next_due;           /* no timer in Redis is due before this (a lower bound) */
     int timers_more;            /* due timers were left for the next batch */
+    int64_t closed_through;     /* every timer at or before it has fired and its journey
+                                   is closed or re-armed (as of the last commit prepared);
+                                   a journey stored open with a deadline at or before it
+                                   is closed (journey_settle()) */
+    int64_t closing_through;    /* the mark the open batch's commit stores */
     int64_t wall_mark;          /* wall clock (ms) up to which event time is accounted for */
     funnel_delta_t fd;          /* funnel counter deltas of the open batch */
     funnel_reg_t reg;           /* segment / touchpoint names its counters use */

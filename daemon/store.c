@@ -315,7 +315,7 @@ store_status_t store_load(store_t *st, store_load_req_t *reqs, size_t nreq,
     return s == STORE_OK ? store_load_recv(st, reqs, nreq, errbuf, errlen) : s;
 }
 
-store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
+store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock, int64_t *closed_through,
                                  void (*fn)(const char *field, int64_t value, void *opaque), void *opaque,
                                  char *errbuf, size_t errlen) {
     char key[512];
@@ -331,6 +331,7 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
     s = read_replies(st, 1, &r, errbuf, errlen);
     if (s != STORE_OK) return s;
     *clock = 0;
+    *closed_through = INT64_MIN;
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(errbuf, errlen, "redis %s: %s", key, r->str);
         s = STORE_FATAL;
@@ -338,6 +339,7 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         int64_t v = strtoll(r->element[i + 1]->str, NULL, 10);
         if (!strcmp(r->element[i]->str, "clock")) *clock = v;
+        else if (!strcmp(r->element[i]->str, "closed_through")) *closed_through = v;
         else fn(r->element[i]->str, v, opaque);
     }
     freeReplyObject(r);
@@ -562,6 +564,14 @@ static void resp_key(resp_t *r, const char *prefix, const char *shard, const cha
 
 static size_t resp_timers(resp_t *r, const char *prefix, const store_commit_req_t *q) {
     size_t n[3] = {0, 0, 0}, queued = 0;
+    if (q->closed_moved) { /* first: every timer up to the mark has fired */
+        resp_cmd(r, 4);
+        resp_str(r, "ZREMRANGEBYSCORE");
+        resp_key(r, prefix, q->shard, "t", NULL);
+        resp_str(r, "-inf");
+        resp_i64(r, q->closed_through);
+        queued++;
+    }
     for (size_t i = 0; i < q->n_timers; i++) n[q->timers[i].op]++;
     for (int op = 0; op < 3; op++) {
         if (!n[op]) continue;
@@ -621,12 +631,14 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
     }
     queued += resp_timers(&r, pre, q);
     queued += resp_hincrby(&r, pre, q->shard, q->n_stats, q->stat_names, q->stat_deltas);
-    /* the clock and the funnel's new totals: one HSET */
-    resp_cmd(&r, 4 + 2 * q->n_metrics);
+    /* the clock, the closed-through mark and the funnel's new totals: one HSET */
+    resp_cmd(&r, 6 + 2 * q->n_metrics);
     resp_str(&r, "HSET");
     resp_key(&r, pre, q->shard, "s", NULL);
     resp_str(&r, "clock");
     resp_i64(&r, q->clock);
+    resp_str(&r, "closed_through");
+    resp_i64(&r, q->closed_through);
     for (size_t i = 0; i < q->n_metrics; i++) {
         resp_str(&r, q->metric_names[i]);
         resp_i64(&r, q->metric_values[i]);

@@ -63,6 +63,8 @@ typedef struct store_commit_req {
     const char *const *metric_names;
     const int64_t *metric_values;
     int64_t clock;            /* the shard's event-time clock after this commit */
+    int64_t closed_through;   /* its closed-through mark after this commit (batch.c) */
+    int closed_moved;         /* the mark moved: remove every timer at or before it */
     size_t n_keys;
     const char *const *ids;   /* customer ids whose value changes */
     const char *const *vals;  /* new values (journey blobs or redirects); NULL = delete */
@@ -93,9 +95,10 @@ store_status_t store_ping(store_t *st, char *errbuf, size_t errlen);
 store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset,
                                 char *errbuf, size_t errlen);
 
-/* A shard's event-time clock (0 if none) and its other stored counters (fn
- * is called for each field and value; funnel_learn()), with one HGETALL. */
-store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
+/* A shard's event-time clock (0 if none), its closed-through mark (INT64_MIN
+ * if none) and its other stored counters (fn is called for each field and
+ * value; funnel_learn()), with one HGETALL. */
+store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock, int64_t *closed_through,
                                  void (*fn)(const char *field, int64_t value, void *opaque), void *opaque,
                                  char *errbuf, size_t errlen);
 

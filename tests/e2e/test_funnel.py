@@ -20,6 +20,7 @@ import time
 import unittest
 
 import jsonschema
+import msgpack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jdtest  # noqa: E402
@@ -242,6 +243,20 @@ class LiveTest(unittest.TestCase):
             self.assertLess(waited, 10)
             j = json.loads(jdtest.journeyctl(self.cfg, "journey", "walker", "--json").stdout)
             self.assertEqual((j["status"], j["phase"], j["journey"]), ("dropped", "search", 1))
+            # closing it wrote nothing to the journey: it is stored open, with a
+            # deadline its partition's closed-through mark has passed (which
+            # holds across a restart)
+            r = jdtest.redis_client()
+            keys = list(r.scan_iter("%s:*:j:walker" % self.prefix))
+            self.assertEqual(len(keys), 1)
+            blob = msgpack.unpackb(r.get(keys[0]))
+            part = keys[0].decode().split("{")[1].split("}")[0]
+            stats = json.loads(jdtest.journeyctl(self.cfg, "stats", "--json").stdout)
+            mark = [x["counters"]["closed_through"] for x in stats["partitions"] if x["partition"] == part][0]
+            self.assertEqual((len(blob), blob[0], blob[19]), (23, 3, 0))
+            self.assertLessEqual(blob[22], mark)
+            self.assertEqual(d.stop(), 0)
+            d = jdtest.Daemon(self.cfg)
             # the customer's next event starts journey 2
             p = jdtest.Producer1()
             self.send(p, "walker", "Products Searched", 2)

@@ -260,6 +260,7 @@ Test(journey, blob_is_what_msgpack_c_writes) {
     a.events = 200;               /* uint8 */
     a.status = JOURNEY_DROPPED;
     snprintf(a.mseg, sizeof(a.mseg), "enterprise");
+    a.stored_deadline = 4000000000LL; /* uint64 form of a positive int */
     pack(&a, &buf, &len);
 
     msgpack_unpacked u;
@@ -287,6 +288,7 @@ Test(journey, blob_is_what_msgpack_c_writes) {
     cr_assert_eq(b.events, 200);
     cr_assert_eq(b.status, JOURNEY_DROPPED);
     cr_assert_str_eq(b.mseg, "enterprise");
+    cr_assert_eq(b.stored_deadline, 4000000000LL);
     cr_assert_str_eq(b.customer, "a-customer-id-longer-than-thirty-one-bytes");
     pack(&b, &buf2, &len2);
     cr_assert_eq(len2, len);
@@ -358,7 +360,7 @@ Test(journey, unpack_refuses_garbage) {
     char err[128];
     journey_init(&j, "");
     cr_assert_eq(journey_unpack(&j, "\x93\x01\x02\x03", 4, &cfg, err, sizeof(err)), -1);
-    cr_assert_str_eq(err, "journey blob: not a 19- or 22-element array");
+    cr_assert_str_eq(err, "journey blob: not a 19-, 22- or 23-element array");
     journey_reset(&j);
     journey_init(&j, "");
     cr_assert_eq(journey_unpack(&j, "\xc1", 1, &cfg, err, sizeof(err)), -1);
@@ -409,4 +411,27 @@ Test(journey, json_output_is_valid_for_any_bytes) {
     fclose(m);
     cr_assert_str_eq(buf, "\"a\\\"b\\\\c\\u000a\\u0001 \xc3\xbc \xf0\x9f\x98\x80 \\u00ff\\u00c3(\"");
     free(buf);
+}
+
+Test(journey, settle_closes_what_the_mark_has_passed) {
+    journey_t j;
+    journey_init(&j, "c");
+    for (size_t i = 0; i < N_EVENTS; i++) apply(&j, &EVENTS[i]);
+    cr_assert_eq(journey_settle(&j, &cfg, INT64_MAX), 0); /* version 2: no stored deadline */
+    cr_assert_eq(j.status, JOURNEY_OPEN);
+    j.stored_deadline = 50000;
+    cr_assert_eq(journey_settle(&j, &cfg, 49999), 0);
+    cr_assert_eq(j.status, JOURNEY_OPEN);
+    cr_assert_eq(journey_settle(&j, &cfg, 50000), 1);
+    cr_assert_eq(j.status, JOURNEY_DROPPED); /* in purchase, not the last phase */
+    cr_assert_eq(journey_settle(&j, &cfg, 60000), 0); /* closed already */
+    journey_t k;
+    journey_init(&k, "d");
+    tev_t loyal = {"m9", 20000, 3, "loyalty_app", NULL, 0, 0, 0};
+    apply(&k, &loyal);
+    k.stored_deadline = 30000;
+    cr_assert_eq(journey_settle(&k, &cfg, 30001), 1);
+    cr_assert_eq(k.status, JOURNEY_COMPLETED);
+    journey_reset(&j);
+    journey_reset(&k);
 }
