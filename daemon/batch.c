@@ -50,6 +50,7 @@
 #include <string.h>
 
 #include "classify.h"
+#include "closes.h"
 #include "decode.h"
 #include "journey.h"
 #include "log.h"
@@ -102,6 +103,14 @@ typedef struct loadset {
     size_t n, nreq;
 } loadset_t;
 
+/* A due journey not in memory that its close record closes (closes.h). */
+typedef struct rec_close {
+    shard_t *sh;
+    char *id;                  /* owned */
+    uint64_t hash;
+    funnel_close_t fc;
+} rec_close_t;
+
 /* A commit prepared (values packed) or sent but not yet acknowledged. */
 typedef struct pending {
     store_commit_req_t *reqs;  /* reqs[i].shard is shards[i]->name */
@@ -134,6 +143,9 @@ struct batch {
     size_t *used2;
     char *arena;               /* decode scratch */
     size_t arena_cap;
+    closes_t *closes;          /* what closing each open journey committed counts */
+    rec_close_t *rcs;          /* the open batch's closes by record */
+    size_t n_rcs, cap_rcs;
 };
 
 batch_t *batch_new(const config_t *cfg) {
@@ -152,7 +164,8 @@ batch_t *batch_new(const config_t *cfg) {
     b->used = malloc(b->cap_tab * sizeof(*b->used));
     b->tab2 = calloc(b->cap_tab, sizeof(*b->tab2));
     b->used2 = malloc(b->cap_tab * sizeof(*b->used2));
-    if (!b->items || !b->arena || !b->tab || !b->used || !b->tab2 || !b->used2) {
+    b->closes = closes_new((size_t)cfg->close_records);
+    if (!b->items || !b->arena || !b->tab || !b->used || !b->tab2 || !b->used2 || !b->closes) {
         batch_free(b);
         return NULL;
     }
@@ -168,9 +181,16 @@ static void entry_drop(entry_t *e) {
     e->sh = NULL;
 }
 
+/* Forget every journey in memory, and every close record with them. */
 static void table_clear(batch_t *b) {
     for (size_t i = 0; i < b->n_tab; i++) entry_drop(&b->tab[b->used[i]]);
     b->n_tab = 0;
+    if (b->closes) closes_clear(b->closes);
+}
+
+static void rcs_clear(batch_t *b) {
+    for (size_t i = 0; i < b->n_rcs; i++) free(b->rcs[i].id);
+    b->n_rcs = 0;
 }
 
 void batch_free(batch_t *b) {
@@ -183,12 +203,24 @@ void batch_free(batch_t *b) {
     free(b->items);
     free(b->shards);
     free(b->arena);
+    closes_free(b->closes);
+    rcs_clear(b);
+    free(b->rcs);
     free(b);
 }
 
 void batch_set_config(batch_t *b, const config_t *cfg) {
     b->cfg = cfg;
     batch_forget(b); /* kept journeys were built with the old limits */
+    closes_t *c = closes_new((size_t)cfg->close_records); /* and the records with old timeouts */
+    if (!c) abort();
+    closes_free(b->closes);
+    b->closes = c;
+}
+
+size_t batch_close_records(const batch_t *b, size_t *bytes) {
+    *bytes = closes_bytes(b->closes);
+    return closes_count(b->closes);
 }
 
 int batch_size(const batch_t *b) { return b->n_msgs; }
@@ -531,6 +563,28 @@ static int64_t watermark(const batch_t *b, int64_t clock) {
     return clock - b->cfg->allowed_lateness_ms;
 }
 
+static entry_t *table_find(batch_t *b, shard_t *sh, const char *id);
+
+/* Due timer i of due request q: if its journey is not in memory, is closed
+ * by this batch (the mark moves past its deadline) and has a close record,
+ * it is closed from the record after the items (close_by_records()), and
+ * not read. The ids are taken over. */
+static int by_record(batch_t *b, shard_t *sh, store_due_req_t *q, size_t i) {
+    int64_t deadline;
+    funnel_close_t fc;
+    uint64_t hash = ent_hash(sh, q->ids[i]);
+    if (sh->timers_more || table_find(b, sh, q->ids[i]) ||
+        !closes_get(b->closes, sh, q->ids[i], hash, &deadline, &fc) || deadline > q->until)
+        return 0;
+    if (b->n_rcs == b->cap_rcs) {
+        b->cap_rcs = b->cap_rcs ? 2 * b->cap_rcs : 256;
+        if (!(b->rcs = realloc(b->rcs, b->cap_rcs * sizeof(*b->rcs)))) abort();
+    }
+    b->rcs[b->n_rcs++] = (rec_close_t){.sh = sh, .id = q->ids[i], .hash = hash, .fc = fc};
+    q->ids[i] = NULL;
+    return 1;
+}
+
 /* The first round, one round trip: the journeys the items name, and, in
  * each shard whose earliest timer may be due, the timers due by the end of
  * the batch, whose journeys join the table as candidates (loaded by the next
@@ -563,6 +617,7 @@ static store_status_t load_first(batch_t *b, store_t *st, int *more, char *errbu
         if (!shs[q]->timers_more && due[q].until > shs[q]->closing_through)
             shs[q]->closing_through = due[q].until;
         for (size_t i = 0; i < due[q].n; i++) {
+            if (by_record(b, shs[q], &due[q], i)) continue;
             size_t n0 = b->n_tab;
             entry_t *e = table_get(b, shs[q], due[q].ids[i]);
             e->cand = 1;
@@ -703,6 +758,22 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
     sh->stats[STAT_LINKED]++;
 }
 
+/* The due journeys left to their close records (by_record()) are closed
+ * from them, unless something in this batch read the journey after all (a
+ * redirect's target): then it is a candidate like any other. */
+static void close_by_records(batch_t *b) {
+    for (size_t i = 0; i < b->n_rcs; i++) {
+        rec_close_t *r = &b->rcs[i];
+        entry_t *e = table_find(b, r->sh, r->id);
+        if (e && e->state != ENT_UNKNOWN) {
+            e->cand = 1;
+            continue;
+        }
+        funnel_count_close(&r->sh->fd, &r->sh->reg, b->cfg, &r->fc);
+        closes_del(b->closes, r->sh, r->id, r->hash);
+    }
+}
+
 /* After the items: close every journey in memory that the watermark has
  * passed (by the deadline each entry keeps: most are not due, and their
  * journeys need not be looked at). */
@@ -729,6 +800,7 @@ static void apply_all(batch_t *b) {
         it->sh->stats[r == FUNNEL_DUPLICATE ? STAT_DUPLICATE : STAT_APPLIED]++;
         if (r == FUNNEL_APPLIED && it->kind == ITEM_LINK) apply_link(b, e, it);
     }
+    close_by_records(b);
     sweep(b);
 }
 
@@ -883,15 +955,33 @@ static void pending_free(pending_t *p) {
     memset(p, 0, sizeof(*p));
 }
 
+/* An entry leaves memory: what closing its journey will count is kept
+ * instead (its record shadowed while it was in memory is replaced), if it is
+ * open and counted (a version 1 journey is counted whole at its close). Its
+ * journey is as committed (or in flight). */
+static void keep_close(batch_t *b, const entry_t *e) {
+    const journey_t *j = e->j;
+    if (e->state == ENT_UNKNOWN) return; /* never read: its record, if any, holds */
+    if (e->state == ENT_JOURNEY && j->status == JOURNEY_OPEN && j->stored_deadline >= 0 &&
+        (j->mseg[0] || j->phase < 0)) {
+        funnel_close_t fc;
+        funnel_close_of(j, &fc);
+        if (closes_put(b->closes, e->sh, e->id, e->hash, j->stored_deadline, &fc)) return;
+    }
+    closes_del(b->closes, e->sh, e->id, e->hash);
+}
+
 /* After a commit is sent, keep only the entries the batch touched: they
  * hold exactly what that commit writes, so the next batch need not load
- * them. The rest is dropped, which bounds the table. */
+ * them. The rest is dropped, which bounds the table; the close of each
+ * open journey dropped is kept (keep_close()). */
 static void table_keep_current(batch_t *b) {
     size_t n = 0, mask = b->cap_tab - 1;
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
         /* dirty ones too: their commit is in flight, Redis may not have them yet */
         if ((e->epoch != b->epoch && !e->dirty) || e->state == ENT_UNKNOWN) {
+            keep_close(b, e);
             entry_drop(e);
             continue;
         }
@@ -916,6 +1006,7 @@ static void table_keep_current(batch_t *b) {
 }
 
 static void batch_clear(batch_t *b) {
+    rcs_clear(b);
     for (int s = 0; s < b->n_shards; s++) {
         shard_t *sh = b->shards[s];
         sh->batch_last = -1;

@@ -226,6 +226,7 @@ static const key_t_ KEYS[] = {
     {"processing.batch_max_events", T_INT, OFF(batch_max_events), "5000", 1, 100000, NULL, 0},
     {"processing.batch_max_time", T_DUR, OFF(batch_max_ms), "50ms", 1, 10000, NULL, 0},
     {"processing.cache_journeys", T_INT, OFF(cache_journeys), "200000", 0, 100000000, NULL, 0},
+    {"processing.close_records", T_INT, OFF(close_records), "1000000", 0, 100000000, NULL, 0},
     {"processing.shutdown_timeout", T_DUR, OFF(shutdown_timeout_ms), "10s", 100, 600000, NULL, 0},
     {"processing.retry_backoff_max", T_DUR, OFF(retry_backoff_max_ms), "5s", 10, 600000, NULL, 0},
     {"processing.idle_advance", T_DUR, OFF(idle_advance_ms), "1s", 10, 3600000, NULL, 0},

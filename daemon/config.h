@@ -85,6 +85,7 @@ typedef struct config {
     int batch_max_events;       /* events per batch (one Redis commit per partition) */
     int batch_max_ms;           /* max time a batch stays open */
     int cache_journeys;         /* journeys kept in memory across batches */
+    int close_records;          /* open journeys whose close is kept in memory (closes.h) */
     int shutdown_timeout_ms;    /* bound on graceful shutdown */
     int retry_backoff_max_ms;   /* max backoff while Redis/Kafka are down */
     int idle_advance_ms;        /* a caught-up partition idle this long advances by wall clock */

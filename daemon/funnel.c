@@ -318,22 +318,36 @@ void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journ
     delta_add(d, key_of(j->phase, K_ACTIVE, seg, 0), 1);
 }
 
-void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j) {
-    if (j->phase < 0) return; /* never counted: only unclassified events */
-    int p = j->phase;
-    unsigned seg = seg_ix(r, cfg, j->mseg);
+void funnel_close_of(const journey_t *j, funnel_close_t *c) {
+    c->phase = j->phase;
+    c->mseg = j->mseg;
+    c->last_tp = j->last_tp[0] ? j->last_tp : "unknown";
+    for (int k = 0; k < CFG_MAX_PHASES - 1; k++)
+        c->tip[k] = k >= j->phase || j->phase_ts[k + 1] == j->phase_ts[k]
+                        ? FUNNEL_TIP_SKIPPED /* entered with the next, or not left */
+                        : (uint8_t)funnel_tip_bucket(j->phase_ts[k + 1] - j->phase_ts[k]);
+}
+
+void funnel_count_close(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const funnel_close_t *c) {
+    if (c->phase < 0) return; /* never counted: only unclassified events */
+    int p = c->phase;
+    unsigned seg = seg_ix(r, cfg, c->mseg);
     delta_add(d, key_of(p, K_ACTIVE, seg, 0), -1);
-    if (j->status == JOURNEY_COMPLETED) {
+    if (p == cfg->n_phases - 1) { /* journey_close(): completed */
         delta_add(d, key_of(p, K_COMPLETED, seg, 0), 1);
     } else {
-        unsigned tp = name_ix(&r->touchpoints, j->last_tp[0] ? j->last_tp : "unknown", cfg->touchpoints_max, 0);
+        unsigned tp = name_ix(&r->touchpoints, c->last_tp, cfg->touchpoints_max, 0);
         delta_add(d, key_of(p, K_DROPPED, seg, 0), 1);
         delta_add(d, key_of(p, K_DROP, seg, tp), 1);
     }
-    for (int k = 0; k < p; k++) {
-        if (j->phase_ts[k + 1] == j->phase_ts[k]) continue; /* skipped: entered with the next */
-        delta_add(d, key_of(k, K_TIP, seg, (unsigned)funnel_tip_bucket(j->phase_ts[k + 1] - j->phase_ts[k])), 1);
-    }
+    for (int k = 0; k < p; k++)
+        if (c->tip[k] != FUNNEL_TIP_SKIPPED) delta_add(d, key_of(k, K_TIP, seg, c->tip[k]), 1);
+}
+
+void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j) {
+    funnel_close_t c;
+    funnel_close_of(j, &c);
+    funnel_count_close(d, r, cfg, &c);
 }
 
 void funnel_removed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j) {

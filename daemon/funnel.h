@@ -83,6 +83,20 @@ int64_t funnel_tip_upper_ms(int bucket);
  *    counted is taken back.
  */
 void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from);
+
+/* What closing a counted journey counts, taken from it while it is open
+ * (funnel_close_of(); the names point into j): funnel_count_close() counts
+ * the same as funnel_closed() would for j closed. Kept by closes.c for
+ * journeys not in memory. */
+#define FUNNEL_TIP_SKIPPED 0xff
+typedef struct funnel_close {
+    int8_t phase;                        /* -1: nothing is counted */
+    uint8_t tip[CFG_MAX_PHASES - 1];     /* time-in-phase bucket of each phase left, or
+                                            FUNNEL_TIP_SKIPPED (entered with the next) */
+    const char *mseg, *last_tp;
+} funnel_close_t;
+void funnel_close_of(const journey_t *j, funnel_close_t *c);
+void funnel_count_close(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const funnel_close_t *c);
 void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j);
 void funnel_removed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j);
 

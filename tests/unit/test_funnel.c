@@ -478,3 +478,38 @@ Test(funnel, partitions_merge_into_one_snapshot) {
     free(j);
     funnel_snap_free(&s);
 }
+
+/* batch.c closes a journey it does not hold from what funnel_close_of() took
+ * while it was open: the counters must be exactly those of closing it. */
+Test(funnel, a_close_taken_while_open_counts_the_same) {
+    part_t a, b;
+    part_init(&a, 2);
+    part_init(&b, 2);
+    part_t *ps[2] = {&a, &b};
+    for (int k = 0; k < 2; k++) {
+        part_t *p = ps[k];
+        ev(p, 0, "m1", 0, 0, "search_engine", "consumer");
+        ev(p, 0, "m2", 20 * MIN, 2, "checkout", NULL);          /* information skipped */
+        ev(p, 0, "m3", 30 * MIN, 3, "order_confirmation", NULL); /* completes */
+        ev(p, 1, "n1", 0, 0, "forum", "smb");
+        ev(p, 1, "n2", 5 * MIN, 1, "", NULL);                   /* no touchpoint name */
+        counters(p);
+    }
+    funnel_close_t fc[2];
+    for (int i = 0; i < 2; i++) funnel_close_of(&b.j[i], &fc[i]);
+    cr_assert_eq(fc[0].phase, 3);
+    cr_assert_eq(fc[0].tip[0], funnel_tip_bucket(20 * MIN));
+    cr_assert_eq(fc[0].tip[1], FUNNEL_TIP_SKIPPED);
+    cr_assert_eq(fc[0].tip[2], funnel_tip_bucket(10 * MIN));
+    cr_assert_str_eq(fc[1].last_tp, "unknown");
+    heartbeat(&a, 100 * DAY);
+    cr_assert_eq(sweep(&a), 2);
+    for (int i = 0; i < 2; i++) funnel_count_close(&b.d, &b.r, &cfg, &fc[i]);
+    char want[4096];
+    snprintf(want, sizeof(want), "%s", counters(&a));
+    cr_assert_str_eq(counters(&b), want);
+    cr_assert(strstr(want, "f|loyalty|consumer|completed=1;") != NULL);
+    cr_assert(strstr(want, "f|information|smb|drop|unknown=1;") != NULL);
+    part_free(&a);
+    part_free(&b);
+}
