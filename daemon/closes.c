@@ -4,8 +4,11 @@
  * Records live in an open-addressing table of pointers, linear probing,
  * at most half full; deletion shifts the following run back, so no
  * tombstones build up however many journeys open and close. Each record is
- * one allocation holding its id. Names (segments, touchpoints) are interned
- * in a second table and referred to by index.
+ * one allocation of 24 bytes plus its time-in-phase buckets (one per phase
+ * left) and its id: with ids of about ten bytes, a 48-byte malloc chunk.
+ * Names (segments, touchpoints) and owners are interned and referred to by
+ * a 16-bit index; owners are few (a daemon's partitions) and looked up by a
+ * scan.
  */
 #include "closes.h"
 
@@ -13,18 +16,21 @@
 #include <string.h>
 
 typedef struct rec {
-    uint64_t hash;
-    const void *owner;
     int64_t deadline;
-    uint32_t mseg, tp;                   /* indices into names */
+    uint32_t hash;                       /* low half of the caller's hash */
+    uint16_t owner, mseg, tp;            /* indices into owners, names */
     int8_t phase;
-    uint8_t tip[CFG_MAX_PHASES - 1];
-    char id[];
+    char data[];                         /* tip[phase > 0 ? phase : 0], then the id */
 } rec_t;
+
+#define REC_TIPS(r) ((r)->phase > 0 ? (size_t)(r)->phase : 0)
+#define REC_ID(r) ((r)->data + REC_TIPS(r))
 
 struct closes {
     rec_t **slots;
-    size_t cap, n, max, id_bytes;
+    size_t cap, n, max, rec_bytes;       /* rec_bytes: the records' sizes */
+    const void **owners;
+    uint16_t n_owners, cap_owners;
     char **names;                        /* interned, owned */
     uint32_t n_names;
     uint32_t *name_slots;                /* index + 1, 0 = empty */
@@ -50,7 +56,8 @@ void closes_clear(closes_t *c) {
         c->slots[i] = NULL;
     }
     c->n = 0;
-    c->id_bytes = 0;
+    c->rec_bytes = 0;
+    c->n_owners = 0; /* no record refers to one */
 }
 
 void closes_free(closes_t *c) {
@@ -60,14 +67,16 @@ void closes_free(closes_t *c) {
     for (uint32_t i = 0; i < c->n_names; i++) free(c->names[i]);
     free(c->names);
     free(c->name_slots);
+    free(c->owners);
     free(c);
 }
 
 size_t closes_count(const closes_t *c) { return c->n; }
 
 size_t closes_bytes(const closes_t *c) {
-    size_t b = sizeof(*c) + c->cap * sizeof(*c->slots) + c->n * sizeof(rec_t) + c->id_bytes;
+    size_t b = sizeof(*c) + c->cap * sizeof(*c->slots) + c->rec_bytes;
     b += c->cap_names * sizeof(*c->name_slots) + c->n_names * sizeof(*c->names);
+    b += c->cap_owners * sizeof(*c->owners);
     for (uint32_t i = 0; i < c->n_names; i++) b += strlen(c->names[i]) + 1;
     return b;
 }
@@ -102,12 +111,31 @@ static uint32_t intern(closes_t *c, const char *name) {
     return c->n_names - 1;
 }
 
+/* The index of owner; CLOSES_OWNERS_MAX if it has none. */
+static uint16_t owner_find(const closes_t *c, const void *owner) {
+    uint16_t i = 0;
+    while (i < c->n_owners && c->owners[i] != owner) i++;
+    return i < c->n_owners ? i : CLOSES_OWNERS_MAX;
+}
+
+/* The index of owner, given one if new; CLOSES_OWNERS_MAX if there is no room. */
+static uint16_t owner_add(closes_t *c, const void *owner) {
+    uint16_t i = owner_find(c, owner);
+    if (i < CLOSES_OWNERS_MAX || c->n_owners == CLOSES_OWNERS_MAX) return i;
+    if (c->n_owners == c->cap_owners) {
+        c->cap_owners = c->cap_owners ? (uint16_t)(c->cap_owners < 32768 ? 2 * c->cap_owners : CLOSES_OWNERS_MAX) : 16;
+        if (!(c->owners = realloc(c->owners, c->cap_owners * sizeof(*c->owners)))) abort();
+    }
+    c->owners[c->n_owners] = owner;
+    return c->n_owners++;
+}
+
 /* The slot holding (owner, id), or the empty slot where it would go. */
-static size_t find(const closes_t *c, const void *owner, const char *id, uint64_t hash) {
+static size_t find(const closes_t *c, uint16_t owner, const char *id, uint32_t hash) {
     size_t k = hash & (c->cap - 1);
     for (; c->slots[k]; k = (k + 1) & (c->cap - 1)) {
         const rec_t *r = c->slots[k];
-        if (r->hash == hash && r->owner == owner && !strcmp(r->id, id)) break;
+        if (r->hash == hash && r->owner == owner && !strcmp(REC_ID(r), id)) break;
     }
     return k;
 }
@@ -131,7 +159,7 @@ static void grow(closes_t *c) {
 /* Empty slot k, then move back whatever of the run after it probed past it. */
 static void remove_at(closes_t *c, size_t k) {
     size_t mask = c->cap - 1;
-    c->id_bytes -= strlen(c->slots[k]->id) + 1;
+    c->rec_bytes -= sizeof(rec_t) + REC_TIPS(c->slots[k]) + strlen(REC_ID(c->slots[k])) + 1;
     free(c->slots[k]);
     c->slots[k] = NULL;
     c->n--;
@@ -147,50 +175,55 @@ static void remove_at(closes_t *c, size_t k) {
 }
 
 void closes_del(closes_t *c, const void *owner, const char *id, uint64_t hash) {
-    if (!c->n) return;
-    size_t k = find(c, owner, id, hash);
+    uint16_t o = owner_find(c, owner);
+    if (!c->n || o == CLOSES_OWNERS_MAX) return;
+    size_t k = find(c, o, id, (uint32_t)hash);
     if (c->slots[k]) remove_at(c, k);
 }
 
 int closes_put(closes_t *c, const void *owner, const char *id, uint64_t hash, int64_t deadline,
                const funnel_close_t *fc) {
     uint32_t mseg = intern(c, fc->mseg), tp = intern(c, fc->last_tp);
-    size_t k = c->cap ? find(c, owner, id, hash) : 0;
-    rec_t *r = c->cap ? c->slots[k] : NULL;
-    if (mseg == UINT32_MAX || tp == UINT32_MAX || (!r && c->n >= c->max)) {
-        if (r) remove_at(c, k);
-        return 0;
+    uint16_t o = owner_add(c, owner);
+    size_t k = c->cap && o < CLOSES_OWNERS_MAX ? find(c, o, id, (uint32_t)hash) : 0;
+    rec_t *r = c->cap && o < CLOSES_OWNERS_MAX ? c->slots[k] : NULL;
+    size_t tips = fc->phase > 0 ? (size_t)fc->phase : 0, len = strlen(id) + 1;
+    int refused = mseg == UINT32_MAX || tp == UINT32_MAX || o == CLOSES_OWNERS_MAX;
+    if (r && (refused || REC_TIPS(r) != tips)) { /* dropped, or its size changes */
+        remove_at(c, k);
+        r = NULL;
     }
     if (!r) {
-        if (2 * (c->n + 1) > c->cap) {
-            grow(c);
-            k = find(c, owner, id, hash);
-        }
-        size_t len = strlen(id) + 1;
-        if (!(r = malloc(sizeof(*r) + len))) abort();
-        memcpy(r->id, id, len);
-        r->hash = hash;
-        r->owner = owner;
+        if (refused || c->n >= c->max) return 0;
+        if (2 * (c->n + 1) > c->cap) grow(c);
+        k = find(c, o, id, (uint32_t)hash);
+        if (!(r = malloc(sizeof(*r) + tips + len))) abort();
+        r->hash = (uint32_t)hash;
+        r->owner = o;
+        r->phase = fc->phase;
+        memcpy(r->data + tips, id, len);
         c->slots[k] = r;
         c->n++;
-        c->id_bytes += len;
+        c->rec_bytes += sizeof(*r) + tips + len;
     }
     r->deadline = deadline;
-    r->mseg = mseg;
-    r->tp = tp;
-    r->phase = fc->phase;
-    memcpy(r->tip, fc->tip, sizeof(r->tip));
+    r->mseg = (uint16_t)mseg;
+    r->tp = (uint16_t)tp;
+    r->phase = fc->phase; /* same number of buckets as before */
+    memcpy(r->data, fc->tip, tips);
     return 1;
 }
 
 int closes_get(const closes_t *c, const void *owner, const char *id, uint64_t hash, int64_t *deadline,
                funnel_close_t *fc) {
-    if (!c->n) return 0;
-    const rec_t *r = c->slots[find(c, owner, id, hash)];
+    uint16_t o = owner_find(c, owner);
+    if (!c->n || o == CLOSES_OWNERS_MAX) return 0;
+    const rec_t *r = c->slots[find(c, o, id, (uint32_t)hash)];
     if (!r) return 0;
     *deadline = r->deadline;
     fc->phase = r->phase;
-    memcpy(fc->tip, r->tip, sizeof(fc->tip));
+    memset(fc->tip, FUNNEL_TIP_SKIPPED, sizeof(fc->tip));
+    memcpy(fc->tip, r->data, REC_TIPS(r));
     fc->mseg = c->names[r->mseg];
     fc->last_tp = c->names[r->tp];
     return 1;

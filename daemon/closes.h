@@ -10,8 +10,9 @@
  * distinct names) or forgotten (closes_clear()) at any time. batch.c keeps
  * it equal to what it commits. Pure: no I/O.
  *
- * Memory: a record is about 48 bytes plus its id, and a table slot (8 bytes,
- * at most half full); closes_bytes() says how much is held.
+ * Memory: a record is 24 bytes plus a byte per phase it has left and its id,
+ * in one allocation, and a table slot (8 bytes, at most half full);
+ * closes_bytes() says how much is held (allocator overhead not counted).
  */
 #ifndef JD_CLOSES_H
 #define JD_CLOSES_H
@@ -21,7 +22,8 @@
 
 #include "funnel.h"
 
-#define CLOSES_NAMES_MAX 65536  /* distinct segment / touchpoint names interned */
+#define CLOSES_NAMES_MAX 65535  /* distinct segment / touchpoint names interned */
+#define CLOSES_OWNERS_MAX 65535 /* distinct owners (partitions) */
 
 typedef struct closes closes_t;
 
