@@ -510,6 +510,8 @@ static void shutdown_all(ctx_t *c) {
      * committed atomically, so the next start resumes where Redis says. */
     alarm((unsigned)(c->boot_cfg->shutdown_timeout_ms + 999) / 1000 + 1);
     log_info("shutting down", "consumed=%llu", (unsigned long long)c->consumed);
+    /* before the revoke of closing the consumer forgets them */
+    size_t rec_bytes = 0, recs = c->batch ? batch_close_records(c->batch, &rec_bytes) : 0;
     if (c->rk) {
         if (c->st && c->batch) flush_batch(c);
         rd_kafka_commit(c->rk, NULL, 0);
@@ -523,7 +525,6 @@ static void shutdown_all(ctx_t *c) {
     if (c->st_load) store_counters(c->st_load, &rt2, &cmds2);
     rt += rt2;
     cmds += cmds2;
-    size_t rec_bytes = 0, recs = c->batch ? batch_close_records(c->batch, &rec_bytes) : 0;
     batch_free(c->batch);
     store_close(c->st);
     store_close(c->st_load);

@@ -72,13 +72,17 @@ def main():
         jdtest.delete_topics(topic, dlq)
         rows.append((n, total, m))
         if a.open:
-            print("%8d customers: %d open timers, %.1f MiB of sorted sets in Redis, %.0f bytes/timer" % (
-                n, m["timers"], m["timer_bytes"] / 1048576, m["timer_bytes"] / max(m["timers"], 1)), flush=True)
+            print("%8d customers: %d open timers, %.1f MiB of sorted sets in Redis, %.0f bytes/timer; "
+                  "journeyd holds %d close records, %.1f MiB (%.0f bytes each, allocator overhead not counted)" % (
+                      n, m["timers"], m["timer_bytes"] / 1048576, m["timer_bytes"] / max(m["timers"], 1),
+                      m["close_records"], m["close_record_bytes"] / 1048576,
+                      m["close_record_bytes"] / max(m["close_records"], 1)), flush=True)
         with open(os.path.join(HERE, "results.tsv"), "a") as f:
             f.write("\t".join(str(x) for x in [date, commit, machine(), "footprint", "msgpack", total, n,
                                                 m["journeys"], m["rss_kb"], "%.0f" % m["redis_bytes_per_journey"],
                                                 "%.0f" % m["eps_owned"], "open" if a.open else "closed",
-                                                m["timers"], m["timer_bytes"]]) + "\n")
+                                                m["timers"], m["timer_bytes"], m["close_records"],
+                                                m["close_record_bytes"]]) + "\n")
         print("%8d customers: %9d events, %8d journeys, journeyd peak RSS %6.1f MiB, "
               "Redis %4.0f bytes/journey, %.0f events/s" % (n, total, m["journeys"], m["rss_kb"] / 1024,
                                                             m["redis_bytes_per_journey"], m["eps_owned"]),

@@ -157,12 +157,16 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None):
     journeys = sum(1 for _ in r.scan_iter("%s:{*}:j:*" % prefix, count=10000))
     mem = r.info("memory")["used_memory"] - mem0
     extra = inspect(r, prefix) if inspect else {}
-    rt = 0
+    rt = recs = rec_bytes = 0
     for line in d.logtext().splitlines():
         if "msg=\"shutting down\"" in line or "redis_round_trips=" in line:
             for kv in line.split():
                 if kv.startswith("redis_round_trips="):
                     rt = int(kv.split("=")[1])
+                elif kv.startswith("close_records="):  # held at shutdown (closes.h)
+                    recs = int(kv.split("=")[1])
+                elif kv.startswith("close_records_bytes="):
+                    rec_bytes = int(kv.split("=")[1])
     # clean up so Redis memory stays comparable between runs
     for k in r.scan_iter("%s:*" % prefix, count=10000):
         r.unlink(k)
@@ -172,7 +176,8 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None):
         "cpu_s": cpu,
         "rss_kb": rss, "redis_cmds_per_event": cmds / total,
         "round_trips_per_event": rt / total if rt else float("nan"),
-        "redis_bytes_per_journey": mem / max(journeys, 1), "journeys": journeys, **extra,
+        "redis_bytes_per_journey": mem / max(journeys, 1), "journeys": journeys,
+        "close_records": recs, "close_record_bytes": rec_bytes, **extra,
     }
 
 
