@@ -146,6 +146,7 @@ struct batch {
     closes_t *closes;          /* what closing each open journey committed counts */
     rec_close_t *rcs;          /* the open batch's closes by record */
     size_t n_rcs, cap_rcs;
+    uint64_t closed_by_record; /* since batch_new(), committed or not (a log figure) */
 };
 
 batch_t *batch_new(const config_t *cfg) {
@@ -218,8 +219,9 @@ void batch_set_config(batch_t *b, const config_t *cfg) {
     b->closes = c;
 }
 
-size_t batch_close_records(const batch_t *b, size_t *bytes) {
+size_t batch_close_records(const batch_t *b, size_t *bytes, uint64_t *used) {
     *bytes = closes_bytes(b->closes);
+    *used = b->closed_by_record;
     return closes_count(b->closes);
 }
 
@@ -771,6 +773,7 @@ static void close_by_records(batch_t *b) {
         }
         funnel_count_close(&r->sh->fd, &r->sh->reg, b->cfg, &r->fc);
         closes_del(b->closes, r->sh, r->id, r->hash);
+        b->closed_by_record++;
     }
 }
 

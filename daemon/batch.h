@@ -65,7 +65,8 @@ store_status_t batch_commit(batch_t *b, store_t *st, store_t *st_load, deadlette
  * a reload, when memory may no longer match Redis). Only between batches. */
 void batch_forget(batch_t *b);
 
-/* Close records held (closes.h), and their memory in *bytes. */
-size_t batch_close_records(const batch_t *b, size_t *bytes);
+/* Close records held (closes.h), their memory in *bytes, and how many
+ * journeys were closed from one since batch_new() in *used. */
+size_t batch_close_records(const batch_t *b, size_t *bytes, uint64_t *used);
 
 #endif

@@ -494,13 +494,17 @@ static void log_progress(ctx_t *c, int64_t *last_ms, uint64_t *last_consumed) {
     store_counters(c->st_load, &rt2, &cmds2);
     rt += rt2;
     deadletter_counters(c->dl, &dl_ok, &dl_fail);
-    size_t rec_bytes, recs = batch_close_records(c->batch, &rec_bytes);
+    size_t rec_bytes;
+    uint64_t rec_used;
+    size_t recs = batch_close_records(c->batch, &rec_bytes, &rec_used);
     log_info("progress", "consumed=%llu rate=%.0f/s batches=%llu shards=%d redis_round_trips=%llu "
-             "deadlettered=%llu failures=%llu close_records=%zu close_records_bytes=%zu",
+             "deadlettered=%llu failures=%llu close_records=%zu close_records_bytes=%zu "
+             "closed_by_record=%llu",
              (unsigned long long)c->consumed,
              (double)(c->consumed - *last_consumed) * 1000.0 / (double)(t - *last_ms),
              (unsigned long long)c->batches, c->n_shards, (unsigned long long)rt,
-             (unsigned long long)dl_ok, (unsigned long long)c->failures, recs, rec_bytes);
+             (unsigned long long)dl_ok, (unsigned long long)c->failures, recs, rec_bytes,
+             (unsigned long long)rec_used);
     *last_ms = t;
     *last_consumed = c->consumed;
 }
@@ -511,7 +515,9 @@ static void shutdown_all(ctx_t *c) {
     alarm((unsigned)(c->boot_cfg->shutdown_timeout_ms + 999) / 1000 + 1);
     log_info("shutting down", "consumed=%llu", (unsigned long long)c->consumed);
     /* before the revoke of closing the consumer forgets them */
-    size_t rec_bytes = 0, recs = c->batch ? batch_close_records(c->batch, &rec_bytes) : 0;
+    size_t rec_bytes = 0;
+    uint64_t rec_used = 0;
+    size_t recs = c->batch ? batch_close_records(c->batch, &rec_bytes, &rec_used) : 0;
     if (c->rk) {
         if (c->st && c->batch) flush_batch(c);
         rd_kafka_commit(c->rk, NULL, 0);
@@ -534,10 +540,11 @@ static void shutdown_all(ctx_t *c) {
     }
     if (c->live_cfg != c->boot_cfg) config_free(c->live_cfg);
     log_info("stopped", "consumed=%llu batches=%llu redis_round_trips=%llu redis_commands=%llu "
-             "close_records=%zu close_records_bytes=%zu "
+             "close_records=%zu close_records_bytes=%zu closed_by_record=%llu "
              "ms_collect=%lld ms_prepare=%lld ms_wait=%lld ms_send=%lld",
              (unsigned long long)c->consumed, (unsigned long long)c->batches,
-             (unsigned long long)rt, (unsigned long long)cmds, recs, rec_bytes, (long long)c->us_collect / 1000,
+             (unsigned long long)rt, (unsigned long long)cmds, recs, rec_bytes,
+             (unsigned long long)rec_used, (long long)c->us_collect / 1000,
              (long long)c->us_prepare / 1000, (long long)c->us_wait / 1000, (long long)c->us_send / 1000);
 }
 
