@@ -132,6 +132,7 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None):
     settle(r)
     mem0 = r.info("memory")["used_memory"]
     cmds0 = redis_cmdstats(r)
+    net0 = r.info("stats")
     rcpu0 = redis_main_cpu(r)
     t0 = time.monotonic()
     d = jdtest.Daemon(cfg, binary=binary)
@@ -151,6 +152,9 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None):
     t1 = time.monotonic()
     rss = rss_peak_kb(d.proc.pid)
     cpu = proc_cpu(d.proc.pid) + redis_main_cpu(r) - rcpu0
+    net1 = r.info("stats")  # bytes Redis received and sent (this script's polling included)
+    net_in = net1["total_net_input_bytes"] - net0["total_net_input_bytes"]
+    net_out = net1["total_net_output_bytes"] - net0["total_net_output_bytes"]
     if d.stop() != 0:
         raise RuntimeError("journeyd did not stop cleanly")
     cmds = redis_cmdstats(r) - cmds0 - 2 * (len(hw))  # minus this script's polling, roughly
@@ -173,7 +177,7 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None):
     settle(r)
     return {
         "eps_owned": total / (t1 - (t_owned or t0)), "eps_start": total / (t1 - t0),
-        "cpu_s": cpu,
+        "cpu_s": cpu, "redis_in_mb": net_in / 1e6, "redis_out_mb": net_out / 1e6,
         "rss_kb": rss, "redis_cmds_per_event": cmds / total,
         "round_trips_per_event": rt / total if rt else float("nan"),
         "redis_bytes_per_journey": mem / max(journeys, 1), "journeys": journeys,
@@ -230,8 +234,9 @@ def main():
                     f.write("\t".join(str(x) for x in [date, a.baseline, machine(), "throughput-baseline", enc,
                                                         total, i, "%.0f" % base[-1]["eps_owned"],
                                                         "%.2f" % base[-1]["cpu_s"]]) + "\n")
-                print("  run %d: baseline %s %.0f ev/s, cpu %.2f s" % (i, a.baseline, base[-1]["eps_owned"],
-                                                                     base[-1]["cpu_s"]))
+                print("  run %d: baseline %s %.0f ev/s, cpu %.2f s, redis in/out %.1f/%.1f MB" % (
+                    i, a.baseline, base[-1]["eps_owned"], base[-1]["cpu_s"], base[-1]["redis_in_mb"],
+                    base[-1]["redis_out_mb"]))
             m["redis_sets"] = redis_ceiling()
             m["kcat_eps"] = ceiling
             m["ratio"] = m["eps_owned"] / ceiling
@@ -243,9 +248,11 @@ def main():
                     "%.3f" % m["ratio"], "%.4f" % m["redis_cmds_per_event"],
                     "%.5f" % m["round_trips_per_event"], m["rss_kb"],
                     "%.0f" % m["redis_bytes_per_journey"], m["journeys"], "%.0f" % m["redis_sets"]]) + "\n")
-            print("  run %d: %.0f ev/s (%.0f from start), cpu %.2f s, kcat %.0f ev/s, redis-benchmark -P 64 %.0f SET/s, ratio %.2f, "
+            print("  run %d: %.0f ev/s (%.0f from start), cpu %.2f s, redis in/out %.1f/%.1f MB, kcat %.0f ev/s, "
+                  "redis-benchmark -P 64 %.0f SET/s, ratio %.2f, "
                   "redis cmds/ev %.4f, round trips/ev %.5f, rss %d KiB, %.0f B/journey"
-                  % (i, m["eps_owned"], m["eps_start"], m["cpu_s"], ceiling, m["redis_sets"], m["ratio"],
+                  % (i, m["eps_owned"], m["eps_start"], m["cpu_s"], m["redis_in_mb"], m["redis_out_mb"], ceiling,
+                     m["redis_sets"], m["ratio"],
                      m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"],
                      m["redis_bytes_per_journey"]))
         jdtest.delete_topics(topic, dlq)
