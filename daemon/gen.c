@@ -1,8 +1,8 @@
 /*
  * gen.c -- simulates customers travelling the four phases of the default
  * model and produces their events, with the ground truth of what each
- * customer did. Pure: events go to a callback, truth to a FILE the caller
- * owns.
+ * customer did. Pure: events go to a callback, truth to FILEs the caller
+ * owns (one line per journey, one line per survey answer; see gen.h).
  *
  * Customers arrive over the simulated period (exponential gaps). Each starts
  * in `search`; in every phase it draws a number of touchpoints (1 + Poisson),
@@ -356,7 +356,8 @@ typedef struct sim {
     int64_t next_arrival;
     gen_emit_fn emit;
     void *opaque;
-    FILE *journeys;
+    FILE *journeys;       /* per-journey truth, or NULL (caller's) */
+    FILE *answers;        /* per-answer truth, or NULL (caller's) */
     gen_truth_t *t;
     outbuf_t ob;
     msgpack_sbuffer sb;
@@ -530,6 +531,17 @@ static void send_touch(sim_t *s, cust_t *c, const tpl_t *t, int phase) {
     s->t->touches++;
 }
 
+/* One survey answer's truth line (format in gen.h). The segment is the one
+ * base_event() put on every event of the customer; a journey's segment is
+ * its latest event's, so this one. No random numbers are drawn here. */
+static void write_answer(sim_t *s, const gev_t *e, int ph) {
+    if (!s->answers) return;
+    fprintf(s->answers, "{\"ts\":%lld,\"metric\":\"%s\",\"score\":%d,\"phase\":\"%s\",\"scope\":\"%s\","
+            "\"touchpoint\":\"%s\",\"segment\":\"%s\",\"customer\":\"%s\",\"message_id\":\"%s\"}\n",
+            (long long)e->ts, e->metric, e->score, GEN_PHASE_NAMES[ph], e->scope, e->tp ? e->tp : "unknown",
+            e->segment ? e->segment : "none", e->user ? e->user : e->anon, e->mid);
+}
+
 static void send_survey(sim_t *s, cust_t *c, int journey_scope) {
     static const char *const METRICS[] = {"nps", "csat", "ces"};
     gev_t e;
@@ -542,6 +554,7 @@ static void send_survey(sim_t *s, cust_t *c, int journey_scope) {
     e.score = m == 0 ? weighted(&s->r, NPS_W[ph], 11)
             : m == 1 ? 1 + weighted(&s->r, CSAT_W[ph], 5) : 1 + weighted(&s->r, CES_W[ph], 7);
     send_event(s, &e, event_key(s, c), 1);
+    write_answer(s, &e, ph);
     s->t->journey_surveys += journey_scope;
     /* journeyd's touchpoint for an unclassified event: properties.touchpoint */
     truth_event(c, e.ts, -1, e.tp ? e.tp : "unknown");
@@ -747,7 +760,8 @@ static void start_again(sim_t *s, cust_t *c) {
     heap_push(s, c);
 }
 
-int gen_run(const gen_opts_t *o, gen_emit_fn emit, void *opaque, FILE *journeys, gen_truth_t *truth) {
+int gen_run(const gen_opts_t *o, gen_emit_fn emit, void *opaque, FILE *journeys, FILE *answers,
+            gen_truth_t *truth) {
     sim_t s;
     memset(&s, 0, sizeof(s));
     memset(truth, 0, sizeof(*truth));
@@ -755,6 +769,7 @@ int gen_run(const gen_opts_t *o, gen_emit_fn emit, void *opaque, FILE *journeys,
     s.emit = emit;
     s.opaque = opaque;
     s.journeys = journeys;
+    s.answers = answers;
     s.t = truth;
     uint64_t x = o->seed;
     for (int i = 0; i < 4; i++) s.r.s[i] = splitmix(&x);

@@ -1,7 +1,8 @@
 /*
  * gen.h -- the journey simulator behind `journeyctl gen`: deterministic,
  * realistic customer journeys through the phases of the default model, with
- * their ground truth. Pure: events go to a callback, no I/O.
+ * their ground truth. Pure: events go to a callback, the truth (aggregate,
+ * per journey, per survey answer) to structs and FILEs the caller owns.
  */
 #ifndef JD_GEN_H
 #define JD_GEN_H
@@ -69,9 +70,24 @@ extern const char *const GEN_PHASE_NAMES[GEN_PHASES];
  * Run the simulation. emit is called for every message in delivery order
  * (non-zero return stops it). If journeys is not NULL, one JSON line per
  * customer journey (the ground truth) is written there as each journey ends.
+ * If answers is not NULL, one JSON line per survey answer is written there
+ * as the answer is made, so in event-time order (not delivery order):
+ * exactly the answers counted in truth->sat, never a duplicate re-send or an
+ * invalid event. Keys in this order, no spaces:
+ *
+ *   {"ts":<event time, epoch ms>,"metric":"nps"|"csat"|"ces","score":<int>,
+ *    "phase":"<GEN_PHASE_NAMES: the phase the answer is counted under>",
+ *    "scope":"touchpoint"|"journey","touchpoint":"<the answer's touchpoint,
+ *    or "unknown">","segment":"<the journey's segment then: traits.segment
+ *    of the customer's events, or "none">","customer":"<the journey key:
+ *    userId, or anonymousId before an anonymous customer is identified>",
+ *    "message_id":"<messageId>"}
+ *
+ * Writing either file draws no random numbers: the events are the same.
  * Returns 0, or the emit callback's non-zero value.
  */
-int gen_run(const gen_opts_t *o, gen_emit_fn emit, void *opaque, FILE *journeys, gen_truth_t *truth);
+int gen_run(const gen_opts_t *o, gen_emit_fn emit, void *opaque, FILE *journeys, FILE *answers,
+            gen_truth_t *truth);
 
 /* The truth as one JSON document. */
 void gen_truth_print(const gen_truth_t *t, const gen_opts_t *o, FILE *out);

@@ -2,7 +2,8 @@
  * gen_cli.c -- `journeyctl gen`: parses the options, runs the simulator
  * (gen.c) and writes its events to a file (NDJSON or a MessagePack stream)
  * or to a Kafka topic (librdkafka producer, keyed by customer), plus the
- * ground truth. Owns the output file and the producer.
+ * ground truth (aggregate, per journey, per survey answer). Owns the output
+ * files and the producer.
  */
 #include "gen_cli.h"
 
@@ -34,6 +35,13 @@ static void usage(FILE *out) {
         "  -X key=value          any librdkafka producer property\n"
         "  --truth FILE          write the aggregate ground truth (JSON)\n"
         "  --journeys FILE       write every journey's ground truth (NDJSON)\n"
+        "  --answers FILE        write every survey answer's ground truth (NDJSON), one line\n"
+        "                        per answer counted in the truth's satisfaction (no duplicate\n"
+        "                        re-sends, no invalid events), keys in this order:\n"
+        "                        {\"ts\":<event time ms>,\"metric\":\"nps|csat|ces\",\"score\":<int>,\n"
+        "                         \"phase\":\"<phase counted under>\",\"scope\":\"touchpoint|journey\",\n"
+        "                         \"touchpoint\":\"<name>|unknown\",\"segment\":\"<name>|none\",\n"
+        "                         \"customer\":\"<userId, else anonymousId>\",\"message_id\":\"<id>\"}\n"
         "  --drop S,I,P          drop-off probability in search, information, purchase\n"
         "                        (default 0.35,0.30,0.20)\n"
         "  --touchpoints N       mean touchpoints before and including the purchase (default 12)\n"
@@ -189,14 +197,14 @@ typedef struct cli_opts {
     gen_opts_t g;
     uint64_t heartbeats;
     int64_t hb_advance_ms;
-    const char *out, *topic, *brokers, *truth, *journeys;
+    const char *out, *topic, *brokers, *truth, *journeys, *answers;
     char *props[64];
     int nprops;
 } cli_opts_t;
 
 enum { O_SEED = 256, O_CUST, O_EVENTS, O_START, O_PERIOD, O_ENC, O_EPOCH, O_OUT, O_TOPIC,
        O_BROKERS, O_TRUTH, O_JOURNEYS, O_DROP, O_SURVEY, O_JSURVEY, O_DUP, O_OOO, O_LATE,
-       O_ANON, O_ANONKEY, O_INVALID, O_RATE, O_HB, O_HBADV, O_RETURN, O_TPS, O_HELP };
+       O_ANON, O_ANONKEY, O_INVALID, O_RATE, O_HB, O_HBADV, O_RETURN, O_TPS, O_ANSWERS, O_HELP };
 
 static int parse_one(cli_opts_t *c, int opt, const char *arg) {
     gen_opts_t *g = &c->g;
@@ -220,6 +228,7 @@ static int parse_one(cli_opts_t *c, int opt, const char *arg) {
         return 0;
     case O_TRUTH: c->truth = arg; return 0;
     case O_JOURNEYS: c->journeys = arg; return 0;
+    case O_ANSWERS: c->answers = arg; return 0;
     case O_DROP: return parse_drop(arg, g);
     case O_SURVEY: return parse_prob(arg, &g->survey_rate);
     case O_JSURVEY: return parse_prob(arg, &g->journey_survey_rate);
@@ -258,7 +267,7 @@ static int parse_args(cli_opts_t *c, int argc, char **argv) {
         {"start", 1, NULL, O_START}, {"period", 1, NULL, O_PERIOD}, {"encoding", 1, NULL, O_ENC},
         {"epoch-ms", 0, NULL, O_EPOCH}, {"out", 1, NULL, O_OUT}, {"topic", 1, NULL, O_TOPIC},
         {"brokers", 1, NULL, O_BROKERS}, {"truth", 1, NULL, O_TRUTH}, {"journeys", 1, NULL, O_JOURNEYS},
-        {"drop", 1, NULL, O_DROP}, {"survey-rate", 1, NULL, O_SURVEY},
+        {"answers", 1, NULL, O_ANSWERS}, {"drop", 1, NULL, O_DROP}, {"survey-rate", 1, NULL, O_SURVEY},
         {"journey-survey-rate", 1, NULL, O_JSURVEY}, {"dup-rate", 1, NULL, O_DUP},
         {"ooo-rate", 1, NULL, O_OOO}, {"max-lateness", 1, NULL, O_LATE}, {"anon-rate", 1, NULL, O_ANON},
         {"anon-key", 1, NULL, O_ANONKEY}, {"invalid-rate", 1, NULL, O_INVALID},
@@ -345,7 +354,7 @@ int gen_cli_main(int argc, char **argv) {
     cli_opts_t c;
     out_t o;
     gen_truth_t t;
-    FILE *jf = NULL;
+    FILE *jf = NULL, *af = NULL;
     int rc = 1;
     memset(&c, 0, sizeof(c));
     memset(&o, 0, sizeof(o));
@@ -368,6 +377,13 @@ int gen_cli_main(int argc, char **argv) {
         fprintf(stderr, "journeyctl gen: %s: %s\n", c.journeys, strerror(errno));
         return 1;
     }
+    if (c.answers) {
+        af = fopen(c.answers, "w");
+        if (!af) {
+            fprintf(stderr, "journeyctl gen: %s: %s\n", c.answers, strerror(errno));
+            goto out;
+        }
+    }
     if (c.out) o.f = strcmp(c.out, "-") ? fopen(c.out, "wb") : stdout;
     if (c.out && !o.f) {
         fprintf(stderr, "journeyctl gen: %s: %s\n", c.out, strerror(errno));
@@ -375,7 +391,7 @@ int gen_cli_main(int argc, char **argv) {
     }
     if (c.topic && open_kafka(&o, c.brokers, c.props, c.nprops) < 0) goto out;
     double t0 = now_s();
-    int grc = gen_run(&c.g, c.topic ? emit_kafka : emit_file, &o, jf, &t);
+    int grc = gen_run(&c.g, c.topic ? emit_kafka : emit_file, &o, jf, af, &t);
     if (!grc && c.heartbeats && send_heartbeats(&c, &o, &t) < 0) grc = -1;
     if (o.rk) {
         while (rd_kafka_outq_len(o.rk) > 0 && !o.failed) rd_kafka_flush(o.rk, 1000);
@@ -402,5 +418,6 @@ out:
     if (o.f && o.f != stdout && fclose(o.f)) rc = 1;
     if (o.f == stdout) fflush(stdout);
     if (jf && fclose(jf)) rc = 1;
+    if (af && fclose(af)) rc = 1;
     return rc;
 }

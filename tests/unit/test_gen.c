@@ -1,7 +1,8 @@
 /*
  * test_gen.c -- the journey generator: determinism, its distributions over a
  * large seeded run (within tolerances), and the ground truth counted back,
- * exactly, from the messages it wrote (decoded with the real decoder).
+ * exactly, from the messages it wrote (decoded with the real decoder); the
+ * per-answer truth file against the aggregate truth and the messages.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -30,7 +31,7 @@ static void run(const gen_opts_t *o, sink_t *s, char **journeys, gen_truth_t *t)
     size_t jl;
     FILE *jf = journeys ? open_memstream(journeys, &jl) : NULL;
     s->f = open_memstream(&s->buf, &s->len);
-    cr_assert_eq(gen_run(o, to_mem, s, jf, t), 0);
+    cr_assert_eq(gen_run(o, to_mem, s, jf, NULL, t), 0);
     fclose(s->f);
     if (jf) fclose(jf);
 }
@@ -203,4 +204,172 @@ Test(gen, returning_customers) {
     cr_assert(second > 200, "%llu second journeys", (unsigned long long)second);
     free(journeys);
     free(s.buf);
+}
+
+/* ---- the per-answer truth (--answers) --------------------------------------- */
+
+typedef struct answer {
+    long long ts, score;
+    char metric[8], phase[16], scope[16], tp[48], segment[32], customer[64], mid[64];
+} answer_t;
+
+static const char *expect(const char *p, const char *lit) {
+    size_t n = strlen(lit);
+    return p && !strncmp(p, lit, n) ? p + n : NULL;
+}
+
+/* A JSON string's body up to its closing quote (the generator writes no escapes). */
+static const char *get_str(const char *p, char *out, size_t size) {
+    const char *q = p ? strchr(p, '"') : NULL;
+    if (!q || (size_t)(q - p) >= size) return NULL;
+    memcpy(out, p, (size_t)(q - p));
+    out[q - p] = '\0';
+    return q;
+}
+
+static const char *get_int(const char *p, long long *v) {
+    char *end;
+    if (!p) return NULL;
+    *v = strtoll(p, &end, 10);
+    return end == p ? NULL : end;
+}
+
+/* One line, its keys in the documented order, no spaces: 0, or -1. */
+static int parse_answer(const char *line, answer_t *a) {
+    const char *p = expect(line, "{\"ts\":");
+    p = get_int(p, &a->ts);
+    p = get_str(expect(p, ",\"metric\":\""), a->metric, sizeof(a->metric));
+    p = get_int(expect(p, "\",\"score\":"), &a->score);
+    p = get_str(expect(p, ",\"phase\":\""), a->phase, sizeof(a->phase));
+    p = get_str(expect(p, "\",\"scope\":\""), a->scope, sizeof(a->scope));
+    p = get_str(expect(p, "\",\"touchpoint\":\""), a->tp, sizeof(a->tp));
+    p = get_str(expect(p, "\",\"segment\":\""), a->segment, sizeof(a->segment));
+    p = get_str(expect(p, "\",\"customer\":\""), a->customer, sizeof(a->customer));
+    p = get_str(expect(p, "\",\"message_id\":\""), a->mid, sizeof(a->mid));
+    p = expect(p, "\"}");
+    return p && !*p ? 0 : -1;
+}
+
+static int index_of(const char *const *names, int n, const char *s) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], s)) return i;
+    return -1;
+}
+
+static int by_mid(const void *a, const void *b) {
+    return strcmp(((const answer_t *)a)->mid, ((const answer_t *)b)->mid);
+}
+
+/* Read the answers file: one answer_t per line, each parsed or the test fails. */
+static answer_t *read_answers(char *buf, size_t *count) {
+    size_t n = 0, cap = 1024;
+    answer_t *v = malloc(cap * sizeof(*v));
+    cr_assert(v);
+    for (char *p = buf; p && *p; n++) {
+        char *nl = strchr(p, '\n');
+        cr_assert(nl, "unterminated line: %s", p);
+        *nl = '\0';
+        if (n == cap) {
+            cap *= 2;
+            v = realloc(v, cap * sizeof(*v));
+            cr_assert(v);
+        }
+        cr_assert_eq(parse_answer(p, &v[n]), 0, "bad line: %s", p);
+        p = nl + 1;
+    }
+    *count = n;
+    return v;
+}
+
+/* Every survey message journeyd would accept (decoded, first copy of its
+ * messageId) is one answer line, with the same time, metric, score, scope,
+ * touchpoint, segment and journey key. */
+static size_t answers_match_messages(const sink_t *s, const answer_t *v, size_t n) {
+    static const char *const M[] = {"nps", "csat", "ces"};
+    decode_limits_t lim = {65536, 128, 1024, 64, 16};
+    char arena[70000], err[256];
+    size_t cap = 1 << 20, matched = 0;
+    uint64_t *seen = calloc(cap, sizeof(*seen));
+    cr_assert(seen);
+    for (size_t off = 0; off < s->len;) {
+        uint32_t len;
+        event_t ev;
+        memcpy(&len, s->buf + off, sizeof(len));
+        decode_status_t st = decode_event(s->buf + off + 4, len, DECODE_AUTO, &lim, &ev, arena, sizeof(arena),
+                                          err, sizeof(err));
+        off += 4 + len;
+        if (st != DECODE_OK || is_dup(seen, cap, journey_mid_hash(ev.message_id, strlen(ev.message_id))) ||
+            ev.metric == EV_METRIC_NONE)
+            continue;
+        answer_t key;
+        snprintf(key.mid, sizeof(key.mid), "%s", ev.message_id);
+        const answer_t *a = bsearch(&key, v, n, sizeof(*v), by_mid);
+        cr_assert(a, "no answer line for %s", ev.message_id);
+        cr_assert_eq(a->ts, (long long)ev.ts_ms, "%s", a->mid);
+        cr_assert_str_eq(a->metric, M[ev.metric - 1], "%s", a->mid);
+        cr_assert_eq(a->score, (long long)ev.score, "%s", a->mid);
+        cr_assert_str_eq(a->scope, ev.scope == EV_SCOPE_JOURNEY ? "journey" : "touchpoint", "%s", a->mid);
+        cr_assert_str_eq(a->tp, ev.touchpoint ? ev.touchpoint : "unknown", "%s", a->mid);
+        cr_assert_str_eq(a->segment, ev.segment ? ev.segment : "none", "%s", a->mid);
+        cr_assert_str_eq(a->customer, event_key(&ev), "%s", a->mid);
+        matched++;
+    }
+    free(seen);
+    return matched;
+}
+
+/* --answers: one line per answer counted in truth.sat, summing to it per
+ * metric, phase and scope; never a duplicate or invalid message; and
+ * writing it leaves the event stream byte for byte as it was. */
+Test(gen, answers_file_is_the_satisfaction_truth) {
+    static const char *const M[] = {"nps", "csat", "ces"}, *const S[] = {"touchpoint", "journey"};
+    gen_opts_t o;
+    gen_truth_t t, t0;
+    sink_t s, s0;
+    char *buf = NULL;
+    size_t blen, n;
+    gen_defaults(&o);
+    o.seed = 11;
+    o.customers = 1500;
+    o.dup_rate = 0.05;
+    o.ooo_rate = 0.05;
+    o.anon_rate = 0.3;
+    o.invalid_rate = 0.03;
+    o.return_rate = 0.3;
+    run(&o, &s0, NULL, &t0);
+    FILE *af = open_memstream(&buf, &blen);
+    s.f = open_memstream(&s.buf, &s.len);
+    cr_assert_eq(gen_run(&o, to_mem, &s, NULL, af, &t), 0);
+    fclose(s.f);
+    fclose(af);
+    cr_assert_eq(s.len, s0.len);
+    cr_assert(memcmp(s.buf, s0.buf, s.len) == 0, "the answers file changed the events");
+    cr_assert_eq(t.messages, t0.messages);
+
+    answer_t *v = read_answers(buf, &n);
+    cr_assert_eq(n, t.surveys);
+    cr_assert(n > 500 && t.journey_surveys > 100, "%zu answers", n);
+    uint64_t cnt[3][GEN_PHASES][2] = {{{0}}}, sum[3][GEN_PHASES][2] = {{{0}}};
+    for (size_t i = 0; i < n; i++) {
+        int m = index_of(M, 3, v[i].metric), k = index_of(GEN_PHASE_NAMES, GEN_PHASES, v[i].phase),
+            sc = index_of(S, 2, v[i].scope);
+        cr_assert(m >= 0 && k >= 0 && sc >= 0, "%s", v[i].mid);
+        cr_assert(v[i].tp[0] && v[i].segment[0] && v[i].customer[0], "%s", v[i].mid);
+        cr_assert(i == 0 || v[i - 1].ts <= v[i].ts, "%s: not in event-time order", v[i].mid);
+        cnt[m][k][sc]++;
+        sum[m][k][sc] += (uint64_t)v[i].score;
+    }
+    for (int m = 0; m < 3; m++)
+        for (int k = 0; k < GEN_PHASES; k++)
+            for (int sc = 0; sc < 2; sc++) {
+                cr_assert_eq(cnt[m][k][sc], t.sat[m][k][sc].n, "%s %s %s", M[m], GEN_PHASE_NAMES[k], S[sc]);
+                cr_assert_eq(sum[m][k][sc], t.sat[m][k][sc].sum, "%s %s %s", M[m], GEN_PHASE_NAMES[k], S[sc]);
+            }
+    qsort(v, n, sizeof(*v), by_mid);
+    for (size_t i = 1; i < n; i++) cr_assert(strcmp(v[i - 1].mid, v[i].mid) != 0, "message_id %s twice", v[i].mid);
+    cr_assert_eq(answers_match_messages(&s, v, n), n);
+    free(v);
+    free(buf);
+    free(s.buf);
+    free(s0.buf);
 }
