@@ -12,6 +12,8 @@
 #include "satisfaction.h"
 
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +53,7 @@ void sat_series_free(sat_series_t *s) {
     for (int i = 0; i < SAT_MAX_WINDOWS; i++) {
         free(s->win[i].no);
         free(s->win[i].c);
+        free(s->win[i].dirty);
     }
     sat_series_init(s, s->metric);
 }
@@ -70,15 +73,19 @@ static sat_counts_t *bucket_get(sat_buckets_t *b, int64_t no) {
         int ncap = b->cap ? 2 * b->cap : 8;
         int64_t *nos = realloc(b->no, (size_t)ncap * sizeof(*nos));
         sat_counts_t *c = nos ? realloc(b->c, (size_t)ncap * sizeof(*c)) : NULL;
-        if (!nos || !c) abort();
+        uint8_t *d = c ? realloc(b->dirty, (size_t)ncap) : NULL;
+        if (!nos || !c || !d) abort();
         b->no = nos;
         b->c = c;
+        b->dirty = d;
         b->cap = ncap;
     }
     memmove(&b->no[pos + 1], &b->no[pos], (size_t)(b->n - pos) * sizeof(*b->no));
     memmove(&b->c[pos + 1], &b->c[pos], (size_t)(b->n - pos) * sizeof(*b->c));
+    memmove(&b->dirty[pos + 1], &b->dirty[pos], (size_t)(b->n - pos));
     b->no[pos] = no;
     memset(&b->c[pos], 0, sizeof(b->c[pos]));
+    b->dirty[pos] = 0;
     b->n++;
     return &b->c[pos];
 }
@@ -87,7 +94,17 @@ void sat_series_add(sat_series_t *s, const sat_windows_t *w, int64_t ts, int sco
     if (!sat_score_ok(s->metric, score)) return;
     int ix = score - sat_min_score(s->metric);
     s->total.n[ix] += delta;
-    for (int i = 0; i < w->n; i++) bucket_get(&s->win[i], bucket_of(ts, w->res_ms[i]))->n[ix] += delta;
+    s->total_dirty = 1;
+    for (int i = 0; i < w->n; i++) {
+        sat_buckets_t *b = &s->win[i];
+        sat_counts_t *c = bucket_get(b, bucket_of(ts, w->res_ms[i]));
+        c->n[ix] += delta;
+        b->dirty[c - b->c] = 1;
+    }
+}
+
+void sat_series_put(sat_series_t *s, int window, int64_t no, const sat_counts_t *c) {
+    sat_counts_add(window < 0 ? &s->total : bucket_get(&s->win[window], no), c);
 }
 
 void sat_series_merge(sat_series_t *dst, const sat_series_t *src, const sat_windows_t *w) {
@@ -115,16 +132,21 @@ void sat_series_window(const sat_series_t *s, const sat_windows_t *w, int i, int
         if (b->no[k] >= lo && b->no[k] <= hi) sat_counts_add(out, &b->c[k]);
 }
 
-int sat_series_expire(sat_series_t *s, const sat_windows_t *w, int64_t wm) {
+int sat_series_expire(sat_series_t *s, const sat_windows_t *w, int64_t wm,
+                      void (*gone)(int window, int64_t no, void *opaque), void *opaque) {
     int dropped = 0;
     for (int i = 0; i < w->n; i++) {
         sat_buckets_t *b = &s->win[i];
         int64_t lo = first_bucket(w, i, wm);
         int k = 0;
-        while (k < b->n && b->no[k] < lo) k++;
+        while (k < b->n && b->no[k] < lo) {
+            if (gone) gone(i, b->no[k], opaque);
+            k++;
+        }
         if (!k) continue;
         memmove(b->no, b->no + k, (size_t)(b->n - k) * sizeof(*b->no));
         memmove(b->c, b->c + k, (size_t)(b->n - k) * sizeof(*b->c));
+        memmove(b->dirty, b->dirty + k, (size_t)(b->n - k));
         b->n -= k;
         dropped += k;
     }
@@ -169,4 +191,221 @@ void sat_compute(ev_metric_t m, const sat_counts_t *c, int64_t min_n, sat_result
         double var = r->n > 1 ? (sum2 - sum * sum / n) / (n - 1) : 0;
         r->moe = r->n > 1 ? 1.96 * sqrt(var > 0 ? var : 0) / sqrt(n) : 0;
     }
+}
+
+/* ---- a partition's series ---------------------------------------------- */
+
+const char *sat_metric_name(ev_metric_t m) {
+    return m == EV_METRIC_NPS ? "nps" : m == EV_METRIC_CSAT ? "csat" : m == EV_METRIC_CES ? "ces" : "none";
+}
+
+static ev_metric_t metric_of(const char *name) {
+    for (int m = EV_METRIC_NPS; m <= EV_METRIC_CES; m++)
+        if (!strcmp(name, sat_metric_name((ev_metric_t)m))) return (ev_metric_t)m;
+    return EV_METRIC_NONE;
+}
+
+static void put_name(char *buf, size_t cap, size_t *len, const char *s) {
+    for (; *s && *len + 1 < cap; s++) buf[(*len)++] = *s == '|' ? '/' : *s;
+    buf[*len] = '\0';
+}
+
+int sat_key(char *buf, size_t cap, const char *phase, int journey_scope, const char *dim, const char *name,
+            ev_metric_t m) {
+    size_t len = 0;
+    put_name(buf, cap, &len, phase);
+    int n = snprintf(buf + len, cap - len, "|%s|%s|", journey_scope ? "journey" : "touchpoint", dim);
+    if (n < 0 || (size_t)n >= cap - len) return -1;
+    len += (size_t)n;
+    put_name(buf, cap, &len, name);
+    n = snprintf(buf + len, cap - len, "|%s", sat_metric_name(m));
+    return n < 0 || (size_t)n >= cap - len ? -1 : (int)(len + (size_t)n);
+}
+
+static uint64_t key_hash(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static size_t slot_of(const sat_part_t *p, const char *key) {
+    size_t k = key_hash(key) & (p->cap_slots - 1);
+    while (p->slots[k] && strcmp(p->v[p->slots[k] - 1].key, key)) k = (k + 1) & (p->cap_slots - 1);
+    return k;
+}
+
+sat_series_t *sat_part_series(sat_part_t *p, const char *key, ev_metric_t m) {
+    if (p->cap_slots) {
+        size_t k = slot_of(p, key);
+        if (p->slots[k]) return &p->v[p->slots[k] - 1].s;
+    }
+    if (2 * (p->n + 1) > p->cap_slots) {
+        size_t ncap = p->cap_slots ? 2 * p->cap_slots : 64;
+        free(p->slots);
+        if (!(p->slots = calloc(ncap, sizeof(*p->slots)))) abort();
+        p->cap_slots = ncap;
+        for (size_t i = 0; i < p->n; i++) p->slots[slot_of(p, p->v[i].key)] = (uint32_t)i + 1;
+    }
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 32;
+        if (!(p->v = realloc(p->v, p->cap * sizeof(*p->v)))) abort();
+    }
+    sat_part_entry_t *e = &p->v[p->n];
+    if (!(e->key = strdup(key))) abort();
+    sat_series_init(&e->s, m);
+    e->changed = 0;
+    p->slots[slot_of(p, key)] = (uint32_t)++p->n;
+    return &e->s;
+}
+
+void sat_part_add(sat_part_t *p, const sat_windows_t *w, const char *key, ev_metric_t m, int64_t ts,
+                  int score) {
+    sat_series_t *s = sat_part_series(p, key, m);
+    sat_part_entry_t *e = (sat_part_entry_t *)((char *)s - offsetof(sat_part_entry_t, s));
+    sat_series_add(s, w, ts, score, 1);
+    if (e->changed) return;
+    e->changed = 1;
+    if (p->n_changed == p->cap_changed) {
+        p->cap_changed = p->cap_changed ? 2 * p->cap_changed : 64;
+        if (!(p->changed = realloc(p->changed, p->cap_changed * sizeof(*p->changed)))) abort();
+    }
+    p->changed[p->n_changed++] = (uint32_t)(e - p->v);
+}
+
+int sat_part_learn(sat_part_t *p, const sat_windows_t *w, const char *field, const char *value) {
+    char key[SAT_KEY_MAX];
+    const char *bar = strrchr(field, '|');
+    if (!bar) return -1;
+    int window = -1;
+    int64_t no = 0;
+    size_t klen;
+    if (!strcmp(bar + 1, "all")) {
+        klen = (size_t)(bar - field);
+    } else {
+        const char *bar2 = bar;
+        while (bar2 > field && bar2[-1] != '|') bar2--;
+        if (bar2 == field) return -1;
+        char *end;
+        long long res = strtoll(bar2, &end, 10);
+        if (end != bar) return -1;
+        no = strtoll(bar + 1, &end, 10);
+        if (*end || end == bar + 1) return -1;
+        for (int i = 0; i < w->n; i++)
+            if (w->res_ms[i] == res) window = i;
+        if (window < 0) return 0; /* a resolution no longer configured */
+        klen = (size_t)(bar2 - 1 - field);
+    }
+    if (klen >= sizeof(key)) return -1;
+    memcpy(key, field, klen);
+    key[klen] = '\0';
+    const char *mname = strrchr(key, '|');
+    ev_metric_t m = mname ? metric_of(mname + 1) : EV_METRIC_NONE;
+    if (m == EV_METRIC_NONE) return -1;
+    sat_counts_t c;
+    memset(&c, 0, sizeof(c));
+    const char *q = value;
+    int nv = sat_max_score(m) - sat_min_score(m) + 1;
+    for (int i = 0; i < nv; i++) {
+        char *end;
+        long long v = strtoll(q, &end, 10);
+        if (end == q || v < 0 || (i < nv - 1 ? *end != ',' : *end != '\0')) return -1;
+        c.n[i] = v;
+        q = end + 1;
+    }
+    sat_series_put(sat_part_series(p, key, m), window, no, &c);
+    return 1;
+}
+
+static char *counts_str(ev_metric_t m, const sat_counts_t *c) {
+    char buf[SAT_MAX_SCORES * 21 + 1];
+    size_t len = 0;
+    int nv = sat_max_score(m) - sat_min_score(m) + 1;
+    for (int i = 0; i < nv; i++)
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%lld", i ? "," : "", (long long)c->n[i]);
+    char *s = strdup(buf);
+    if (!s) abort();
+    return s;
+}
+
+static void strs_push(sat_strs_t *a, char *s) {
+    if (a->n == a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 64;
+        if (!(a->v = realloc(a->v, a->cap * sizeof(*a->v)))) abort();
+    }
+    a->v[a->n++] = s;
+}
+
+static char *field_name(const char *key, const sat_windows_t *w, int window, int64_t no) {
+    char buf[SAT_KEY_MAX + 48];
+    if (window < 0) snprintf(buf, sizeof(buf), "%s|all", key);
+    else snprintf(buf, sizeof(buf), "%s|%lld|%lld", key, (long long)w->res_ms[window], (long long)no);
+    char *s = strdup(buf);
+    if (!s) abort();
+    return s;
+}
+
+void sat_part_render(sat_part_t *p, const sat_windows_t *w, sat_strs_t *names, sat_strs_t *vals) {
+    for (size_t i = 0; i < p->n_changed; i++) {
+        sat_part_entry_t *e = &p->v[p->changed[i]];
+        sat_series_t *s = &e->s;
+        e->changed = 0;
+        if (s->total_dirty) {
+            strs_push(names, field_name(e->key, w, -1, 0));
+            strs_push(vals, counts_str(s->metric, &s->total));
+            s->total_dirty = 0;
+        }
+        for (int k = 0; k < w->n; k++)
+            for (int b = 0; b < s->win[k].n; b++) {
+                if (!s->win[k].dirty[b]) continue;
+                strs_push(names, field_name(e->key, w, k, s->win[k].no[b]));
+                strs_push(vals, counts_str(s->metric, &s->win[k].c[b]));
+                s->win[k].dirty[b] = 0;
+            }
+    }
+    p->n_changed = 0;
+}
+
+typedef struct gone_ctx {
+    const char *key;
+    const sat_windows_t *w;
+    sat_strs_t *names;
+} gone_ctx_t;
+
+static void gone_field(int window, int64_t no, void *opaque) {
+    gone_ctx_t *g = opaque;
+    strs_push(g->names, field_name(g->key, g->w, window, no));
+}
+
+void sat_part_expire(sat_part_t *p, const sat_windows_t *w, int64_t wm, sat_strs_t *names) {
+    for (size_t i = 0; i < p->n; i++) {
+        gone_ctx_t g = {p->v[i].key, w, names};
+        sat_series_expire(&p->v[i].s, w, wm, gone_field, &g);
+    }
+}
+
+size_t sat_part_bytes(const sat_part_t *p) {
+    size_t b = p->cap * sizeof(*p->v) + p->cap_slots * sizeof(*p->slots);
+    for (size_t i = 0; i < p->n; i++) {
+        b += strlen(p->v[i].key) + 1;
+        for (int k = 0; k < SAT_MAX_WINDOWS; k++)
+            b += (size_t)p->v[i].s.win[k].cap * (sizeof(int64_t) + sizeof(sat_counts_t) + 1);
+    }
+    return b;
+}
+
+void sat_part_free(sat_part_t *p) {
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->v[i].key);
+        sat_series_free(&p->v[i].s);
+    }
+    free(p->v);
+    free(p->slots);
+    free(p->changed);
+    memset(p, 0, sizeof(*p));
+}
+
+void sat_strs_free(sat_strs_t *a) {
+    for (size_t i = 0; i < a->n; i++) free(a->v[i]);
+    free(a->v);
+    memset(a, 0, sizeof(*a));
 }

@@ -1,7 +1,7 @@
 /*
  * satisfaction.h -- the arithmetic of rolling satisfaction (SPEC §6, issue
  * #5): NPS, CSAT and CES over windows of event time, from time buckets of raw
- * counts. Pure: no I/O. Not yet wired into the pipeline (see README).
+ * counts, and a partition's series as stored in Redis. Pure: no I/O.
  *
  * A series holds the answers of one (phase, metric, scope, breakdown) as the
  * number of answers per score value: in total (the `all` window), and per
@@ -16,6 +16,7 @@
 #ifndef JD_SATISFACTION_H
 #define JD_SATISFACTION_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "event.h"
@@ -39,6 +40,7 @@ void sat_counts_add(sat_counts_t *to, const sat_counts_t *from);
 typedef struct sat_buckets {
     int64_t *no;               /* bucket numbers; owned */
     sat_counts_t *c;           /* their counts; owned */
+    uint8_t *dirty;            /* changed since the last sat_part_render(); owned */
     int n, cap;
 } sat_buckets_t;
 
@@ -56,6 +58,7 @@ int sat_windows_init(sat_windows_t *w, const int64_t *len_ms, int n, int k);
 typedef struct sat_series {
     ev_metric_t metric;
     sat_counts_t total;        /* the `all` window */
+    uint8_t total_dirty;
     sat_buckets_t win[SAT_MAX_WINDOWS];
 } sat_series_t;
 
@@ -63,13 +66,18 @@ void sat_series_init(sat_series_t *s, ev_metric_t m);
 void sat_series_free(sat_series_t *s);
 /* Count delta answers of `score` at event time ts (delta < 0 takes back). */
 void sat_series_add(sat_series_t *s, const sat_windows_t *w, int64_t ts, int score, int64_t delta);
+/* Add counts c to window `window`'s bucket no (window -1: the total); not
+ * marked changed (reading stored counts back). */
+void sat_series_put(sat_series_t *s, int window, int64_t no, const sat_counts_t *c);
 /* Add every count of src into dst (same metric and windows): merging partitions. */
 void sat_series_merge(sat_series_t *dst, const sat_series_t *src, const sat_windows_t *w);
 /* The counts of window i (-1: all) as of watermark wm. */
 void sat_series_window(const sat_series_t *s, const sat_windows_t *w, int i, int64_t wm,
                        sat_counts_t *out);
-/* Drop the buckets no window can hold any more at watermark wm; how many. */
-int sat_series_expire(sat_series_t *s, const sat_windows_t *w, int64_t wm);
+/* Drop the buckets no window can hold any more at watermark wm, telling
+ * gone() (if not NULL) each one; how many. */
+int sat_series_expire(sat_series_t *s, const sat_windows_t *w, int64_t wm,
+                      void (*gone)(int window, int64_t no, void *opaque), void *opaque);
 
 /* The score of a window, with its 95 % margin of error (normal approximation):
  *  - NPS: % promoters (9-10) - % detractors (0-6), -100..100;
@@ -90,5 +98,63 @@ typedef struct sat_result {
 } sat_result_t;
 
 void sat_compute(ev_metric_t m, const sat_counts_t *c, int64_t min_n, sat_result_t *r);
+
+/*
+ * One partition's satisfaction: a series per key
+ *     <phase>|<scope>|<breakdown>|<name>|<metric>
+ * (scope touchpoint or journey; breakdown all (name all), touchpoint or
+ * segment; a '|' in a name is written '/'), stored in Redis as one hash
+ * field per series and bucket (schemas/redis.md):
+ *     <key>|all                  the `all` window
+ *     <key>|<res_ms>|<bucket>    a finite window's bucket (res_ms names the window)
+ * each holding the answers per score value, "n0,n1,..." from the lowest
+ * score. The part remembers what changed since it was last rendered, so a
+ * commit writes only those fields.
+ */
+#define SAT_KEY_MAX 256
+
+const char *sat_metric_name(ev_metric_t m);
+/* The series key into buf; its length, or -1 if it does not fit. */
+int sat_key(char *buf, size_t cap, const char *phase, int journey_scope, const char *breakdown,
+            const char *name, ev_metric_t m);
+
+typedef struct sat_part_entry {
+    char *key;                 /* owned */
+    sat_series_t s;
+    uint8_t changed;           /* listed in changed[] */
+} sat_part_entry_t;
+
+typedef struct sat_part {
+    sat_part_entry_t *v;
+    size_t n, cap;
+    uint32_t *slots;           /* open addressing: index + 1, 0 = empty */
+    size_t cap_slots;
+    uint32_t *changed;         /* entries with changed counts */
+    size_t n_changed, cap_changed;
+} sat_part_t;
+
+/* A growing list of owned strings. */
+typedef struct sat_strs {
+    char **v;
+    size_t n, cap;
+} sat_strs_t;
+void sat_strs_free(sat_strs_t *a);
+
+/* The series of key (created empty if new). */
+sat_series_t *sat_part_series(sat_part_t *p, const char *key, ev_metric_t m);
+/* Count one answer. */
+void sat_part_add(sat_part_t *p, const sat_windows_t *w, const char *key, ev_metric_t m, int64_t ts,
+                  int score);
+/* A stored field and its value, added to the part (reading a partition back,
+ * or several to merge them): 1, 0 if it belongs to a window no longer
+ * configured, -1 if it is malformed. */
+int sat_part_learn(sat_part_t *p, const sat_windows_t *w, const char *field, const char *value);
+/* The fields changed since the last render, with their new values; appended. */
+void sat_part_render(sat_part_t *p, const sat_windows_t *w, sat_strs_t *names, sat_strs_t *vals);
+/* Drop the buckets no window holds at watermark wm; their fields appended to names. */
+void sat_part_expire(sat_part_t *p, const sat_windows_t *w, int64_t wm, sat_strs_t *names);
+/* Memory the part holds (allocations' sizes). */
+size_t sat_part_bytes(const sat_part_t *p);
+void sat_part_free(sat_part_t *p);
 
 #endif

@@ -137,13 +137,13 @@ Test(satisfaction, windows_slide_by_bucket) {
     cr_assert_eq(r.n, 4);
     cr_assert_float_eq(r.mean, 13.0 / 4, 1e-12);
     /* expiry drops exactly what no window holds any more; `all` keeps it */
-    cr_assert_eq(sat_series_expire(&s, &w, 75 * MIN), 2); /* buckets 0 and 1 */
+    cr_assert_eq(sat_series_expire(&s, &w, 75 * MIN, NULL, NULL), 2); /* buckets 0 and 1 */
     cr_assert_eq(s.win[0].n, 2);
     sat_series_window(&s, &w, 0, 75 * MIN, &c);
     sat_compute(EV_METRIC_CSAT, &c, 1, &r);
     cr_assert_eq(r.n, 2);
     cr_assert_eq(all_of(&s, &w, 1).n, 5);
-    cr_assert_eq(sat_series_expire(&s, &w, 75 * MIN), 0);
+    cr_assert_eq(sat_series_expire(&s, &w, 75 * MIN, NULL, NULL), 0);
     sat_series_free(&s);
 }
 
@@ -206,4 +206,75 @@ Test(satisfaction, window_config_and_negative_times) {
     sat_series_window(&s, &w, 0, 2000, &c); /* buckets -1..2 */
     cr_assert_eq(c.n[6] + c.n[5] + c.n[4], 2);
     sat_series_free(&s);
+}
+
+/* ---- a partition's series as stored ---- */
+
+static const char *find_val(const sat_strs_t *names, const sat_strs_t *vals, const char *field) {
+    for (size_t i = 0; i < names->n; i++)
+        if (!strcmp(names->v[i], field)) return vals->v[i];
+    return NULL;
+}
+
+Test(satisfaction, keys_name_scope_breakdown_and_metric) {
+    char k[SAT_KEY_MAX];
+    cr_assert_eq(sat_key(k, sizeof(k), "purchase", 1, "touchpoint", "check|out", EV_METRIC_CSAT), 42);
+    cr_assert_str_eq(k, "purchase|journey|touchpoint|check/out|csat");
+    cr_assert_eq(sat_key(k, 10, "purchase", 0, "all", "all", EV_METRIC_NPS), -1);
+}
+
+Test(satisfaction, part_renders_what_changed_and_reads_back) {
+    sat_windows_t w;
+    int64_t lens[] = {HOUR};
+    cr_assert_eq(sat_windows_init(&w, lens, 1, 4), 0); /* 15 min buckets */
+    sat_part_t p = {0}, q = {0};
+    sat_strs_t names = {0}, vals = {0};
+    const char *key = "search|touchpoint|all|all|ces";
+    sat_part_add(&p, &w, key, EV_METRIC_CES, 0, 7);
+    sat_part_add(&p, &w, key, EV_METRIC_CES, 1, 1);
+    sat_part_add(&p, &w, key, EV_METRIC_CES, 20 * MIN, 5);
+    sat_part_render(&p, &w, &names, &vals);
+    cr_assert_eq(names.n, 3);
+    cr_assert_str_eq(find_val(&names, &vals, "search|touchpoint|all|all|ces|all"), "1,0,0,0,1,0,1");
+    cr_assert_str_eq(find_val(&names, &vals, "search|touchpoint|all|all|ces|900000|0"), "1,0,0,0,0,0,1");
+    cr_assert_str_eq(find_val(&names, &vals, "search|touchpoint|all|all|ces|900000|1"), "0,0,0,0,1,0,0");
+    /* nothing changed: nothing rendered */
+    sat_strs_t n2 = {0}, v2 = {0};
+    sat_part_render(&p, &w, &n2, &v2);
+    cr_assert_eq(n2.n, 0);
+    /* one more answer: only its fields */
+    sat_part_add(&p, &w, key, EV_METRIC_CES, 25 * MIN, 2);
+    sat_part_render(&p, &w, &n2, &v2);
+    cr_assert_eq(n2.n, 2);
+    cr_assert_str_eq(find_val(&n2, &v2, "search|touchpoint|all|all|ces|900000|1"), "0,1,0,0,1,0,0");
+    /* read back (two partitions' fields merge by adding) */
+    for (size_t i = 0; i < names.n; i++) cr_assert_eq(sat_part_learn(&q, &w, names.v[i], vals.v[i]), 1);
+    cr_assert_eq(sat_part_learn(&q, &w, "search|touchpoint|all|all|ces|900000|1", "0,1,0,0,0,0,0"), 1);
+    sat_counts_t c;
+    sat_series_window(sat_part_series(&q, key, EV_METRIC_CES), &w, 0, 30 * MIN, &c);
+    /* the first render's three answers, and the other partition's score 2 */
+    cr_assert_eq(c.n[0] + c.n[1] + c.n[4] + c.n[6], 4);
+    cr_assert_eq(c.n[1], 1);
+    sat_series_window(sat_part_series(&q, key, EV_METRIC_CES), &w, -1, 0, &c);
+    cr_assert_eq(c.n[6], 1);
+    cr_assert_eq(c.n[4], 1);
+    /* malformed, and a window no longer configured */
+    cr_assert_eq(sat_part_learn(&q, &w, "search|touchpoint|all|all|ces|60000|3", "0,0,0,0,0,0,1"), 0);
+    cr_assert_eq(sat_part_learn(&q, &w, "search|touchpoint|all|all|ces|all", "1,2"), -1);
+    cr_assert_eq(sat_part_learn(&q, &w, "search|touchpoint|all|all|xyz|all", "1"), -1);
+    cr_assert_eq(sat_part_learn(&q, &w, "nothing", "1"), -1);
+    /* expiry names the buckets it drops */
+    sat_strs_t gone = {0};
+    sat_part_expire(&p, &w, 75 * MIN, &gone); /* window holds buckets 2..5 */
+    cr_assert_eq(gone.n, 2);
+    cr_assert_str_eq(gone.v[0], "search|touchpoint|all|all|ces|900000|0");
+    cr_assert_str_eq(gone.v[1], "search|touchpoint|all|all|ces|900000|1");
+    cr_assert_gt(sat_part_bytes(&p), 0);
+    sat_strs_free(&names);
+    sat_strs_free(&vals);
+    sat_strs_free(&n2);
+    sat_strs_free(&v2);
+    sat_strs_free(&gone);
+    sat_part_free(&p);
+    sat_part_free(&q);
 }
