@@ -64,6 +64,7 @@ typedef struct item {
     uint8_t kind;
     int8_t phase;              /* classification, -1 none */
     uint8_t explicit_phase;    /* properties.phase was given */
+    uint8_t explicit_tp;       /* properties.touchpoint was given */
     int8_t metric, score, scope;
     int64_t ts;
     uint64_t mid;
@@ -143,6 +144,7 @@ struct batch {
     size_t *used2;
     char *arena;               /* decode scratch */
     size_t arena_cap;
+    sat_windows_t satw;        /* satisfaction windows (cfg) */
     closes_t *closes;          /* what closing each open journey committed counts */
     rec_close_t *rcs;          /* the open batch's closes by record */
     size_t n_rcs, cap_rcs;
@@ -166,6 +168,7 @@ batch_t *batch_new(const config_t *cfg) {
     b->tab2 = calloc(b->cap_tab, sizeof(*b->tab2));
     b->used2 = malloc(b->cap_tab * sizeof(*b->used2));
     b->closes = closes_new((size_t)cfg->close_records);
+    sat_windows_init(&b->satw, cfg->sat_windows_ms, cfg->n_sat_windows, cfg->sat_buckets); /* checked by config.c */
     if (!b->items || !b->arena || !b->tab || !b->used || !b->tab2 || !b->used2 || !b->closes) {
         batch_free(b);
         return NULL;
@@ -212,6 +215,7 @@ void batch_free(batch_t *b) {
 
 void batch_set_config(batch_t *b, const config_t *cfg) {
     b->cfg = cfg;
+    sat_windows_init(&b->satw, cfg->sat_windows_ms, cfg->n_sat_windows, cfg->sat_buckets);
     batch_forget(b); /* kept journeys were built with the old limits */
     closes_t *c = closes_new((size_t)cfg->close_records); /* and the records with old timeouts */
     if (!c) abort();
@@ -280,6 +284,7 @@ static void fill_item(item_t *it, const event_t *ev, const classification_t *cl)
     it->mid = ev->message_id ? journey_mid_hash(ev->message_id, strlen(ev->message_id)) : 0;
     it->phase = (int8_t)cl->phase;
     it->explicit_phase = ev->phase != NULL;
+    it->explicit_tp = ev->touchpoint != NULL;
     it->metric = (int8_t)ev->metric;
     it->score = (int8_t)ev->score;
     it->scope = (int8_t)ev->scope;
@@ -699,6 +704,46 @@ static void close_if_due(batch_t *b, entry_t *e) {
     }
 }
 
+/* The phase of j at event time ts: the last it had entered by then (the
+ * first if none), so that it does not depend on arrival order. */
+static int phase_at(const journey_t *j, int64_t ts) {
+    int k = j->phase;
+    while (k > 0 && j->phase_ts[k] > ts) k--;
+    return k < 0 ? 0 : k;
+}
+
+/* The touchpoint of j's latest classified touch before the answer `mid` at
+ * ts (from its history), "unknown" if none. */
+static const char *touchpoint_at(const journey_t *j, int64_t ts, uint64_t mid) {
+    for (uint32_t i = j->n_hist; i-- > 0;) {
+        const jd_touch_t *t = &j->hist[i];
+        if (t->ts <= ts && t->mid != mid && t->phase >= 0 && t->tp[0]) return t->tp;
+    }
+    return "unknown";
+}
+
+/* A survey answer (SPEC §6): counted under its phase (properties.phase, else
+ * the journey's at the answer's time), in the series of its scope, overall,
+ * by touchpoint (properties.touchpoint, else the journey's last one before)
+ * and by segment (the journey's), each name capped. */
+static void count_answer(batch_t *b, const journey_t *j, const item_t *it) {
+    shard_t *sh = it->sh;
+    const config_t *cfg = b->cfg;
+    ev_metric_t m = (ev_metric_t)it->metric;
+    int ph = it->explicit_phase && it->phase >= 0 ? it->phase : phase_at(j, it->ts);
+    int js = it->scope == EV_SCOPE_JOURNEY;
+    const char *tp = it->explicit_tp ? it->tp : touchpoint_at(j, it->ts, it->mid);
+    const char *seg = j->segment[0] ? j->segment : FUNNEL_NONE;
+    const char *names[3][2] = {{"all", "all"},
+                               {"touchpoint", sat_part_capped(&sh->sat, 0, tp, cfg->touchpoints_max)},
+                               {"segment", sat_part_capped(&sh->sat, 1, seg, cfg->segments_max)}};
+    for (int d = 0; d < 3; d++) {
+        char key[SAT_KEY_MAX];
+        if (sat_key(key, sizeof(key), cfg->phases[ph].name, js, names[d][0], names[d][1], m) < 0) continue;
+        sat_part_add(&sh->sat, &b->satw, key, m, it->ts, it->score);
+    }
+}
+
 static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
     shard_t *sh = it->sh;
     int64_t wm = watermark(b, sh->clock);
@@ -717,6 +762,7 @@ static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
                                      it->kind == ITEM_TOUCH ? it->tp : NULL, &late);
     sh->stats[STAT_LATE] += late;
     if (r != FUNNEL_DUPLICATE) e->dirty = 1;
+    if (r != FUNNEL_DUPLICATE && it->metric != EV_METRIC_NONE) count_answer(b, e->j, it);
     e->deadline = deadline_or_none(b, e->j);
     return r;
 }
@@ -878,6 +924,19 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
     q->clock = sh->clock;
     q->closed_through = sh->closing_through;
     q->closed_moved = sh->closing_through > sh->closed_through;
+    /* satisfaction: what changed, and, once the watermark is in a new bucket
+     * of the finest window, the buckets no window holds any more */
+    int64_t wm = watermark(b, sh->clock);
+    if (b->satw.n && wm / b->satw.res_ms[0] != sh->sat_expired / b->satw.res_ms[0]) {
+        sat_part_expire(&sh->sat, &b->satw, wm, &sh->sat_gone);
+        sh->sat_expired = wm;
+    }
+    sat_part_render(&sh->sat, &b->satw, &sh->sat_names, &sh->sat_vals);
+    q->n_sat = sh->sat_names.n;
+    q->sat_names = (const char *const *)sh->sat_names.v;
+    q->sat_values = (const char *const *)sh->sat_vals.v;
+    q->n_sat_gone = sh->sat_gone.n;
+    q->sat_gone = (const char *const *)sh->sat_gone.v;
     sh->closed_through = sh->closing_through; /* as if committed: memory is dropped if it is not */
     q->ids = &cb->ids[*k];
     q->vals = &cb->vals[*k];
@@ -1016,6 +1075,9 @@ static void batch_clear(batch_t *b) {
         sh->in_batch = 0;
         memset(sh->stats, 0, sizeof(sh->stats));
         funnel_delta_clear(&sh->fd);
+        sat_strs_free(&sh->sat_names);
+        sat_strs_free(&sh->sat_vals);
+        sat_strs_free(&sh->sat_gone);
     }
     b->n_shards = 0;
     b->n_items = 0;
@@ -1107,6 +1169,7 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
         b->pend.reqs[s].timers = NULL;
         b->pend.reqs[s].metric_names = NULL;
         b->pend.reqs[s].metric_values = NULL;
+        b->pend.reqs[s].sat_names = b->pend.reqs[s].sat_values = b->pend.reqs[s].sat_gone = NULL;
     }
     memset(p, 0, sizeof(*p));
     table_keep_current(b);

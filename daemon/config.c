@@ -4,7 +4,9 @@
  * libyaml parses the file into a small tree of nodes that remember their
  * line; the tree is then checked against the table of keys below (name,
  * type, default, bounds, description), the kafka.* passthrough, the phases
- * and the classification rules. Every error is reported as
+ * and the classification rules; checks across keys (allowed_lateness against
+ * the phase timeouts, satisfaction windows against buckets_per_window) run
+ * once the whole file is loaded. Every error is reported as
  * "file:line: reason" and nothing starts until the whole file is valid.
  * Missing keys take their defaults; the in-code defaults describe the same
  * model as the shipped config/journeyd.yaml (a unit test holds them equal).
@@ -184,16 +186,22 @@ static node_t *parse_file(loader_t *L, FILE *f) {
 
 /* ---- the key table ------------------------------------------------------------ */
 
-typedef enum { T_STR, T_INT, T_DUR, T_ENUM, T_LIST } ktype_t;
+/* T_LIST: input.topics (set_topics()). T_DURLIST: a list of strictly
+ * increasing durations stored as int64_t ms at off, their number as an int at
+ * n_off, at most max_n of them; the entry `all` (the unbounded duration, always
+ * implied) is accepted and skipped. */
+typedef enum { T_STR, T_INT, T_DUR, T_ENUM, T_LIST, T_DURLIST } ktype_t;
 
 typedef struct key {
     const char *name;       /* dotted: section.key */
     ktype_t type;
     size_t off;             /* offset in config_t */
-    const char *def;        /* default, as it would be written in the file */
-    int64_t min, max;       /* T_INT, T_DUR (ms) bounds; T_STR max length */
+    const char *def;        /* default, as it would be written in the file (T_DURLIST: "a, b") */
+    int64_t min, max;       /* T_INT, T_DUR, T_DURLIST (ms, each item) bounds; T_STR max length */
     const char *const *choices; /* T_ENUM: value i stored as int i */
     int secret;
+    size_t n_off;           /* T_DURLIST: offset of the int count */
+    int max_n;              /* T_DURLIST: most items */
 } key_t_;
 
 static const char *const ENCODINGS[] = {"auto", "json", "msgpack", NULL};
@@ -202,42 +210,46 @@ static const char *const LEVELS[] = {"debug", "info", "warn", "error", NULL};
 #define OFF(f) offsetof(config_t, f)
 #define LIM(f) (offsetof(config_t, limits) + offsetof(decode_limits_t, f))
 static const key_t_ KEYS[] = {
-    {"input.topics", T_LIST, OFF(topics), "journeyd.events", 1, 249, NULL, 0},
-    {"input.group_id", T_STR, OFF(group_id), "journeyd", 1, 255, NULL, 0},
-    {"input.encoding", T_ENUM, OFF(encoding), "auto", 0, 0, ENCODINGS, 0},
-    {"input.max_message_bytes", T_INT, LIM(max_message_bytes), "65536", 64, 16777216, NULL, 0},
-    {"input.max_id_bytes", T_INT, LIM(max_id_bytes), "128", 1, JD_ID_MAX, NULL, 0},
-    {"input.max_string_bytes", T_INT, LIM(max_string_bytes), "1024", 64, 1048576, NULL, 0},
-    {"input.max_properties", T_INT, LIM(max_properties), "64", 0, 4096, NULL, 0},
-    {"input.max_depth", T_INT, LIM(max_depth), "16", 2, 64, NULL, 0},
-    {"deadletter.topic", T_STR, OFF(deadletter_topic), "journeyd.deadletter", 1, 249, NULL, 0},
-    {"redis.host", T_STR, OFF(redis_host), "127.0.0.1", 1, 255, NULL, 0},
-    {"redis.port", T_INT, OFF(redis_port), "16379", 1, 65535, NULL, 0},
-    {"redis.unix_socket", T_STR, OFF(redis_unix_socket), "", 0, 107, NULL, 0},
-    {"redis.user", T_STR, OFF(redis_user), "", 0, 255, NULL, 0},
-    {"redis.password", T_STR, OFF(redis_password), "", 0, 4096, NULL, 1},
-    {"redis.db", T_INT, OFF(redis_db), "0", 0, 15, NULL, 0},
-    {"redis.prefix", T_STR, OFF(redis_prefix), "jd", 1, 64, NULL, 0},
-    {"redis.connect_timeout", T_DUR, OFF(redis_connect_timeout_ms), "2s", 10, 600000, NULL, 0},
-    {"redis.command_timeout", T_DUR, OFF(redis_command_timeout_ms), "5s", 10, 600000, NULL, 0},
-    {"journey.history_max", T_INT, OFF(history_max), "50", 1, 1000, NULL, 0},
-    {"journey.dedup_max", T_INT, OFF(dedup_max), "128", 0, 4096, NULL, 0},
-    {"journey.allowed_lateness", T_DUR, OFF(allowed_lateness_ms), "5m", 0, 7LL * 86400000, NULL, 0},
-    {"processing.batch_max_events", T_INT, OFF(batch_max_events), "5000", 1, 100000, NULL, 0},
-    {"processing.batch_max_time", T_DUR, OFF(batch_max_ms), "50ms", 1, 10000, NULL, 0},
-    {"processing.cache_journeys", T_INT, OFF(cache_journeys), "200000", 0, 100000000, NULL, 0},
-    {"processing.close_records", T_INT, OFF(close_records), "1000000", 0, 100000000, NULL, 0},
-    {"processing.shutdown_timeout", T_DUR, OFF(shutdown_timeout_ms), "10s", 100, 600000, NULL, 0},
-    {"processing.retry_backoff_max", T_DUR, OFF(retry_backoff_max_ms), "5s", 10, 600000, NULL, 0},
-    {"processing.idle_advance", T_DUR, OFF(idle_advance_ms), "1s", 10, 3600000, NULL, 0},
-    {"metrics.segments_max", T_INT, OFF(segments_max), "20", 1, 1000, NULL, 0},
-    {"metrics.touchpoints_max", T_INT, OFF(touchpoints_max), "50", 1, 1000, NULL, 0},
-    {"log.level", T_ENUM, OFF(log_level), "info", 0, 0, LEVELS, 0},
+    {"input.topics", T_LIST, OFF(topics), "journeyd.events", 1, 249, NULL, 0, 0, 0},
+    {"input.group_id", T_STR, OFF(group_id), "journeyd", 1, 255, NULL, 0, 0, 0},
+    {"input.encoding", T_ENUM, OFF(encoding), "auto", 0, 0, ENCODINGS, 0, 0, 0},
+    {"input.max_message_bytes", T_INT, LIM(max_message_bytes), "65536", 64, 16777216, NULL, 0, 0, 0},
+    {"input.max_id_bytes", T_INT, LIM(max_id_bytes), "128", 1, JD_ID_MAX, NULL, 0, 0, 0},
+    {"input.max_string_bytes", T_INT, LIM(max_string_bytes), "1024", 64, 1048576, NULL, 0, 0, 0},
+    {"input.max_properties", T_INT, LIM(max_properties), "64", 0, 4096, NULL, 0, 0, 0},
+    {"input.max_depth", T_INT, LIM(max_depth), "16", 2, 64, NULL, 0, 0, 0},
+    {"deadletter.topic", T_STR, OFF(deadletter_topic), "journeyd.deadletter", 1, 249, NULL, 0, 0, 0},
+    {"redis.host", T_STR, OFF(redis_host), "127.0.0.1", 1, 255, NULL, 0, 0, 0},
+    {"redis.port", T_INT, OFF(redis_port), "16379", 1, 65535, NULL, 0, 0, 0},
+    {"redis.unix_socket", T_STR, OFF(redis_unix_socket), "", 0, 107, NULL, 0, 0, 0},
+    {"redis.user", T_STR, OFF(redis_user), "", 0, 255, NULL, 0, 0, 0},
+    {"redis.password", T_STR, OFF(redis_password), "", 0, 4096, NULL, 1, 0, 0},
+    {"redis.db", T_INT, OFF(redis_db), "0", 0, 15, NULL, 0, 0, 0},
+    {"redis.prefix", T_STR, OFF(redis_prefix), "jd", 1, 64, NULL, 0, 0, 0},
+    {"redis.connect_timeout", T_DUR, OFF(redis_connect_timeout_ms), "2s", 10, 600000, NULL, 0, 0, 0},
+    {"redis.command_timeout", T_DUR, OFF(redis_command_timeout_ms), "5s", 10, 600000, NULL, 0, 0, 0},
+    {"journey.history_max", T_INT, OFF(history_max), "50", 1, 1000, NULL, 0, 0, 0},
+    {"journey.dedup_max", T_INT, OFF(dedup_max), "128", 0, 4096, NULL, 0, 0, 0},
+    {"journey.allowed_lateness", T_DUR, OFF(allowed_lateness_ms), "5m", 0, 7LL * 86400000, NULL, 0, 0, 0},
+    {"processing.batch_max_events", T_INT, OFF(batch_max_events), "5000", 1, 100000, NULL, 0, 0, 0},
+    {"processing.batch_max_time", T_DUR, OFF(batch_max_ms), "50ms", 1, 10000, NULL, 0, 0, 0},
+    {"processing.cache_journeys", T_INT, OFF(cache_journeys), "200000", 0, 100000000, NULL, 0, 0, 0},
+    {"processing.close_records", T_INT, OFF(close_records), "1000000", 0, 100000000, NULL, 0, 0, 0},
+    {"processing.shutdown_timeout", T_DUR, OFF(shutdown_timeout_ms), "10s", 100, 600000, NULL, 0, 0, 0},
+    {"processing.retry_backoff_max", T_DUR, OFF(retry_backoff_max_ms), "5s", 10, 600000, NULL, 0, 0, 0},
+    {"processing.idle_advance", T_DUR, OFF(idle_advance_ms), "1s", 10, 3600000, NULL, 0, 0, 0},
+    {"metrics.segments_max", T_INT, OFF(segments_max), "20", 1, 1000, NULL, 0, 0, 0},
+    {"metrics.touchpoints_max", T_INT, OFF(touchpoints_max), "50", 1, 1000, NULL, 0, 0, 0},
+    {"satisfaction.windows", T_DURLIST, OFF(sat_windows_ms), "1h, 24h, 7d, 30d", 60000, 365LL * 86400000,
+     NULL, 0, OFF(n_sat_windows), CFG_MAX_SAT_WINDOWS},
+    {"satisfaction.buckets_per_window", T_INT, OFF(sat_buckets), "12", 1, 1000, NULL, 0, 0, 0},
+    {"satisfaction.min_n", T_INT, OFF(sat_min_n), "30", 1, 1000000, NULL, 0, 0, 0},
+    {"log.level", T_ENUM, OFF(log_level), "info", 0, 0, LEVELS, 0, 0, 0},
 };
 #define N_KEYS (sizeof(KEYS) / sizeof(KEYS[0]))
 
-static const char *const SECTIONS[] = {"kafka", "input", "deadletter", "redis", "journey",
-                                       "processing", "metrics", "log", "phases", "rules", NULL};
+static const char *const SECTIONS[] = {"kafka", "input", "deadletter", "redis", "journey", "processing",
+                                       "metrics", "satisfaction", "log", "phases", "rules", NULL};
 
 /* Parse a duration: "500ms", "30s", "5m", "2h", "7d", "2w" or plain ms. */
 static int parse_duration(const char *s, int64_t *ms) {
@@ -279,6 +291,23 @@ static void format_duration(int64_t ms, char *buf, size_t cap) {
     snprintf(buf, cap, "%lldms", (long long)ms);
 }
 
+static int not_a_duration(loader_t *L, const key_t_ *k, const char *text, int line) {
+    return fail(L, line, "%s: '%s' is not a duration (e.g. 500ms, 30s, 5m, 2h, 7d, 2w)", k->name, text);
+}
+
+/* The value of k, `text` as written, is outside k's bounds. */
+static int out_of_range(loader_t *L, const key_t_ *k, const char *text, int line) {
+    char a[32], b[32];
+    if (k->type == T_DUR || k->type == T_DURLIST) {
+        format_duration(k->min, a, sizeof(a));
+        format_duration(k->max, b, sizeof(b));
+    } else {
+        snprintf(a, sizeof(a), "%lld", (long long)k->min);
+        snprintf(b, sizeof(b), "%lld", (long long)k->max);
+    }
+    return fail(L, line, "%s: %s is out of range %s..%s", k->name, text, a, b);
+}
+
 /* Store one scalar value for key k; text is the value as written. */
 static int set_value(loader_t *L, config_t *c, const key_t_ *k, const char *text, int line) {
     char *base = (char *)c;
@@ -306,24 +335,13 @@ static int set_value(loader_t *L, config_t *c, const key_t_ *k, const char *text
         if (parse_int(text, &v) < 0) return fail(L, line, "%s: '%s' is not an integer", k->name, text);
         break;
     case T_DUR:
-        if (parse_duration(text, &v) < 0)
-            return fail(L, line, "%s: '%s' is not a duration (e.g. 500ms, 30s, 5m, 2h, 7d, 2w)",
-                        k->name, text);
+        if (parse_duration(text, &v) < 0) return not_a_duration(L, k, text, line);
         break;
     case T_LIST:
+    case T_DURLIST:
         return fail(L, line, "%s: expected a list", k->name);
     }
-    if (v < k->min || v > k->max) {
-        char a[32], b[32];
-        if (k->type == T_DUR) {
-            format_duration(k->min, a, sizeof(a));
-            format_duration(k->max, b, sizeof(b));
-        } else {
-            snprintf(a, sizeof(a), "%lld", (long long)k->min);
-            snprintf(b, sizeof(b), "%lld", (long long)k->max);
-        }
-        return fail(L, line, "%s: %s is out of range %s..%s", k->name, text, a, b);
-    }
+    if (v < k->min || v > k->max) return out_of_range(L, k, text, line);
     if (k->off == LIM(max_message_bytes) || k->off == LIM(max_id_bytes) ||
         k->off == LIM(max_string_bytes))
         *(size_t *)(base + k->off) = (size_t)v;
@@ -405,6 +423,53 @@ static int set_topics(loader_t *L, config_t *c, const node_t *v) {
     return 0;
 }
 
+/* Append one item of T_DURLIST key k ("all" is skipped); text as written. */
+static int durlist_add(loader_t *L, config_t *c, const key_t_ *k, const char *text, int line) {
+    int64_t *items = (int64_t *)((char *)c + k->off);
+    int *n = (int *)((char *)c + k->n_off);
+    int64_t ms = 0;
+    if (!strcmp(text, "all")) return 0;
+    if (parse_duration(text, &ms) < 0) return not_a_duration(L, k, text, line);
+    if (ms < k->min || ms > k->max) return out_of_range(L, k, text, line);
+    if (*n == k->max_n) return fail(L, line, "%s: at most %d durations (besides all)", k->name, k->max_n);
+    if (*n > 0 && ms <= items[*n - 1])
+        return fail(L, line, "%s: %s is not longer than the duration before it (the list must be "
+                    "strictly increasing)", k->name, text);
+    items[*n] = ms;
+    *n += 1;
+    return 0;
+}
+
+/* Set T_DURLIST key k from a YAML list, replacing the default. */
+static int set_durlist(loader_t *L, config_t *c, const key_t_ *k, const node_t *v) {
+    int alls = 0;
+    if (v->type != N_SEQ) return fail(L, v->line, "%s: expected a list", k->name);
+    *(int *)((char *)c + k->n_off) = 0;
+    for (int i = 0; i < v->n; i++) {
+        const node_t *t = v->kids[i];
+        if (t->type != N_SCALAR) return fail(L, t->line, "%s: expected a list of durations", k->name);
+        if (!strcmp(t->value, "all")) alls++;
+        if (alls > 1) return fail(L, t->line, "%s: all is given twice", k->name);
+        if (durlist_add(L, c, k, t->value, t->line) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Set T_DURLIST key k from its default text, "a, b, c". */
+static int durlist_default(loader_t *L, config_t *c, const key_t_ *k) {
+    char item[32];
+    const char *p = k->def;
+    *(int *)((char *)c + k->n_off) = 0;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        snprintf(item, sizeof(item), "%.*s", (int)len, p);
+        if (durlist_add(L, c, k, item, 0) < 0) return -1;
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return 0;
+}
+
 static const key_t_ *find_key(const char *dotted) {
     for (size_t i = 0; i < N_KEYS; i++)
         if (!strcmp(KEYS[i].name, dotted)) return &KEYS[i];
@@ -434,6 +499,10 @@ static int load_section(loader_t *L, config_t *c, const char *sec, const node_t 
         if (!key) return unknown_key(L, k->line, "key", dotted, NULL);
         if (key->type == T_LIST) {
             if (set_topics(L, c, v) < 0) return -1;
+            continue;
+        }
+        if (key->type == T_DURLIST) {
+            if (set_durlist(L, c, key, v) < 0) return -1;
             continue;
         }
         if (v->type != N_SCALAR) return fail(L, v->line, "%s: expected a single value", dotted);
@@ -672,6 +741,8 @@ static int set_defaults(loader_t *L, config_t *c) {
         if (KEYS[i].type == T_LIST) {
             if (!(c->topics[0] = strdup(KEYS[i].def))) return fail(L, 0, "out of memory");
             c->n_topics = 1;
+        } else if (KEYS[i].type == T_DURLIST) {
+            if (durlist_default(L, c, &KEYS[i]) < 0) return -1;
         } else if (set_value(L, c, &KEYS[i], KEYS[i].def, 0) < 0) {
             return -1;
         }
@@ -709,6 +780,35 @@ static int lateness_line(const node_t *root, int phases_line) {
     return v ? v->line : phases_line;
 }
 
+/* The line and the text as written of finite satisfaction window i: its
+ * list item if the windows are given, else satisfaction.buckets_per_window. */
+static int sat_window_where(const node_t *root, const config_t *c, int i, char *text, size_t cap) {
+    const node_t *s = map_get(root, "satisfaction");
+    const node_t *w = s && s->type == N_MAP ? map_get(s, "windows") : NULL;
+    const node_t *b = s && s->type == N_MAP ? map_get(s, "buckets_per_window") : NULL;
+    int finite = 0;
+    format_duration(c->sat_windows_ms[i], text, cap);
+    for (int j = 0; w && w->type == N_SEQ && j < w->n; j++) {
+        if (!strcmp(w->kids[j]->value, "all")) continue;
+        if (finite++ != i) continue;
+        snprintf(text, cap, "%s", w->kids[j]->value);
+        return w->kids[j]->line;
+    }
+    return b ? b->line : 0;
+}
+
+/* Every finite window splits into buckets_per_window buckets of whole ms. */
+static int check_sat_buckets(loader_t *L, const config_t *c, const node_t *root) {
+    char text[64];
+    for (int i = 0; i < c->n_sat_windows; i++) {
+        if (c->sat_windows_ms[i] % c->sat_buckets == 0) continue;
+        int line = sat_window_where(root, c, i, text, sizeof(text));
+        return fail(L, line, "satisfaction.windows: %s is not a multiple of %d ms buckets", text,
+                    c->sat_buckets);
+    }
+    return 0;
+}
+
 static int load_root(loader_t *L, config_t *c, const node_t *root) {
     if (check_map(L, root, "the configuration") < 0) return -1;
     const node_t *rules = map_get(root, "rules");
@@ -735,7 +835,7 @@ static int load_root(loader_t *L, config_t *c, const node_t *root) {
         if (c->allowed_lateness_ms >= c->phases[k].timeout_ms)
             return fail(L, lateness_line(root, phases_line), "journey.allowed_lateness must be shorter than "
                         "every phase timeout (phase '%s')", c->phases[k].name);
-    return 0;
+    return check_sat_buckets(L, c, root);
 }
 
 static int has_kafka_key(const config_t *c, const char *k) {
@@ -824,6 +924,14 @@ static void dump_key(const config_t *c, const key_t_ *k, FILE *out) {
         for (int i = 0; i < c->n_topics; i++) {
             if (i) fputs(", ", out);
             dump_str(out, c->topics[i]);
+        }
+        fputc(']', out);
+        break;
+    case T_DURLIST:
+        fputc('[', out);
+        for (int i = 0; i < *(const int *)(base + k->n_off); i++) {
+            format_duration(((const int64_t *)(base + k->off))[i], buf, sizeof(buf));
+            fprintf(out, "%s%s", i ? ", " : "", buf);
         }
         fputc(']', out);
         break;

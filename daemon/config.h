@@ -21,6 +21,7 @@
 #define CFG_MAX_TOPICS 16
 #define CFG_MAX_RULES 512
 #define CFG_MAX_KAFKA 128
+#define CFG_MAX_SAT_WINDOWS 8   /* finite satisfaction windows (the `all` window is implied) */
 
 typedef struct cfg_phase {
     char name[64];              /* [a-z0-9_]+, unique */
@@ -93,6 +94,14 @@ typedef struct config {
     /* metrics */
     int segments_max;           /* segments with their own counters per partition; more: "other" */
     int touchpoints_max;        /* drop-off touchpoints per partition; more: "other" */
+
+    /* satisfaction: rolling NPS/CSAT/CES (SPEC §6). Every window is a
+     * multiple of sat_buckets ms; the all-time window is always reported and
+     * is not listed here. */
+    int64_t sat_windows_ms[CFG_MAX_SAT_WINDOWS];  /* finite windows, increasing */
+    int n_sat_windows;
+    int sat_buckets;                               /* buckets per window */
+    int sat_min_n;              /* fewer answers: the score is reported as insufficient */
 
     /* log */
     int log_level;              /* log_level_t */

@@ -140,13 +140,24 @@ static void learn_field(const char *field, int64_t value, void *opaque) {
     funnel_learn(&l->sh->reg, &l->sh->totals, l->cfg, field, value);
 }
 
+static void learn_sat(const char *field, const char *value, void *opaque) {
+    learning_t *l = opaque;
+    sat_windows_t w;
+    sat_windows_init(&w, l->cfg->sat_windows_ms, l->cfg->n_sat_windows, l->cfg->sat_buckets);
+    if (sat_part_learn(&l->sh->sat, &w, field, value) < 0)
+        log_warn("unreadable satisfaction field ignored", "shard=%s field=\"%s\"", l->sh->name, field);
+}
+
 static int shard_load_offset(ctx_t *c, shard_t *sh) {
     char err[256];
     learning_t l = {sh, c->live_cfg};
     funnel_reg_free(&sh->reg);
     funnel_delta_free(&sh->totals);
+    sat_part_free(&sh->sat);
     if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK &&
-        store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err, sizeof(err)) == STORE_OK) {
+        store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err, sizeof(err)) == STORE_OK &&
+        store_shard_sat(c->st, sh->name, learn_sat, &l, err, sizeof(err)) == STORE_OK) {
+        sh->sat_expired = sh->clock - c->live_cfg->allowed_lateness_ms;
         c->backoff_ms = 0;
         sh->next_due = INT64_MIN; /* ask Redis for due timers on the next batch */
         sh->timers_more = 0;
@@ -390,6 +401,14 @@ static int same_phases(const config_t *a, const config_t *b) {
     return 1;
 }
 
+/* The satisfaction counts in memory are bucketed by the windows. */
+static int same_sat_windows(const config_t *a, const config_t *b) {
+    if (a->n_sat_windows != b->n_sat_windows || a->sat_buckets != b->sat_buckets) return 0;
+    for (int i = 0; i < a->n_sat_windows; i++)
+        if (a->sat_windows_ms[i] != b->sat_windows_ms[i]) return 0;
+    return 1;
+}
+
 /* SIGHUP: swap in the new rules only if the whole new file validates. */
 static void reload(ctx_t *c) {
     char err[512];
@@ -399,9 +418,10 @@ static void reload(ctx_t *c) {
         return;
     }
     if (!same_phases(n, c->boot_cfg) || n->limits.max_message_bytes > c->boot_cfg->limits.max_message_bytes ||
-        n->batch_max_events > c->boot_cfg->batch_max_events) {
+        n->batch_max_events > c->boot_cfg->batch_max_events || !same_sat_windows(n, c->boot_cfg)) {
         log_error("reload refused, keeping the running configuration",
-                  "error=\"phases or their timeouts, input.max_message_bytes or processing.batch_max_events changed: restart required\"");
+                  "error=\"phases or their timeouts, satisfaction windows, input.max_message_bytes or "
+                  "processing.batch_max_events changed: restart required\"");
         config_free(n);
         return;
     }

@@ -618,7 +618,9 @@ void funnel_print_json(const funnel_snap_t *s, const config_t *cfg, const funnel
         }
         fputs("]}", out);
     }
-    fputs("]}\n", out);
+    fputc(']', out);
+    if (o->more) o->more(out, o->more_opaque);
+    fputs("}\n", out);
     view_free(&v);
 }
 

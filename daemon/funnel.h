@@ -155,6 +155,9 @@ typedef struct funnel_print_opts {
     int top_segments;             /* segments listed besides "all" (rest folded into "other") */
     int top_touchpoints;          /* drop-off points listed per phase */
     int64_t now_ms;               /* computed_at */
+    /* if set: prints more members of the document (",\"name\":value...") */
+    void (*more)(FILE *out, void *opaque);
+    void *more_opaque;
 } funnel_print_opts_t;
 
 /* The snapshot document (schemas/metrics.schema.json), one line. */

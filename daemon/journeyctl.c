@@ -14,6 +14,7 @@
 #include "funnel.h"
 #include "gen_cli.h"
 #include "journey.h"
+#include "satisfaction.h"
 #include "store.h"
 #include "text.h"
 
@@ -290,6 +291,8 @@ static int cmd_stats(cli_t *c) {
 typedef struct snap_ctx {
     funnel_snap_t snap;
     const config_t *cfg;
+    sat_part_t sat;               /* every partition's satisfaction counts, merged */
+    sat_windows_t satw;
 } snap_ctx_t;
 
 static void snap_field(const char *name, long long v, void *opaque) {
@@ -304,6 +307,22 @@ static void snap_field(const char *name, long long v, void *opaque) {
     }
 }
 
+static void snap_sat(const char *field, const char *value, void *opaque) {
+    snap_ctx_t *s = opaque;
+    if (sat_part_learn(&s->sat, &s->satw, field, value) < 0)
+        fprintf(stderr, "journeyctl: unreadable satisfaction field ignored: %s\n", field);
+}
+
+/* The satisfaction member of the metrics document. */
+static void print_sat(FILE *out, void *opaque) {
+    snap_ctx_t *s = opaque;
+    const char *phases[CFG_MAX_PHASES];
+    for (int k = 0; k < s->cfg->n_phases; k++) phases[k] = s->cfg->phases[k].name;
+    fputs(",\"satisfaction\":", out);
+    sat_print_json(&s->sat, &s->satw, phases, s->cfg->n_phases,
+                   s->snap.watermark == INT64_MAX ? INT64_MIN : s->snap.watermark, s->cfg->sat_min_n, out);
+}
+
 /* Sum the counters of every partition into one snapshot. */
 static int read_snapshot(cli_t *c, snap_ctx_t *s) {
     char err[512], **shards;
@@ -311,16 +330,19 @@ static int read_snapshot(cli_t *c, snap_ctx_t *s) {
     memset(s, 0, sizeof(*s));
     s->cfg = c->cfg;
     s->snap.watermark = INT64_MAX;
+    sat_windows_init(&s->satw, c->cfg->sat_windows_ms, c->cfg->n_sat_windows, c->cfg->sat_buckets);
     if (store_shards(c->st, &shards, &n, err, sizeof(err)) != STORE_OK) {
         fprintf(stderr, "journeyctl: %s\n", err);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         int64_t off;
-        if (store_shard_stats(c->st, shards[i], &off, snap_field, s, err, sizeof(err)) != STORE_OK) {
+        if (store_shard_stats(c->st, shards[i], &off, snap_field, s, err, sizeof(err)) != STORE_OK ||
+            store_shard_sat(c->st, shards[i], snap_sat, s, err, sizeof(err)) != STORE_OK) {
             fprintf(stderr, "journeyctl: %s\n", err);
             free_names(shards, n);
             funnel_snap_free(&s->snap);
+            sat_part_free(&s->sat);
             return -1;
         }
         s->snap.shards++;
@@ -340,10 +362,12 @@ static int cmd_funnel(cli_t *c, int full) {
     snap_ctx_t s;
     if (read_snapshot(c, &s) < 0) return 1;
     funnel_print_opts_t o = {.segment = c->segment, .top_segments = full ? 1000000 : c->top,
-                             .top_touchpoints = full ? 1000000 : 10, .now_ms = wall_ms()};
+                             .top_touchpoints = full ? 1000000 : 10, .now_ms = wall_ms(),
+                             .more = full ? print_sat : NULL, .more_opaque = &s};
     if (c->json || full) funnel_print_json(&s.snap, c->cfg, &o, stdout);
     else funnel_print_text(&s.snap, c->cfg, &o, stdout);
     funnel_snap_free(&s.snap);
+    sat_part_free(&s.sat);
     return 0;
 }
 

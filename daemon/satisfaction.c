@@ -11,6 +11,8 @@
  */
 #include "satisfaction.h"
 
+#include "text.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -234,6 +236,48 @@ static size_t slot_of(const sat_part_t *p, const char *key) {
     return k;
 }
 
+static int names_has(const sat_names_t *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->v[i], name)) return 1;
+    return 0;
+}
+
+static void names_add(sat_names_t *s, const char *name) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 16;
+        if (!(s->v = realloc(s->v, (size_t)s->cap * sizeof(*s->v)))) abort();
+    }
+    if (!(s->v[s->n++] = strdup(name))) abort();
+}
+
+const char *sat_part_capped(sat_part_t *p, int segment, const char *name, int max) {
+    sat_names_t *s = &p->names[segment ? 1 : 0];
+    if (!strcmp(name, "other") || names_has(s, name)) return name;
+    if (s->n >= max) return "other";
+    names_add(s, name);
+    return name;
+}
+
+/* A stored key's breakdown name, remembered so the cap keeps counting it. */
+static void learn_name(sat_part_t *p, const char *key) {
+    char parts[5][SAT_KEY_MAX];
+    int n = 0;
+    size_t len = 0;
+    for (const char *q = key;; q++) {
+        if (*q == '|' || !*q) {
+            parts[n][len] = '\0';
+            if (++n == 5 || !*q) break;
+            len = 0;
+        } else if (len + 1 < SAT_KEY_MAX) {
+            parts[n][len++] = *q;
+        }
+    }
+    if (n < 4 || !strcmp(parts[3], "other")) return;
+    int seg = !strcmp(parts[2], "segment");
+    if ((seg || !strcmp(parts[2], "touchpoint")) && !names_has(&p->names[seg], parts[3]))
+        names_add(&p->names[seg], parts[3]);
+}
+
 sat_series_t *sat_part_series(sat_part_t *p, const char *key, ev_metric_t m) {
     if (p->cap_slots) {
         size_t k = slot_of(p, key);
@@ -312,6 +356,7 @@ int sat_part_learn(sat_part_t *p, const sat_windows_t *w, const char *field, con
         c.n[i] = v;
         q = end + 1;
     }
+    learn_name(p, key);
     sat_series_put(sat_part_series(p, key, m), window, no, &c);
     return 1;
 }
@@ -401,6 +446,10 @@ void sat_part_free(sat_part_t *p) {
     free(p->v);
     free(p->slots);
     free(p->changed);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < p->names[k].n; i++) free(p->names[k].v[i]);
+        free(p->names[k].v);
+    }
     memset(p, 0, sizeof(*p));
 }
 
@@ -408,4 +457,163 @@ void sat_strs_free(sat_strs_t *a) {
     for (size_t i = 0; i < a->n; i++) free(a->v[i]);
     free(a->v);
     memset(a, 0, sizeof(*a));
+}
+
+/* ---- the snapshot ---------------------------------------------------------- */
+
+/* One row of the snapshot: a phase, window and breakdown name, with the
+ * counts of both scopes and the three metrics. */
+typedef struct row {
+    int phase, window, breakdown;      /* window -1: all; breakdown 0 all, 1 touchpoint, 2 segment */
+    const char *name;                  /* points into a part's key */
+    sat_counts_t c[2][3];              /* [journey scope][metric - 1] */
+} row_t;
+
+static int row_cmp(const void *a, const void *b) {
+    const row_t *x = a, *y = b;
+    if (x->phase != y->phase) return x->phase - y->phase;
+    int wx = x->window < 0 ? SAT_MAX_WINDOWS : x->window, wy = y->window < 0 ? SAT_MAX_WINDOWS : y->window;
+    if (wx != wy) return wx - wy;
+    if (x->breakdown != y->breakdown) return x->breakdown - y->breakdown;
+    size_t nx = strcspn(x->name, "|"), ny = strcspn(y->name, "|");
+    int c = strncmp(x->name, y->name, nx < ny ? nx : ny);
+    return c ? c : (nx > ny) - (nx < ny);
+}
+
+static void window_name(char *buf, size_t cap, int64_t ms) {
+    static const struct { const char *u; int64_t ms; } U[] = {
+        {"w", 604800000LL}, {"d", 86400000LL}, {"h", 3600000LL}, {"m", 60000LL}, {"s", 1000LL}};
+    for (size_t i = 0; i < sizeof(U) / sizeof(U[0]); i++)
+        if (ms % U[i].ms == 0) {
+            snprintf(buf, cap, "%lld%s", (long long)(ms / U[i].ms), U[i].u);
+            return;
+        }
+    snprintf(buf, cap, "%lldms", (long long)ms);
+}
+
+static void print_num(FILE *out, int ok, double v) {
+    if (ok) fprintf(out, "%.4f", v);
+    else fputs("null", out);
+}
+
+static void print_metric(FILE *out, ev_metric_t m, const sat_counts_t *c, int64_t min_n, sat_result_t *r) {
+    sat_compute(m, c, min_n, r);
+    fprintf(out, "{\"n\":%lld,\"counts\":[", (long long)r->n);
+    for (int v = 0; v <= sat_max_score(m) - sat_min_score(m); v++)
+        fprintf(out, "%s%lld", v ? "," : "", (long long)c->n[v]);
+    fprintf(out, "],\"sufficient\":%s,\"score\":", r->sufficient ? "true" : "false");
+    print_num(out, r->sufficient, r->score);
+    fputs(",\"moe\":", out);
+    print_num(out, r->sufficient, r->moe);
+    if (m == EV_METRIC_NPS)
+        fprintf(out, ",\"promoters\":%lld,\"passives\":%lld,\"detractors\":%lld", (long long)r->promoters,
+                (long long)r->passives, (long long)r->detractors);
+    else if (m == EV_METRIC_CSAT)
+        fprintf(out, ",\"satisfied\":%lld", (long long)r->satisfied);
+    else
+        fprintf(out, ",\"high\":%lld,\"high_pct\":", (long long)r->high), print_num(out, r->sufficient, r->high_pct);
+    if (m != EV_METRIC_NPS) {
+        fputs(",\"mean\":", out);
+        print_num(out, r->sufficient, r->mean);
+    }
+    fputc('}', out);
+}
+
+static int phase_ix(const char *const *phases, int n_phases, const char *name) {
+    for (int k = 0; k < n_phases; k++)
+        if (!strcmp(phases[k], name)) return k;
+    return -1;
+}
+
+void sat_print_json(const sat_part_t *p, const sat_windows_t *w, const char *const *phases, int n_phases,
+                    int64_t wm, int64_t min_n, FILE *out) {
+    row_t *rows = NULL;
+    size_t n = 0, cap = 0;
+    static const char *const BD[] = {"all", "touchpoint", "segment"};
+    for (size_t i = 0; i < p->n; i++) {
+        /* <phase>|<scope>|<breakdown>|<name>|<metric> */
+        const char *key = p->v[i].key, *f[5];
+        size_t len[5];
+        int nf = 0;
+        for (const char *q = key; nf < 5; nf++) {
+            const char *bar = nf < 4 ? strchr(q, '|') : q + strlen(q);
+            if (!bar) break;
+            f[nf] = q;
+            len[nf] = (size_t)(bar - q);
+            q = bar + 1;
+        }
+        if (nf < 5) continue;
+        char ph[SAT_KEY_MAX];
+        snprintf(ph, sizeof(ph), "%.*s", (int)len[0], f[0]);
+        int k = phase_ix(phases, n_phases, ph), bd = -1;
+        for (int b = 0; b < 3; b++)
+            if (len[2] == strlen(BD[b]) && !strncmp(f[2], BD[b], len[2])) bd = b;
+        int js = len[1] == 7 && !strncmp(f[1], "journey", 7);
+        ev_metric_t m = p->v[i].s.metric;
+        if (k < 0 || bd < 0 || m == EV_METRIC_NONE) continue; /* a phase no longer configured */
+        for (int win = -1; win < w->n; win++) {
+            sat_counts_t c;
+            sat_series_window(&p->v[i].s, w, win, wm, &c);
+            size_t r = 0;
+            while (r < n && !(rows[r].phase == k && rows[r].window == win && rows[r].breakdown == bd &&
+                              strlen(rows[r].name) >= len[3] && !strncmp(rows[r].name, f[3], len[3]) &&
+                              (rows[r].name[len[3]] == '|')))
+                r++;
+            if (r == n) {
+                if (n == cap) {
+                    cap = cap ? 2 * cap : 64;
+                    if (!(rows = realloc(rows, cap * sizeof(*rows)))) abort();
+                }
+                memset(&rows[n], 0, sizeof(rows[n]));
+                rows[n] = (row_t){.phase = k, .window = win, .breakdown = bd, .name = f[3]};
+                n++;
+            }
+            sat_counts_add(&rows[r].c[js][m - 1], &c);
+        }
+    }
+    qsort(rows, n, sizeof(*rows), row_cmp);
+    char wn[32];
+    fprintf(out, "{\"min_n\":%lld,\"windows\":[", (long long)min_n);
+    for (int i = 0; i < w->n; i++) {
+        window_name(wn, sizeof(wn), w->len_ms[i]);
+        fprintf(out, "{\"window\":\"%s\",\"length_ms\":%lld,\"bucket_ms\":%lld},", wn, (long long)w->len_ms[i],
+                (long long)w->res_ms[i]);
+    }
+    fputs("{\"window\":\"all\",\"length_ms\":null,\"bucket_ms\":null}],\"series\":[", out);
+    int first = 1;
+    for (size_t i = 0; i < n; i++) {
+        row_t *r = &rows[i];
+        int64_t total = 0;
+        for (int s = 0; s < 2; s++)
+            for (int m = 0; m < 3; m++)
+                for (int v = 0; v < SAT_MAX_SCORES; v++) total += r->c[s][m].n[v];
+        if (!total) continue; /* nothing in this window */
+        size_t nl = strcspn(r->name, "|");
+        if (r->window < 0) snprintf(wn, sizeof(wn), "all");
+        else window_name(wn, sizeof(wn), w->len_ms[r->window]);
+        fprintf(out, "%s{\"phase\":", first ? "" : ",");
+        first = 0;
+        text_json_str(out, phases[r->phase]);
+        char name[SAT_KEY_MAX];
+        snprintf(name, sizeof(name), "%.*s", (int)nl, r->name);
+        fprintf(out, ",\"window\":\"%s\",\"breakdown\":\"%s\",\"name\":", wn, BD[r->breakdown]);
+        text_json_str(out, name);
+        sat_result_t res[2][3];
+        for (int s = 0; s < 2; s++) {
+            fputs(s ? ",\"journey_scope\":{" : ",\"touchpoint_scope\":{", out);
+            for (int m = 0; m < 3; m++) {
+                fprintf(out, "%s\"%s\":", m ? "," : "", sat_metric_name((ev_metric_t)(m + 1)));
+                print_metric(out, (ev_metric_t)(m + 1), &r->c[s][m], min_n, &res[s][m]);
+            }
+            fputc('}', out);
+        }
+        fputs(",\"gap\":{", out);
+        for (int m = 0; m < 3; m++) {
+            fprintf(out, "%s\"%s\":", m ? "," : "", sat_metric_name((ev_metric_t)(m + 1)));
+            print_num(out, res[0][m].sufficient && res[1][m].sufficient, res[1][m].score - res[0][m].score);
+        }
+        fputs("}}", out);
+    }
+    fputs("]}", out);
+    free(rows);
 }

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "event.h"
 
@@ -124,7 +125,14 @@ typedef struct sat_part_entry {
     uint8_t changed;           /* listed in changed[] */
 } sat_part_entry_t;
 
+/* Names a breakdown has seen (touchpoints or segments), capped. */
+typedef struct sat_names {
+    char **v;
+    int n, cap;
+} sat_names_t;
+
 typedef struct sat_part {
+    sat_names_t names[2];      /* touchpoints, segments its series use */
     sat_part_entry_t *v;
     size_t n, cap;
     uint32_t *slots;           /* open addressing: index + 1, 0 = empty */
@@ -139,6 +147,10 @@ typedef struct sat_strs {
     size_t n, cap;
 } sat_strs_t;
 void sat_strs_free(sat_strs_t *a);
+
+/* name as counted under breakdown touchpoint (segment 0) or segment (1):
+ * itself if already seen or fewer than max are, else "other". */
+const char *sat_part_capped(sat_part_t *p, int segment, const char *name, int max);
 
 /* The series of key (created empty if new). */
 sat_series_t *sat_part_series(sat_part_t *p, const char *key, ev_metric_t m);
@@ -156,5 +168,12 @@ void sat_part_expire(sat_part_t *p, const sat_windows_t *w, int64_t wm, sat_strs
 /* Memory the part holds (allocations' sizes). */
 size_t sat_part_bytes(const sat_part_t *p);
 void sat_part_free(sat_part_t *p);
+
+/* The satisfaction part of the metrics snapshot (schemas/metrics.schema.json)
+ * from p (every partition's counts merged), its windows at watermark wm: one
+ * entry per phase, window and breakdown name that has an answer, with both
+ * scopes' NPS, CSAT and CES and the journey-minus-touchpoint gap. */
+void sat_print_json(const sat_part_t *p, const sat_windows_t *w, const char *const *phases, int n_phases,
+                    int64_t wm, int64_t min_n, FILE *out);
 
 #endif

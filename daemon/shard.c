@@ -10,6 +10,10 @@ void shard_release(shard_t *sh) {
     funnel_delta_free(&sh->fd);
     funnel_delta_free(&sh->totals);
     funnel_reg_free(&sh->reg);
+    sat_part_free(&sh->sat);
+    sat_strs_free(&sh->sat_names);
+    sat_strs_free(&sh->sat_vals);
+    sat_strs_free(&sh->sat_gone);
 }
 
 const char *shard_stat_name(int stat) {

@@ -9,6 +9,7 @@
 
 #include "decode.h"
 #include "funnel.h"
+#include "satisfaction.h"
 
 #define SHARD_NAME_MAX 272  /* topic (<= 249) + ':' + partition */
 
@@ -59,6 +60,9 @@ typedef struct shard {
     funnel_delta_t fd;          /* funnel counter deltas of the open batch */
     funnel_reg_t reg;           /* segment / touchpoint names its counters use */
     funnel_delta_t totals;      /* its funnel counters as committed, and the open batch's */
+    sat_part_t sat;             /* its satisfaction counts as committed, and the open batch's */
+    sat_strs_t sat_names, sat_vals, sat_gone;  /* the open batch's commit of them */
+    int64_t sat_expired;        /* watermark of the last expiry of old buckets */
 } shard_t;
 
 /* Release what the shard owns (the struct itself is the caller's). */

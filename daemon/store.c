@@ -346,6 +346,30 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
     return s;
 }
 
+store_status_t store_shard_sat(store_t *st, const char *shard,
+                               void (*fn)(const char *field, const char *value, void *opaque), void *opaque,
+                               char *errbuf, size_t errlen) {
+    char key[512];
+    redisReply *r;
+    if (store_key(st->cfg->redis_prefix, shard, "q", NULL, key, sizeof(key)) < 0) {
+        snprintf(errbuf, errlen, "shard name too long: %s", shard);
+        return STORE_FATAL;
+    }
+    redisAppendCommand(st->c, "HGETALL %s", key);
+    st->round_trips++;
+    st->commands++;
+    store_status_t s = read_replies(st, 1, &r, errbuf, errlen);
+    if (s != STORE_OK) return s;
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(errbuf, errlen, "redis %s: %s", key, r->str);
+        s = STORE_FATAL;
+    }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+        fn(r->element[i]->str, r->element[i + 1]->str, opaque);
+    freeReplyObject(r);
+    return s;
+}
+
 static void due_send(store_t *st, store_due_req_t *reqs, size_t nreq) {
     char key[512], until[24], after[26], limit[24];
     for (size_t q = 0; q < nreq; q++) {
@@ -439,13 +463,17 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
         redisAppendCommand(st->c, "TYPE %s", key);
         store_key(st->cfg->redis_prefix, reqs[q].shard, "t", NULL, key, sizeof(key));
         redisAppendCommand(st->c, "TYPE %s", key);
+        store_key(st->cfg->redis_prefix, reqs[q].shard, "q", NULL, key, sizeof(key));
+        redisAppendCommand(st->c, "TYPE %s", key);
     }
     argv_free(&a);
-    st->commands += 1 + 3 * nreq;
+    st->commands += 1 + 4 * nreq;
     st->round_trips++;
     redisReply *r;
     store_status_t s = STORE_OK;
-    for (size_t i = 0; i < 1 + 3 * nreq; i++) {
+    static const char *const WHAT[] = {"counters", "timers", "satisfaction counts"};
+    static const char *const WANT[] = {"hash", "zset", "hash"};
+    for (size_t i = 0; i < 1 + 4 * nreq; i++) {
         if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
             snprintf(errbuf, errlen, "redis: %s", st->c->errstr);
             return STORE_RETRY;
@@ -453,19 +481,19 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
         if (r->type == REDIS_REPLY_ERROR) {
             snprintf(errbuf, errlen, "redis commit check: %s", r->str);
             s = STORE_RETRY;
-        } else if (i > 0 && i % 3 == 1) {          /* GET offset */
-            store_commit_req_t *q = &reqs[(i - 1) / 3];
+        } else if (i > 0 && i % 4 == 1) {          /* GET offset */
+            store_commit_req_t *q = &reqs[(i - 1) / 4];
             long long cur = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
             q->status = cur == q->expected_offset ? STORE_OK : STORE_FENCED;
             if (q->status == STORE_FENCED)
                 log_warn("shard fenced: stored offset differs from ours", "shard=%s expected=%lld stored=%lld",
                          q->shard, (long long)q->expected_offset, cur);
-        } else if (i > 0) {                         /* TYPE counters, TYPE timers */
-            store_commit_req_t *q = &reqs[(i - 1) / 3];
-            const char *want = i % 3 == 2 ? "hash" : "zset";
-            if (strcmp(r->str, want) && strcmp(r->str, "none") && q->status == STORE_OK) {
-                snprintf(errbuf, errlen, "redis: %s of %s are a %s, not a %s", i % 3 == 2 ? "counters" : "timers",
-                         q->shard, r->str, want);
+        } else if (i > 0) {                         /* TYPE counters, timers, satisfaction */
+            store_commit_req_t *q = &reqs[(i - 1) / 4];
+            int k = (int)((i - 1) % 4) - 1;
+            if (strcmp(r->str, WANT[k]) && strcmp(r->str, "none") && q->status == STORE_OK) {
+                snprintf(errbuf, errlen, "redis: %s of %s are a %s, not a %s", WHAT[k], q->shard, r->str,
+                         WANT[k]);
                 q->status = STORE_FATAL;
             }
         }
@@ -642,6 +670,23 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
     for (size_t i = 0; i < q->n_metrics; i++) {
         resp_str(&r, q->metric_names[i]);
         resp_i64(&r, q->metric_values[i]);
+    }
+    if (q->n_sat) { /* satisfaction counts that changed: their new values */
+        resp_cmd(&r, 2 + 2 * q->n_sat);
+        resp_str(&r, "HSET");
+        resp_key(&r, pre, q->shard, "q", NULL);
+        for (size_t i = 0; i < q->n_sat; i++) {
+            resp_str(&r, q->sat_names[i]);
+            resp_str(&r, q->sat_values[i]);
+        }
+        queued++;
+    }
+    if (q->n_sat_gone) { /* buckets no window holds any more */
+        resp_cmd(&r, 2 + q->n_sat_gone);
+        resp_str(&r, "HDEL");
+        resp_key(&r, pre, q->shard, "q", NULL);
+        for (size_t i = 0; i < q->n_sat_gone; i++) resp_str(&r, q->sat_gone[i]);
+        queued++;
     }
     resp_cmd(&r, 3);
     resp_str(&r, "SET");

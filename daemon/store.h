@@ -71,6 +71,11 @@ typedef struct store_commit_req {
     const size_t *val_lens;
     size_t n_timers;
     const struct store_timer *timers; /* timer changes (zset <prefix>:{shard}:t) */
+    size_t n_sat;             /* satisfaction fields that changed (hash <prefix>:{shard}:q) */
+    const char *const *sat_names;
+    const char *const *sat_values;
+    size_t n_sat_gone;        /* satisfaction fields to delete */
+    const char *const *sat_gone;
     store_status_t status;    /* out: result for this shard */
 } store_commit_req_t;
 
@@ -101,6 +106,12 @@ store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset,
 store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock, int64_t *closed_through,
                                  void (*fn)(const char *field, int64_t value, void *opaque), void *opaque,
                                  char *errbuf, size_t errlen);
+
+/* A shard's satisfaction counts (hash <prefix>:{shard}:q): fn is called
+ * for each field and value (sat_part_learn()), with one HGETALL. */
+store_status_t store_shard_sat(store_t *st, const char *shard,
+                               void (*fn)(const char *field, const char *value, void *opaque), void *opaque,
+                               char *errbuf, size_t errlen);
 
 /* The due timers of several shards and the values of ids of several shards,
  * in one round trip (the loads as store_load()). On success the due ids are

@@ -1,7 +1,7 @@
 /*
  * test_config.c -- configuration loading: the shipped default file, the
  * in-code defaults, every refusal with its exact "file:line: reason", the
- * kafka passthrough and secret redaction.
+ * kafka passthrough, secret redaction and the satisfaction windows.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -55,6 +55,10 @@ Test(config, shipped_file_equals_the_defaults) {
     cr_assert_eq(a->n_rules, 24);
     cr_assert_eq(a->n_kafka, 1);
     cr_assert_str_eq(a->kafka[0].key, "bootstrap.servers");
+    cr_assert_eq(a->n_sat_windows, 4);
+    cr_assert_eq(a->sat_windows_ms[3], 2592000000LL);
+    cr_assert_eq(a->sat_buckets, 12);
+    cr_assert_eq(a->sat_min_n, 30);
     free(da);
     free(db);
     config_free(a);
@@ -102,6 +106,34 @@ Test(config, refusals_name_file_line_and_reason) {
         {"metrics:\n  segments_max: 0\n", "2: metrics.segments_max: 0 is out of range 1..1000"},
         {"processing:\n  idle_advance: 2h\n", "2: processing.idle_advance: 2h is out of range 10ms..1h"},
         {"- a\n- b\n", "1: the configuration: expected a mapping"},
+        {"satisfaction:\n  window: [1h]\n", "2: unknown key 'satisfaction.window' (did you mean 'satisfaction.windows'?)"},
+        {"satisfaction:\n  windows: 1h\n", "2: satisfaction.windows: expected a list"},
+        {"satisfaction:\n  windows: [[1h]]\n", "2: satisfaction.windows: expected a list of durations"},
+        {"satisfaction:\n  windows: [1h, 5 minutes]\n",
+         "2: satisfaction.windows: '5 minutes' is not a duration (e.g. 500ms, 30s, 5m, 2h, 7d, 2w)"},
+        {"satisfaction:\n  windows:\n    - 1h\n    - 1d\n    - 2h\n",
+         "5: satisfaction.windows: 2h is not longer than the duration before it (the list must be strictly increasing)"},
+        {"satisfaction:\n  windows: [1h, 60m]\n",
+         "2: satisfaction.windows: 60m is not longer than the duration before it (the list must be strictly increasing)"},
+        {"satisfaction:\n  windows: [1m, 2m, 3m, 4m, 5m, 6m, 7m, 8m, 9m]\n",
+         "2: satisfaction.windows: at most 8 durations (besides all)"},
+        {"satisfaction:\n  windows: [all, 1h, all]\n", "2: satisfaction.windows: all is given twice"},
+        {"satisfaction:\n  windows: [30s]\n", "2: satisfaction.windows: 30s is out of range 1m..365d"},
+        {"satisfaction:\n  windows: [1h, 366d]\n", "2: satisfaction.windows: 366d is out of range 1m..365d"},
+        {"satisfaction:\n  buckets_per_window: 0\n", "2: satisfaction.buckets_per_window: 0 is out of range 1..1000"},
+        {"satisfaction:\n  buckets_per_window: 1001\n",
+         "2: satisfaction.buckets_per_window: 1001 is out of range 1..1000"},
+        {"satisfaction:\n  min_n: 0\n", "2: satisfaction.min_n: 0 is out of range 1..1000000"},
+        {"satisfaction:\n  min_n: many\n", "2: satisfaction.min_n: 'many' is not an integer"},
+        /* every window must be a whole number of ms buckets, whatever the key order */
+        {"satisfaction:\n  windows:\n    - 13m\n    - 7d\n  buckets_per_window: 13\n",
+         "4: satisfaction.windows: 7d is not a multiple of 13 ms buckets"},
+        {"satisfaction:\n  buckets_per_window: 13\n  windows:\n    - all\n    - 13m\n    - 7d\n",
+         "6: satisfaction.windows: 7d is not a multiple of 13 ms buckets"},
+        {"satisfaction:\n  windows: [90001]\n", "2: satisfaction.windows: 90001 is not a multiple of 12 ms buckets"},
+        /* the default windows: the line of buckets_per_window */
+        {"satisfaction:\n  min_n: 5\n  buckets_per_window: 7\n",
+         "3: satisfaction.windows: 1h is not a multiple of 7 ms buckets"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         config_t *c = config_load(write_tmp(cases[i].yaml), err, sizeof(err));
@@ -175,4 +207,84 @@ Test(config, durations) {
     cr_assert_eq(config_parse_duration("5 m", &ms), -1);
     cr_assert_eq(config_parse_duration("-5m", &ms), -1);
     cr_assert_eq(config_parse_duration("5y", &ms), -1);
+}
+
+Test(config, satisfaction_defaults) {
+    config_t *c = config_load(write_tmp("satisfaction:\n"), err, sizeof(err));
+    cr_assert(c, "%s", err);
+    cr_assert_eq(c->n_sat_windows, 4);
+    cr_assert_eq(c->sat_windows_ms[0], 3600000);
+    cr_assert_eq(c->sat_windows_ms[1], 86400000);
+    cr_assert_eq(c->sat_windows_ms[2], 604800000);
+    cr_assert_eq(c->sat_windows_ms[3], 2592000000LL);
+    cr_assert_eq(c->sat_buckets, 12);
+    cr_assert_eq(c->sat_min_n, 30);
+    char *d = dump(c);
+    cr_assert(strstr(d, "\nmetrics:\n  segments_max: 20\n  touchpoints_max: 50\n"
+                        "satisfaction:\n  windows: [1h, 1d, 1w, 30d]\n  buckets_per_window: 12\n  min_n: 30\n"
+                        "log:\n"), "%s", d);
+    free(d);
+    config_free(c);
+}
+
+Test(config, satisfaction_windows_with_all) {
+    config_t *c = config_load(write_tmp(
+        "satisfaction:\n  windows: [5m, all, 90m, 2w]\n  min_n: 100\n  buckets_per_window: 5\n"), err, sizeof(err));
+    cr_assert(c, "%s", err);
+    cr_assert_eq(c->n_sat_windows, 3);
+    cr_assert_eq(c->sat_windows_ms[0], 300000);
+    cr_assert_eq(c->sat_windows_ms[1], 5400000);
+    cr_assert_eq(c->sat_windows_ms[2], 1209600000);
+    cr_assert_eq(c->sat_buckets, 5);
+    cr_assert_eq(c->sat_min_n, 100);
+    config_free(c);
+
+    /* 8 finite windows and all, at the bounds */
+    c = config_load(write_tmp("satisfaction:\n  windows:\n    - all\n    - 1m\n    - 2m\n    - 3m\n"
+                              "    - 4m\n    - 5m\n    - 6m\n    - 7m\n    - 365d\n  buckets_per_window: 1000\n"),
+                    err, sizeof(err));
+    cr_assert(c, "%s", err);
+    cr_assert_eq(c->n_sat_windows, 8);
+    cr_assert_eq(c->sat_windows_ms[0], 60000);
+    cr_assert_eq(c->sat_windows_ms[7], 365LL * 86400000);
+    cr_assert_eq(c->sat_buckets, 1000);
+    config_free(c);
+}
+
+Test(config, satisfaction_no_finite_window) {
+    static const char *const texts[] = {"satisfaction:\n  windows: []\n  buckets_per_window: 7\n",
+                                        "satisfaction:\n  windows: [all]\n"};
+    for (size_t i = 0; i < 2; i++) {
+        config_t *c = config_load(write_tmp(texts[i]), err, sizeof(err));
+        cr_assert(c, "case %zu: %s", i, err);
+        cr_assert_eq(c->n_sat_windows, 0, "case %zu", i);
+        char *d = dump(c);
+        cr_assert(strstr(d, "\n  windows: []\n"), "%s", d);
+        free(d);
+        config_free(c);
+    }
+}
+
+/* What check-config prints loads back to the same configuration. */
+Test(config, satisfaction_dump_round_trips) {
+    config_t *a = config_load(write_tmp(
+        "satisfaction:\n  windows: [all, 90s, 36h, 2w, 365d]\n  buckets_per_window: 9\n  min_n: 1000000\n"),
+        err, sizeof(err));
+    cr_assert(a, "%s", err);
+    char *da = dump(a);
+    cr_assert(strstr(da, "\nsatisfaction:\n  windows: [90s, 36h, 2w, 365d]\n  buckets_per_window: 9\n"
+                         "  min_n: 1000000\n"), "%s", da);
+    config_t *b = config_load(write_tmp(da), err, sizeof(err));
+    cr_assert(b, "%s", err);
+    char *db = dump(b);
+    cr_assert_str_eq(da, db);
+    cr_assert_eq(b->n_sat_windows, 4);
+    cr_assert_eq(b->sat_windows_ms[0], 90000);
+    cr_assert_eq(b->sat_windows_ms[1], 129600000);
+    cr_assert_eq(b->sat_windows_ms[2], 1209600000);
+    cr_assert_eq(b->sat_windows_ms[3], 31536000000LL);
+    free(da);
+    free(db);
+    config_free(a);
+    config_free(b);
 }
