@@ -534,12 +534,13 @@ static void send_touch(sim_t *s, cust_t *c, const tpl_t *t, int phase) {
 /* One survey answer's truth line (format in gen.h). The segment is the one
  * base_event() put on every event of the customer; a journey's segment is
  * its latest event's, so this one. No random numbers are drawn here. */
-static void write_answer(sim_t *s, const gev_t *e, int ph) {
+static void write_answer(sim_t *s, const gev_t *e, int ph, const char *key) {
     if (!s->answers) return;
     fprintf(s->answers, "{\"ts\":%lld,\"metric\":\"%s\",\"score\":%d,\"phase\":\"%s\",\"scope\":\"%s\","
-            "\"touchpoint\":\"%s\",\"segment\":\"%s\",\"customer\":\"%s\",\"message_id\":\"%s\"}\n",
+            "\"touchpoint\":\"%s\",\"segment\":\"%s\",\"customer\":\"%s\",\"message_id\":\"%s\","
+            "\"key\":\"%s\"}\n",
             (long long)e->ts, e->metric, e->score, GEN_PHASE_NAMES[ph], e->scope, e->tp ? e->tp : "unknown",
-            e->segment ? e->segment : "none", e->user ? e->user : e->anon, e->mid);
+            e->segment ? e->segment : "none", e->user ? e->user : e->anon, e->mid, key);
 }
 
 static void send_survey(sim_t *s, cust_t *c, int journey_scope) {
@@ -554,7 +555,7 @@ static void send_survey(sim_t *s, cust_t *c, int journey_scope) {
     e.score = m == 0 ? weighted(&s->r, NPS_W[ph], 11)
             : m == 1 ? 1 + weighted(&s->r, CSAT_W[ph], 5) : 1 + weighted(&s->r, CES_W[ph], 7);
     send_event(s, &e, event_key(s, c), 1);
-    write_answer(s, &e, ph);
+    write_answer(s, &e, ph, event_key(s, c));
     s->t->journey_surveys += journey_scope;
     /* journeyd's touchpoint for an unclassified event: properties.touchpoint */
     truth_event(c, e.ts, -1, e.tp ? e.tp : "unknown");

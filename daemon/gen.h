@@ -81,7 +81,7 @@ extern const char *const GEN_PHASE_NAMES[GEN_PHASES];
  *    or "unknown">","segment":"<the journey's segment then: traits.segment
  *    of the customer's events, or "none">","customer":"<the journey key:
  *    userId, or anonymousId before an anonymous customer is identified>",
- *    "message_id":"<messageId>"}
+ *    "message_id":"<messageId>","key":"<its Kafka message key>"}
  *
  * Writing either file draws no random numbers: the events are the same.
  * Returns 0, or the emit callback's non-zero value.

@@ -291,7 +291,10 @@ static int cmd_stats(cli_t *c) {
 typedef struct snap_ctx {
     funnel_snap_t snap;
     const config_t *cfg;
-    sat_part_t sat;               /* every partition's satisfaction counts, merged */
+    sat_part_t *sat;              /* every partition's satisfaction counts */
+    int64_t *sat_wm;              /* and its watermark */
+    size_t n_sat;
+    int64_t clock;                /* the partition being read's clock */
     sat_windows_t satw;
 } snap_ctx_t;
 
@@ -300,6 +303,7 @@ static void snap_field(const char *name, long long v, void *opaque) {
     if (!strcmp(name, "clock")) {
         int64_t wm = v - s->cfg->allowed_lateness_ms;
         if (wm < s->snap.watermark) s->snap.watermark = wm;
+        s->clock = v;
     } else if (!strcmp(name, "late")) {
         s->snap.late += v;
     } else {
@@ -309,7 +313,7 @@ static void snap_field(const char *name, long long v, void *opaque) {
 
 static void snap_sat(const char *field, const char *value, void *opaque) {
     snap_ctx_t *s = opaque;
-    if (sat_part_learn(&s->sat, &s->satw, field, value) < 0)
+    if (sat_part_learn(&s->sat[s->n_sat - 1], &s->satw, field, value) < 0)
         fprintf(stderr, "journeyctl: unreadable satisfaction field ignored: %s\n", field);
 }
 
@@ -319,8 +323,13 @@ static void print_sat(FILE *out, void *opaque) {
     const char *phases[CFG_MAX_PHASES];
     for (int k = 0; k < s->cfg->n_phases; k++) phases[k] = s->cfg->phases[k].name;
     fputs(",\"satisfaction\":", out);
-    sat_print_json(&s->sat, &s->satw, phases, s->cfg->n_phases,
-                   s->snap.watermark == INT64_MAX ? INT64_MIN : s->snap.watermark, s->cfg->sat_min_n, out);
+    sat_print_json(s->sat, s->sat_wm, s->n_sat, &s->satw, phases, s->cfg->n_phases, s->cfg->sat_min_n, out);
+}
+
+static void snap_sat_free(snap_ctx_t *s) {
+    for (size_t i = 0; i < s->n_sat; i++) sat_part_free(&s->sat[i]);
+    free(s->sat);
+    free(s->sat_wm);
 }
 
 /* Sum the counters of every partition into one snapshot. */
@@ -335,16 +344,20 @@ static int read_snapshot(cli_t *c, snap_ctx_t *s) {
         fprintf(stderr, "journeyctl: %s\n", err);
         return -1;
     }
+    if (!(s->sat = calloc(n + 1, sizeof(*s->sat))) || !(s->sat_wm = calloc(n + 1, sizeof(*s->sat_wm)))) abort();
     for (size_t i = 0; i < n; i++) {
         int64_t off;
+        s->clock = INT64_MIN + s->cfg->allowed_lateness_ms; /* none yet: no finite window holds anything */
+        s->n_sat = i + 1;
         if (store_shard_stats(c->st, shards[i], &off, snap_field, s, err, sizeof(err)) != STORE_OK ||
             store_shard_sat(c->st, shards[i], snap_sat, s, err, sizeof(err)) != STORE_OK) {
             fprintf(stderr, "journeyctl: %s\n", err);
             free_names(shards, n);
             funnel_snap_free(&s->snap);
-            sat_part_free(&s->sat);
+            snap_sat_free(s);
             return -1;
         }
+        s->sat_wm[i] = s->clock - s->cfg->allowed_lateness_ms;
         s->snap.shards++;
     }
     free_names(shards, n);
@@ -367,7 +380,7 @@ static int cmd_funnel(cli_t *c, int full) {
     if (c->json || full) funnel_print_json(&s.snap, c->cfg, &o, stdout);
     else funnel_print_text(&s.snap, c->cfg, &o, stdout);
     funnel_snap_free(&s.snap);
-    sat_part_free(&s.sat);
+    snap_sat_free(&s);
     return 0;
 }
 

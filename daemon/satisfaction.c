@@ -525,11 +525,14 @@ static int phase_ix(const char *const *phases, int n_phases, const char *name) {
     return -1;
 }
 
-void sat_print_json(const sat_part_t *p, const sat_windows_t *w, const char *const *phases, int n_phases,
-                    int64_t wm, int64_t min_n, FILE *out) {
+void sat_print_json(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
+                    const char *const *phases, int n_phases, int64_t min_n, FILE *out) {
     row_t *rows = NULL;
     size_t n = 0, cap = 0;
     static const char *const BD[] = {"all", "touchpoint", "segment"};
+    for (size_t pi = 0; pi < n_parts; pi++) {
+    const sat_part_t *p = &parts[pi];
+    int64_t wm = wms[pi];
     for (size_t i = 0; i < p->n; i++) {
         /* <phase>|<scope>|<breakdown>|<name>|<metric> */
         const char *key = p->v[i].key, *f[5];
@@ -570,6 +573,7 @@ void sat_print_json(const sat_part_t *p, const sat_windows_t *w, const char *con
             }
             sat_counts_add(&rows[r].c[js][m - 1], &c);
         }
+    }
     }
     qsort(rows, n, sizeof(*rows), row_cmp);
     char wn[32];

@@ -170,10 +170,12 @@ size_t sat_part_bytes(const sat_part_t *p);
 void sat_part_free(sat_part_t *p);
 
 /* The satisfaction part of the metrics snapshot (schemas/metrics.schema.json)
- * from p (every partition's counts merged), its windows at watermark wm: one
- * entry per phase, window and breakdown name that has an answer, with both
- * scopes' NPS, CSAT and CES and the journey-minus-touchpoint gap. */
-void sat_print_json(const sat_part_t *p, const sat_windows_t *w, const char *const *phases, int n_phases,
-                    int64_t wm, int64_t min_n, FILE *out);
+ * from every partition's counts, each partition's windows taken at its own
+ * watermark wms[i] (each partition drops the buckets its own watermark has
+ * left behind) and summed: one entry per phase, window and breakdown name
+ * that has an answer, with both scopes' NPS, CSAT and CES and the
+ * journey-minus-touchpoint gap. */
+void sat_print_json(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
+                    const char *const *phases, int n_phases, int64_t min_n, FILE *out);
 
 #endif

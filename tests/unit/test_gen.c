@@ -210,7 +210,7 @@ Test(gen, returning_customers) {
 
 typedef struct answer {
     long long ts, score;
-    char metric[8], phase[16], scope[16], tp[48], segment[32], customer[64], mid[64];
+    char metric[8], phase[16], scope[16], tp[48], segment[32], customer[64], mid[64], key[64];
 } answer_t;
 
 static const char *expect(const char *p, const char *lit) {
@@ -246,6 +246,7 @@ static int parse_answer(const char *line, answer_t *a) {
     p = get_str(expect(p, "\",\"segment\":\""), a->segment, sizeof(a->segment));
     p = get_str(expect(p, "\",\"customer\":\""), a->customer, sizeof(a->customer));
     p = get_str(expect(p, "\",\"message_id\":\""), a->mid, sizeof(a->mid));
+    p = get_str(expect(p, "\",\"key\":\""), a->key, sizeof(a->key));
     p = expect(p, "\"}");
     return p && !*p ? 0 : -1;
 }
