@@ -723,9 +723,9 @@ static const char *touchpoint_at(const journey_t *j, int64_t ts, uint64_t mid) {
 }
 
 /* A survey answer (SPEC §6): counted under its phase (properties.phase, else
- * the journey's at the answer's time), in the series of its scope, overall,
- * by touchpoint (properties.touchpoint, else the journey's last one before)
- * and by segment (the journey's), each name capped. */
+ * the journey's at the answer's time), in the series of its scope by
+ * touchpoint (properties.touchpoint, else the journey's last one before) and
+ * by segment (the journey's), each name capped. */
 static void count_answer(batch_t *b, const journey_t *j, const item_t *it) {
     shard_t *sh = it->sh;
     const config_t *cfg = b->cfg;
@@ -734,10 +734,10 @@ static void count_answer(batch_t *b, const journey_t *j, const item_t *it) {
     int js = it->scope == EV_SCOPE_JOURNEY;
     const char *tp = it->explicit_tp ? it->tp : touchpoint_at(j, it->ts, it->mid);
     const char *seg = j->segment[0] ? j->segment : FUNNEL_NONE;
-    const char *names[3][2] = {{"all", "all"},
-                               {"touchpoint", sat_part_capped(&sh->sat, 0, tp, cfg->touchpoints_max)},
+    /* (the overall series is the sum of the touchpoint ones: not kept) */
+    const char *names[2][2] = {{"touchpoint", sat_part_capped(&sh->sat, 0, tp, cfg->touchpoints_max)},
                                {"segment", sat_part_capped(&sh->sat, 1, seg, cfg->segments_max)}};
-    for (int d = 0; d < 3; d++) {
+    for (int d = 0; d < 2; d++) {
         char key[SAT_KEY_MAX];
         if (sat_key(key, sizeof(key), cfg->phases[ph].name, js, names[d][0], names[d][1], m) < 0) continue;
         sat_part_add(&sh->sat, &b->satw, key, m, it->ts, it->score);
@@ -924,10 +924,11 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
     q->clock = sh->clock;
     q->closed_through = sh->closing_through;
     q->closed_moved = sh->closing_through > sh->closed_through;
-    /* satisfaction: what changed, and, once the watermark is in a new bucket
-     * of the finest window, the buckets no window holds any more */
+    /* satisfaction: what changed, and, each time the watermark has moved on
+     * by the shortest window, the buckets no window holds any more (reading
+     * ignores them anyway; deleting them bounds the hash) */
     int64_t wm = watermark(b, sh->clock);
-    if (b->satw.n && wm / b->satw.res_ms[0] != sh->sat_expired / b->satw.res_ms[0]) {
+    if (b->satw.n && wm / b->satw.len_ms[0] != sh->sat_expired / b->satw.len_ms[0]) {
         sat_part_expire(&sh->sat, &b->satw, wm, &sh->sat_gone);
         sh->sat_expired = wm;
     }

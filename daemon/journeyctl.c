@@ -1,7 +1,7 @@
 /*
  * journeyctl.c -- the journeyd command-line tool: look up journeys, print
- * counters, the funnel and the metrics snapshot, dump state, check a
- * configuration, generate events (gen_cli.c).
+ * counters, the funnel, the satisfaction table and the metrics snapshot, dump
+ * state, check a configuration, generate events (gen_cli.c).
  * Parses arguments and dispatches; the work is in the core library.
  */
 #include <getopt.h>
@@ -27,6 +27,10 @@ static void usage(FILE *out) {
             "       journeyctl [-c FILE] funnel [--segment S] [--top N] [--json]\n"
             "                                the funnel per phase: reached, active, moved on, dropped,\n"
             "                                drop-off rate, drop-off touchpoints, time in phase\n"
+            "       journeyctl [-c FILE] satisfaction [--touchpoint] [--segment] [--window W] [--phase P]\n"
+            "                                NPS, CSAT and CES per phase and window (W as named in\n"
+            "                                metrics --json: 1h, 1d, ..., all) in touchpoint and journey\n"
+            "                                scope, and their gap; also a line per touchpoint / segment\n"
             "       journeyctl [-c FILE] metrics --json\n"
             "                                the full metrics snapshot (schemas/metrics.schema.json)\n"
             "       journeyctl [-c FILE] dump\n"
@@ -43,14 +47,22 @@ typedef struct cli {
     int json;
     const char *segment;    /* funnel --segment */
     int top;                /* funnel --top */
+    sat_text_opts_t sat;    /* satisfaction --touchpoint, --segment */
+    const char *window;     /* satisfaction --window */
+    const char *phase;      /* satisfaction --phase */
 } cli_t;
 
-static int cli_open(cli_t *c, const char *path) {
+static int cli_config(cli_t *c, const char *path) {
     char err[1024];
     if (!(c->cfg = config_load(path, err, sizeof(err)))) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
+    return 0;
+}
+
+static int cli_store(cli_t *c) {
+    char err[1024];
     if (!(c->st = store_open(c->cfg, err, sizeof(err)))) {
         fprintf(stderr, "journeyctl: %s\n", err);
         return -1;
@@ -384,6 +396,49 @@ static int cmd_funnel(cli_t *c, int full) {
     return 0;
 }
 
+/* ---- satisfaction ---------------------------------------------------------- */
+
+/* --window and --phase by name, checked against the configuration before
+ * anything is read; 0, or -1 (said why). */
+static int sat_args(cli_t *c) {
+    sat_windows_t w;
+    char wn[32];
+    c->sat.window = SAT_EVERY_WINDOW;
+    c->sat.phase = -1;
+    sat_windows_init(&w, c->cfg->sat_windows_ms, c->cfg->n_sat_windows, c->cfg->sat_buckets);
+    if (c->window && sat_window_find(&w, c->window, &c->sat.window) < 0) {
+        fprintf(stderr, "journeyctl satisfaction: unknown window '%s' (windows:", c->window);
+        for (int i = 0; i <= w.n; i++) {
+            sat_window_name(&w, i < w.n ? i : -1, wn, sizeof(wn));
+            fprintf(stderr, " %s", wn);
+        }
+        fputs(")\n", stderr);
+        return -1;
+    }
+    for (int k = 0; c->phase && k < c->cfg->n_phases; k++)
+        if (!strcmp(c->cfg->phases[k].name, c->phase)) c->sat.phase = k;
+    if (c->phase && c->sat.phase < 0) {
+        fprintf(stderr, "journeyctl satisfaction: unknown phase '%s' (phases:", c->phase);
+        for (int k = 0; k < c->cfg->n_phases; k++) fprintf(stderr, " %s", c->cfg->phases[k].name);
+        fputs(")\n", stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* The satisfaction table (sat_print_text()) of every partition's counts. */
+static int cmd_satisfaction(cli_t *c) {
+    snap_ctx_t s;
+    const char *phases[CFG_MAX_PHASES];
+    if (read_snapshot(c, &s) < 0) return 1;
+    for (int k = 0; k < c->cfg->n_phases; k++) phases[k] = c->cfg->phases[k].name;
+    sat_print_text(s.sat, s.sat_wm, s.n_sat, &s.satw, phases, c->cfg->n_phases, c->cfg->sat_min_n, &c->sat,
+                   stdout);
+    funnel_snap_free(&s.snap);
+    snap_sat_free(&s);
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static int check_config(const char *path) {
@@ -419,12 +474,16 @@ int main(int argc, char **argv) {
         }
         return check_config(argv[i]);
     }
-    cli_t c = {NULL, NULL, 0, NULL, 5};
+    cli_t c = {.top = 5};
     const char *arg = NULL;
-    int funnel = !strcmp(cmd, "funnel");
+    int funnel = !strcmp(cmd, "funnel"), sat = !strcmp(cmd, "satisfaction");
     for (; i < argc; i++) {
         char *end = NULL;
         if (!strcmp(argv[i], "--json")) c.json = 1;
+        else if (sat && !strcmp(argv[i], "--touchpoint")) c.sat.touchpoints = 1;
+        else if (sat && !strcmp(argv[i], "--segment")) c.sat.segments = 1;
+        else if (sat && !strcmp(argv[i], "--window") && i + 1 < argc) c.window = argv[++i];
+        else if (sat && !strcmp(argv[i], "--phase") && i + 1 < argc) c.phase = argv[++i];
         else if (funnel && !strcmp(argv[i], "--segment") && i + 1 < argc) c.segment = argv[++i];
         else if (funnel && !strcmp(argv[i], "--top") && i + 1 < argc &&
                  (c.top = (int)strtol(argv[++i], &end, 10)) >= 0 && end && !*end && argv[i][0]) continue;
@@ -435,18 +494,23 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    int known = !strcmp(cmd, "journey") || !strcmp(cmd, "stats") || !strcmp(cmd, "dump") || funnel ||
+    int known = !strcmp(cmd, "journey") || !strcmp(cmd, "stats") || !strcmp(cmd, "dump") || funnel || sat ||
                 !strcmp(cmd, "metrics");
-    if (!known || (!strcmp(cmd, "journey") != (arg != NULL)) || (!strcmp(cmd, "metrics") && !c.json)) {
+    if (!known || (!strcmp(cmd, "journey") != (arg != NULL)) || (!strcmp(cmd, "metrics") && !c.json) ||
+        (sat && c.json)) {
         fprintf(stderr, known ? "journeyctl %s: wrong arguments\n" : "journeyctl: unknown command '%s'\n", cmd);
         usage(stderr);
         return 2;
     }
     int rc = 1;
-    if (cli_open(&c, path) == 0) {
+    if (cli_config(&c, path) == 0 && sat && sat_args(&c) < 0) {
+        usage(stderr);
+        rc = 2;
+    } else if (c.cfg && cli_store(&c) == 0) {
         if (!strcmp(cmd, "journey")) rc = cmd_journey(&c, arg);
         else if (!strcmp(cmd, "stats")) rc = cmd_stats(&c);
         else if (funnel) rc = cmd_funnel(&c, 0);
+        else if (sat) rc = cmd_satisfaction(&c);
         else if (!strcmp(cmd, "metrics")) rc = cmd_funnel(&c, 1);
         else rc = cmd_dump(&c);
     }

@@ -207,21 +207,42 @@ static ev_metric_t metric_of(const char *name) {
     return EV_METRIC_NONE;
 }
 
-static void put_name(char *buf, size_t cap, size_t *len, const char *s) {
-    for (; *s && *len + 1 < cap; s++) buf[(*len)++] = *s == '|' ? '/' : *s;
+/* Append s to buf (a '|' in it written '/' if name), then sep if not NUL;
+ * -1 if it does not fit (with its NUL). Keys are built once per answer and
+ * fields once per change: no printf, which cost more than all the rest. */
+static int put(char *buf, size_t cap, size_t *len, const char *s, int name, char sep) {
+    for (; *s; s++) {
+        if (*len + 2 >= cap) return -1;
+        buf[(*len)++] = name && *s == '|' ? '/' : *s;
+    }
+    if (sep) buf[(*len)++] = sep;
     buf[*len] = '\0';
+    return 0;
+}
+
+/* Decimal of v at p (at most 20 bytes, no NUL); its length. */
+static size_t put_dec(char *p, int64_t v) {
+    char t[20];
+    size_t n = 0, k = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        t[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) p[k++] = '-';
+    while (n) p[k++] = t[--n];
+    return k;
 }
 
 int sat_key(char *buf, size_t cap, const char *phase, int journey_scope, const char *dim, const char *name,
             ev_metric_t m) {
     size_t len = 0;
-    put_name(buf, cap, &len, phase);
-    int n = snprintf(buf + len, cap - len, "|%s|%s|", journey_scope ? "journey" : "touchpoint", dim);
-    if (n < 0 || (size_t)n >= cap - len) return -1;
-    len += (size_t)n;
-    put_name(buf, cap, &len, name);
-    n = snprintf(buf + len, cap - len, "|%s", sat_metric_name(m));
-    return n < 0 || (size_t)n >= cap - len ? -1 : (int)(len + (size_t)n);
+    if (!cap || put(buf, cap, &len, phase, 1, '|') < 0 ||
+        put(buf, cap, &len, journey_scope ? "journey" : "touchpoint", 0, '|') < 0 ||
+        put(buf, cap, &len, dim, 0, '|') < 0 || put(buf, cap, &len, name, 1, '|') < 0 ||
+        put(buf, cap, &len, sat_metric_name(m), 0, 0) < 0)
+        return -1;
+    return (int)len;
 }
 
 static uint64_t key_hash(const char *s) {
@@ -361,15 +382,23 @@ int sat_part_learn(sat_part_t *p, const sat_windows_t *w, const char *field, con
     return 1;
 }
 
+static char *dup_n(const char *buf, size_t len) {
+    char *s = malloc(len + 1);
+    if (!s) abort();
+    memcpy(s, buf, len);
+    s[len] = '\0';
+    return s;
+}
+
 static char *counts_str(ev_metric_t m, const sat_counts_t *c) {
     char buf[SAT_MAX_SCORES * 21 + 1];
     size_t len = 0;
     int nv = sat_max_score(m) - sat_min_score(m) + 1;
-    for (int i = 0; i < nv; i++)
-        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%lld", i ? "," : "", (long long)c->n[i]);
-    char *s = strdup(buf);
-    if (!s) abort();
-    return s;
+    for (int i = 0; i < nv; i++) {
+        if (i) buf[len++] = ',';
+        len += put_dec(buf + len, c->n[i]);
+    }
+    return dup_n(buf, len);
 }
 
 static void strs_push(sat_strs_t *a, char *s) {
@@ -382,11 +411,18 @@ static void strs_push(sat_strs_t *a, char *s) {
 
 static char *field_name(const char *key, const sat_windows_t *w, int window, int64_t no) {
     char buf[SAT_KEY_MAX + 48];
-    if (window < 0) snprintf(buf, sizeof(buf), "%s|all", key);
-    else snprintf(buf, sizeof(buf), "%s|%lld|%lld", key, (long long)w->res_ms[window], (long long)no);
-    char *s = strdup(buf);
-    if (!s) abort();
-    return s;
+    size_t len = strlen(key);
+    memcpy(buf, key, len); /* keys are shorter than SAT_KEY_MAX */
+    if (window < 0) {
+        memcpy(buf + len, "|all", 4);
+        len += 4;
+    } else {
+        buf[len++] = '|';
+        len += put_dec(buf + len, w->res_ms[window]);
+        buf[len++] = '|';
+        len += put_dec(buf + len, no);
+    }
+    return dup_n(buf, len);
 }
 
 void sat_part_render(sat_part_t *p, const sat_windows_t *w, sat_strs_t *names, sat_strs_t *vals) {
@@ -461,13 +497,26 @@ void sat_strs_free(sat_strs_t *a) {
 
 /* ---- the snapshot ---------------------------------------------------------- */
 
+/*
+ * Both printers read the same rows. sat_rows() adds every partition's series,
+ * each finite window taken at that partition's own watermark, into one row
+ * per (phase, window, breakdown, name) holding the counts of both scopes and
+ * the three metrics, sorted by phase (configured order), window (configured
+ * order, then all), breakdown (all, touchpoint, segment) and name.
+ * sat_print_json() writes the rows as the snapshot's `satisfaction` member,
+ * sat_print_text() as a table for people. Rows with no answer are skipped
+ * by both.
+ */
+
 /* One row of the snapshot: a phase, window and breakdown name, with the
  * counts of both scopes and the three metrics. */
 typedef struct row {
     int phase, window, breakdown;      /* window -1: all; breakdown 0 all, 1 touchpoint, 2 segment */
-    const char *name;                  /* points into a part's key */
+    const char *name;                  /* points into a part's key, up to its '|' */
     sat_counts_t c[2][3];              /* [journey scope][metric - 1] */
 } row_t;
+
+static const char *const BD[] = {"all", "touchpoint", "segment"};
 
 static int row_cmp(const void *a, const void *b) {
     const row_t *x = a, *y = b;
@@ -480,6 +529,14 @@ static int row_cmp(const void *a, const void *b) {
     return c ? c : (nx > ny) - (nx < ny);
 }
 
+static int64_t row_total(const row_t *r) {
+    int64_t total = 0;
+    for (int s = 0; s < 2; s++)
+        for (int m = 0; m < 3; m++)
+            for (int v = 0; v < SAT_MAX_SCORES; v++) total += r->c[s][m].n[v];
+    return total;
+}
+
 static void window_name(char *buf, size_t cap, int64_t ms) {
     static const struct { const char *u; int64_t ms; } U[] = {
         {"w", 604800000LL}, {"d", 86400000LL}, {"h", 3600000LL}, {"m", 60000LL}, {"s", 1000LL}};
@@ -490,6 +547,108 @@ static void window_name(char *buf, size_t cap, int64_t ms) {
         }
     snprintf(buf, cap, "%lldms", (long long)ms);
 }
+
+void sat_window_name(const sat_windows_t *w, int window, char *buf, size_t cap) {
+    if (window < 0 || window >= w->n) snprintf(buf, cap, "all");
+    else window_name(buf, cap, w->len_ms[window]);
+}
+
+int sat_window_find(const sat_windows_t *w, const char *name, int *window) {
+    char wn[32];
+    for (int i = -1; i < w->n; i++) {
+        sat_window_name(w, i, wn, sizeof(wn));
+        if (!strcmp(wn, name)) {
+            *window = i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int phase_ix(const char *const *phases, int n_phases, const char *name) {
+    for (int k = 0; k < n_phases; k++)
+        if (!strcmp(phases[k], name)) return k;
+    return -1;
+}
+
+/* The rows being built: a growing array, searched by its key. */
+typedef struct rows {
+    row_t *v;
+    size_t n, cap;
+} rows_t;
+
+/* The row of (phase, window, breakdown, the name of nl bytes at name),
+ * appended empty if new. */
+static row_t *rows_get(rows_t *rs, int phase, int window, int bd, const char *name, size_t nl) {
+    for (size_t r = 0; r < rs->n; r++) {
+        const row_t *x = &rs->v[r];
+        if (x->phase == phase && x->window == window && x->breakdown == bd && strlen(x->name) >= nl &&
+            !strncmp(x->name, name, nl) && x->name[nl] == '|')
+            return &rs->v[r];
+    }
+    if (rs->n == rs->cap) {
+        size_t ncap = rs->cap ? 2 * rs->cap : 64;
+        row_t *v = realloc(rs->v, ncap * sizeof(*v));
+        if (!v) abort();
+        rs->v = v;
+        rs->cap = ncap;
+    }
+    row_t *x = &rs->v[rs->n++];
+    memset(x, 0, sizeof(*x));
+    x->phase = phase;
+    x->window = window;
+    x->breakdown = bd;
+    x->name = name;
+    return x;
+}
+
+/* Add one series (a part's entry) at watermark wm into its rows, every window. */
+static void rows_add_entry(rows_t *rs, const sat_part_entry_t *e, int64_t wm, const sat_windows_t *w,
+                           const char *const *phases, int n_phases) {
+    /* <phase>|<scope>|<breakdown>|<name>|<metric> */
+    const char *f[5];
+    size_t len[5];
+    int nf = 0;
+    for (const char *q = e->key; nf < 5; nf++) {
+        const char *bar = nf < 4 ? strchr(q, '|') : q + strlen(q);
+        if (!bar) break;
+        f[nf] = q;
+        len[nf] = (size_t)(bar - q);
+        q = bar + 1;
+    }
+    if (nf < 5) return;
+    char ph[SAT_KEY_MAX];
+    snprintf(ph, sizeof(ph), "%.*s", (int)len[0], f[0]);
+    int k = phase_ix(phases, n_phases, ph), bd = -1;
+    for (int b = 0; b < 3; b++)
+        if (len[2] == strlen(BD[b]) && !strncmp(f[2], BD[b], len[2])) bd = b;
+    int js = len[1] == 7 && !strncmp(f[1], "journey", 7);
+    ev_metric_t m = e->s.metric;
+    /* a phase no longer configured; the overall rows are the sums of the
+     * touchpoint ones (every answer counts under one touchpoint, `other` and
+     * `unknown` included), so they are not stored */
+    if (k < 0 || bd <= 0 || m == EV_METRIC_NONE) return;
+    for (int win = -1; win < w->n; win++) {
+        sat_counts_t c;
+        sat_series_window(&e->s, w, win, wm, &c);
+        sat_counts_add(&rows_get(rs, k, win, bd, f[3], len[3])->c[js][m - 1], &c);
+        if (bd == 1) sat_counts_add(&rows_get(rs, k, win, 0, "all|", 3)->c[js][m - 1], &c);
+    }
+}
+
+/* Every partition's series as sorted rows (their names point into the
+ * parts' keys); the caller frees the array. */
+static row_t *sat_rows(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
+                       const char *const *phases, int n_phases, size_t *n) {
+    rows_t rs = {NULL, 0, 0};
+    for (size_t pi = 0; pi < n_parts; pi++)
+        for (size_t i = 0; i < parts[pi].n; i++) rows_add_entry(&rs, &parts[pi].v[i], wms[pi], w, phases, n_phases);
+    if (rs.n) qsort(rs.v, rs.n, sizeof(*rs.v), row_cmp);
+    *n = rs.n;
+    return rs.v;
+}
+
+/* ---- the snapshot as JSON ---- */
 
 static void print_num(FILE *out, int ok, double v) {
     if (ok) fprintf(out, "%.4f", v);
@@ -519,66 +678,39 @@ static void print_metric(FILE *out, ev_metric_t m, const sat_counts_t *c, int64_
     fputc('}', out);
 }
 
-static int phase_ix(const char *const *phases, int n_phases, const char *name) {
-    for (int k = 0; k < n_phases; k++)
-        if (!strcmp(phases[k], name)) return k;
-    return -1;
+static void print_row_json(FILE *out, const row_t *r, const sat_windows_t *w, const char *const *phases,
+                           int64_t min_n) {
+    char wn[32], name[SAT_KEY_MAX];
+    sat_window_name(w, r->window, wn, sizeof(wn));
+    fputs("{\"phase\":", out);
+    text_json_str(out, phases[r->phase]);
+    snprintf(name, sizeof(name), "%.*s", (int)strcspn(r->name, "|"), r->name);
+    fprintf(out, ",\"window\":\"%s\",\"breakdown\":\"%s\",\"name\":", wn, BD[r->breakdown]);
+    text_json_str(out, name);
+    sat_result_t res[2][3];
+    for (int s = 0; s < 2; s++) {
+        fputs(s ? ",\"journey_scope\":{" : ",\"touchpoint_scope\":{", out);
+        for (int m = 0; m < 3; m++) {
+            fprintf(out, "%s\"%s\":", m ? "," : "", sat_metric_name((ev_metric_t)(m + 1)));
+            print_metric(out, (ev_metric_t)(m + 1), &r->c[s][m], min_n, &res[s][m]);
+        }
+        fputc('}', out);
+    }
+    fputs(",\"gap\":{", out);
+    for (int m = 0; m < 3; m++) {
+        fprintf(out, "%s\"%s\":", m ? "," : "", sat_metric_name((ev_metric_t)(m + 1)));
+        print_num(out, res[0][m].sufficient && res[1][m].sufficient, res[1][m].score - res[0][m].score);
+    }
+    fputs("}}", out);
 }
 
 void sat_print_json(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
                     const char *const *phases, int n_phases, int64_t min_n, FILE *out) {
-    row_t *rows = NULL;
-    size_t n = 0, cap = 0;
-    static const char *const BD[] = {"all", "touchpoint", "segment"};
-    for (size_t pi = 0; pi < n_parts; pi++) {
-    const sat_part_t *p = &parts[pi];
-    int64_t wm = wms[pi];
-    for (size_t i = 0; i < p->n; i++) {
-        /* <phase>|<scope>|<breakdown>|<name>|<metric> */
-        const char *key = p->v[i].key, *f[5];
-        size_t len[5];
-        int nf = 0;
-        for (const char *q = key; nf < 5; nf++) {
-            const char *bar = nf < 4 ? strchr(q, '|') : q + strlen(q);
-            if (!bar) break;
-            f[nf] = q;
-            len[nf] = (size_t)(bar - q);
-            q = bar + 1;
-        }
-        if (nf < 5) continue;
-        char ph[SAT_KEY_MAX];
-        snprintf(ph, sizeof(ph), "%.*s", (int)len[0], f[0]);
-        int k = phase_ix(phases, n_phases, ph), bd = -1;
-        for (int b = 0; b < 3; b++)
-            if (len[2] == strlen(BD[b]) && !strncmp(f[2], BD[b], len[2])) bd = b;
-        int js = len[1] == 7 && !strncmp(f[1], "journey", 7);
-        ev_metric_t m = p->v[i].s.metric;
-        if (k < 0 || bd < 0 || m == EV_METRIC_NONE) continue; /* a phase no longer configured */
-        for (int win = -1; win < w->n; win++) {
-            sat_counts_t c;
-            sat_series_window(&p->v[i].s, w, win, wm, &c);
-            size_t r = 0;
-            while (r < n && !(rows[r].phase == k && rows[r].window == win && rows[r].breakdown == bd &&
-                              strlen(rows[r].name) >= len[3] && !strncmp(rows[r].name, f[3], len[3]) &&
-                              (rows[r].name[len[3]] == '|')))
-                r++;
-            if (r == n) {
-                if (n == cap) {
-                    cap = cap ? 2 * cap : 64;
-                    if (!(rows = realloc(rows, cap * sizeof(*rows)))) abort();
-                }
-                memset(&rows[n], 0, sizeof(rows[n]));
-                rows[n] = (row_t){.phase = k, .window = win, .breakdown = bd, .name = f[3]};
-                n++;
-            }
-            sat_counts_add(&rows[r].c[js][m - 1], &c);
-        }
-    }
-    }
-    qsort(rows, n, sizeof(*rows), row_cmp);
-    char wn[32];
+    size_t n;
+    row_t *rows = sat_rows(parts, wms, n_parts, w, phases, n_phases, &n);
     fprintf(out, "{\"min_n\":%lld,\"windows\":[", (long long)min_n);
     for (int i = 0; i < w->n; i++) {
+        char wn[32];
         window_name(wn, sizeof(wn), w->len_ms[i]);
         fprintf(out, "{\"window\":\"%s\",\"length_ms\":%lld,\"bucket_ms\":%lld},", wn, (long long)w->len_ms[i],
                 (long long)w->res_ms[i]);
@@ -586,38 +718,234 @@ void sat_print_json(const sat_part_t *parts, const int64_t *wms, size_t n_parts,
     fputs("{\"window\":\"all\",\"length_ms\":null,\"bucket_ms\":null}],\"series\":[", out);
     int first = 1;
     for (size_t i = 0; i < n; i++) {
-        row_t *r = &rows[i];
-        int64_t total = 0;
-        for (int s = 0; s < 2; s++)
-            for (int m = 0; m < 3; m++)
-                for (int v = 0; v < SAT_MAX_SCORES; v++) total += r->c[s][m].n[v];
-        if (!total) continue; /* nothing in this window */
-        size_t nl = strcspn(r->name, "|");
-        if (r->window < 0) snprintf(wn, sizeof(wn), "all");
-        else window_name(wn, sizeof(wn), w->len_ms[r->window]);
-        fprintf(out, "%s{\"phase\":", first ? "" : ",");
+        if (!row_total(&rows[i])) continue; /* nothing in this window */
+        if (!first) fputc(',', out);
         first = 0;
-        text_json_str(out, phases[r->phase]);
-        char name[SAT_KEY_MAX];
-        snprintf(name, sizeof(name), "%.*s", (int)nl, r->name);
-        fprintf(out, ",\"window\":\"%s\",\"breakdown\":\"%s\",\"name\":", wn, BD[r->breakdown]);
-        text_json_str(out, name);
-        sat_result_t res[2][3];
-        for (int s = 0; s < 2; s++) {
-            fputs(s ? ",\"journey_scope\":{" : ",\"touchpoint_scope\":{", out);
-            for (int m = 0; m < 3; m++) {
-                fprintf(out, "%s\"%s\":", m ? "," : "", sat_metric_name((ev_metric_t)(m + 1)));
-                print_metric(out, (ev_metric_t)(m + 1), &r->c[s][m], min_n, &res[s][m]);
-            }
-            fputc('}', out);
-        }
-        fputs(",\"gap\":{", out);
-        for (int m = 0; m < 3; m++) {
-            fprintf(out, "%s\"%s\":", m ? "," : "", sat_metric_name((ev_metric_t)(m + 1)));
-            print_num(out, res[0][m].sufficient && res[1][m].sufficient, res[1][m].score - res[0][m].score);
-        }
-        fputs("}}", out);
+        print_row_json(out, &rows[i], w, phases, min_n);
     }
     fputs("]}", out);
+    free(rows);
+}
+
+/* ---- the snapshot as a table ----
+ *
+ * A block per phase and window; in it a line per metric and row: the
+ * overall row always, then touchpoints and segments (if asked) that have an
+ * answer for that metric. Columns: answers and score ± margin of error for
+ * the touchpoint scope, then the journey scope, then the gap. The widths are
+ * measured in a first pass over the same lines, so the columns line up
+ * across blocks and a line stays within TABLE_COLS (long names are cut).
+ */
+
+#define TABLE_COLS 120
+
+/* Display columns of UTF-8 text: the bytes that start a character. */
+static int text_cols(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+/* s padded with spaces to width columns, on the right (left-aligned) or the left. */
+static void put_cell(FILE *out, const char *s, int width, int right) {
+    int pad = width - text_cols(s);
+    for (; right && pad > 0; pad--) fputc(' ', out);
+    fputs(s, out);
+    for (; !right && pad > 0; pad--) fputc(' ', out);
+}
+
+/* "all", "touchpoint NAME" or "segment NAME", control bytes shown as '?'. */
+static void row_label(const row_t *r, char *buf, size_t cap) {
+    if (!r->breakdown) {
+        snprintf(buf, cap, "all");
+        return;
+    }
+    int len = snprintf(buf, cap, "%s ", BD[r->breakdown]);
+    size_t k = len > 0 && (size_t)len < cap ? (size_t)len : 0;
+    for (const char *q = r->name; *q && *q != '|' && k + 1 < cap; q++)
+        buf[k++] = (unsigned char)*q < 0x20 || *q == 0x7f ? '?' : *q;
+    buf[k] = '\0';
+}
+
+/* Cut s to max columns (max >= 1), ending it with "…" if it was longer. */
+static void cut_cols(char *s, size_t cap, int max) {
+    if (text_cols(s) <= max) return;
+    size_t k = 0; /* the start of character number max (from 1) */
+    for (int c = 0; s[k]; k++) {
+        c += ((unsigned char)s[k] & 0xc0) != 0x80;
+        if (c == max) break;
+    }
+    if (k + 4 <= cap) memcpy(s + k, "\xe2\x80\xa6", 4); /* "…" and the NUL */
+    else s[k] = '\0';
+}
+
+/* A signed number, never "-0.0". */
+static void signed_str(char *buf, size_t cap, double v, int decimals) {
+    double half = decimals == 1 ? 0.05 : 0.005;
+    snprintf(buf, cap, "%+.*f", decimals, v > -half && v < half ? 0.0 : v);
+}
+
+/* A score cell: "+23.4 ± 4.1", "81.2% ± 3.9", "3.12 ± 0.15"; "n<MIN" when
+ * insufficient, "-" without answers; the score right-aligned in 6 columns
+ * so the ± line up. */
+static void score_str(char *buf, size_t cap, ev_metric_t m, const sat_result_t *r, int64_t min_n) {
+    char v[32];
+    if (!r->n) snprintf(v, sizeof(v), "-");
+    else if (!r->sufficient) snprintf(v, sizeof(v), "n<%lld", (long long)min_n);
+    else if (m == EV_METRIC_NPS) signed_str(v, sizeof(v), r->score, 1);
+    else if (m == EV_METRIC_CSAT) snprintf(v, sizeof(v), "%.1f%%", r->score);
+    else snprintf(v, sizeof(v), "%.2f", r->score);
+    if (r->sufficient) snprintf(buf, cap, "%6s \xc2\xb1 %.*f", v, m == EV_METRIC_CES ? 2 : 1, r->moe);
+    else snprintf(buf, cap, "%6s", v);
+}
+
+/* The cells of one line: a row's metric in both scopes, and the gap. */
+typedef struct line {
+    char label[SAT_KEY_MAX + 16];
+    char n[2][24], score[2][48], gap[24];
+    int64_t answers;
+} line_t;
+
+static void line_of(line_t *l, const row_t *r, int m, int64_t min_n) {
+    ev_metric_t metric = (ev_metric_t)(m + 1);
+    sat_result_t res[2];
+    row_label(r, l->label, sizeof(l->label));
+    l->answers = 0;
+    for (int s = 0; s < 2; s++) {
+        sat_compute(metric, &r->c[s][m], min_n, &res[s]);
+        snprintf(l->n[s], sizeof(l->n[s]), "%lld", (long long)res[s].n);
+        score_str(l->score[s], sizeof(l->score[s]), metric, &res[s], min_n);
+        l->answers += res[s].n;
+    }
+    if (res[0].sufficient && res[1].sufficient)
+        signed_str(l->gap, sizeof(l->gap), res[1].score - res[0].score, metric == EV_METRIC_CES ? 2 : 1);
+    else snprintf(l->gap, sizeof(l->gap), "-");
+}
+
+typedef struct table {
+    FILE *out;                  /* NULL: measuring the widths */
+    int64_t min_n;
+    const sat_text_opts_t *o;
+    int wl, wn, wc, wg;         /* widths: label, answers, score, gap */
+} table_t;
+
+static int max_i(int a, int b) { return a > b ? a : b; }
+
+/* One line (metric is "" after a metric's first line). */
+static void table_line(table_t *t, const char *metric, line_t *l) {
+    if (!t->out) {
+        t->wl = max_i(t->wl, text_cols(l->label));
+        t->wn = max_i(t->wn, max_i(text_cols(l->n[0]), text_cols(l->n[1])));
+        t->wc = max_i(t->wc, max_i(text_cols(l->score[0]), text_cols(l->score[1])));
+        t->wg = max_i(t->wg, text_cols(l->gap));
+        return;
+    }
+    cut_cols(l->label, sizeof(l->label), t->wl);
+    fputs("  ", t->out);
+    put_cell(t->out, metric, 6, 0);
+    fputs("  ", t->out);
+    put_cell(t->out, l->label, t->wl, 0);
+    for (int s = 0; s < 2; s++) {
+        fputs("  ", t->out);
+        put_cell(t->out, l->n[s], t->wn, 1);
+        fputs("  ", t->out);
+        put_cell(t->out, l->score[s], t->wc, 0);
+    }
+    fputs("  ", t->out);
+    put_cell(t->out, l->gap, t->wg, 1);
+    fputc('\n', t->out);
+}
+
+/* The block of rows [a, b) (one phase and window): a heading, then for
+ * each metric the overall row and the asked breakdowns with answers. */
+static void table_block(table_t *t, const row_t *rows, size_t a, size_t b, const char *heading) {
+    static const char *const M[] = {"NPS", "CSAT", "CES"};
+    static const row_t none; /* an overall row without answers */
+    const row_t *all = &none;
+    int64_t total = 0;
+    for (size_t i = a; i < b; i++) {
+        total += row_total(&rows[i]);
+        if (!rows[i].breakdown) all = &rows[i];
+    }
+    if (t->out && !total) fprintf(t->out, "\n%s: no answers\n", heading);
+    if (!total) return;
+    if (t->out) {
+        fprintf(t->out, "\n%s\n  ", heading);
+        put_cell(t->out, "metric", 6, 0);
+        fputs("  ", t->out);
+        put_cell(t->out, "name", t->wl, 0);
+        for (int s = 0; s < 2; s++) {
+            fputs("  ", t->out);
+            put_cell(t->out, "n", t->wn, 1);
+            fputs("  ", t->out);
+            put_cell(t->out, s ? "journey scope" : "touchpoint scope", t->wc, 0);
+        }
+        fputs("  ", t->out);
+        put_cell(t->out, "gap", t->wg, 1);
+        fputc('\n', t->out);
+    }
+    for (int m = 0; m < 3; m++) {
+        line_t l;
+        line_of(&l, all, m, t->min_n);
+        table_line(t, M[m], &l);
+        for (size_t i = a; i < b; i++) {
+            const row_t *r = &rows[i];
+            if (!r->breakdown || !(r->breakdown == 1 ? t->o->touchpoints : t->o->segments)) continue;
+            line_of(&l, r, m, t->min_n);
+            if (l.answers) table_line(t, "", &l);
+        }
+    }
+}
+
+/* Every block asked for, in order (phase, then window: configured, then all). */
+static void table_blocks(table_t *t, const row_t *rows, size_t n, const sat_windows_t *w,
+                         const char *const *phases, int n_phases) {
+    const sat_text_opts_t *o = t->o;
+    for (int k = 0; k < n_phases; k++) {
+        if (o->phase >= 0 && o->phase != k) continue;
+        for (int j = 0; j <= w->n; j++) {
+            int win = j < w->n ? j : -1;
+            if (o->window != SAT_EVERY_WINDOW && o->window != win) continue;
+            size_t a = 0, b;
+            while (a < n && (rows[a].phase != k || rows[a].window != win)) a++;
+            for (b = a; b < n && rows[b].phase == k && rows[b].window == win; b++) {}
+            char heading[SAT_KEY_MAX + 64], wn[32], res[32];
+            if (win < 0) {
+                snprintf(heading, sizeof(heading), "%s \xe2\x80\x94 all time", phases[k]);
+            } else {
+                window_name(wn, sizeof(wn), w->len_ms[win]);
+                window_name(res, sizeof(res), w->res_ms[win]);
+                snprintf(heading, sizeof(heading), "%s \xe2\x80\x94 %s window (%d buckets of %s)", phases[k], wn,
+                         w->buckets, res);
+            }
+            table_block(t, rows, a, b, heading);
+        }
+    }
+}
+
+void sat_print_text(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
+                    const char *const *phases, int n_phases, int64_t min_n, const sat_text_opts_t *o,
+                    FILE *out) {
+    size_t n;
+    row_t *rows = sat_rows(parts, wms, n_parts, w, phases, n_phases, &n);
+    table_t t = {.out = NULL, .min_n = min_n, .o = o, .wl = 4, .wn = 1, .wc = text_cols("touchpoint scope"),
+                 .wg = 3};
+    table_blocks(&t, rows, n, w, phases, n_phases); /* measure */
+    int fixed = 2 + 6 + 2 + 2 * (2 + t.wn + 2 + t.wc) + 2 + t.wg;
+    t.wl = t.wl < TABLE_COLS - fixed ? t.wl : max_i(TABLE_COLS - fixed, 8);
+    t.out = out;
+    int64_t lo = INT64_MAX;
+    for (size_t i = 0; i < n_parts; i++)
+        if (wms[i] > INT64_MIN && wms[i] < lo) lo = wms[i];
+    if (lo != INT64_MAX) {
+        char tm[40];
+        text_time(lo, tm, sizeof(tm));
+        fprintf(out, "complete to %s (lowest partition watermark)\n", tm);
+    }
+    fputs("NPS: % promoters \xe2\x88\x92 % detractors; CSAT: % satisfied (4-5); CES: mean effort (1-7); "
+          "\xc2\xb1 95 % margin of error\n", out);
+    fprintf(out, "gap: journey scope \xe2\x88\x92 touchpoint scope; n<%lld: fewer answers than satisfaction.min_n, "
+            "no score\n", (long long)min_n);
+    table_blocks(&t, rows, n, w, phases, n_phases);
     free(rows);
 }

@@ -178,4 +178,29 @@ void sat_part_free(sat_part_t *p);
 void sat_print_json(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
                     const char *const *phases, int n_phases, int64_t min_n, FILE *out);
 
+/* A window's name in the snapshot ("1h", "1d", "1w", "30d"; window -1: "all")
+ * into buf (>= 32 bytes). */
+void sat_window_name(const sat_windows_t *w, int window, char *buf, size_t cap);
+/* The window of that name (-1: all) into *window; 0, or -1 if none is. */
+int sat_window_find(const sat_windows_t *w, const char *name, int *window);
+
+#define SAT_EVERY_WINDOW (-2)
+
+typedef struct sat_text_opts {
+    int touchpoints, segments;    /* also a line per touchpoint / segment */
+    int window;                   /* only this window (-1: all), or SAT_EVERY_WINDOW */
+    int phase;                    /* only this phase (index into phases), or -1: every one */
+} sat_text_opts_t;
+
+/* The same snapshot as a table for people: the lowest partition watermark,
+ * then a block per phase (configured order) and window (configured order,
+ * then all): per metric a line for the overall row and, if asked, for each
+ * touchpoint and segment with answers to it, with N and score ± margin of
+ * error in the touchpoint and the journey scope ("n<MIN" when insufficient)
+ * and the gap journey - touchpoint when both are sufficient. Lines fit in
+ * 120 columns (names are cut to fit). */
+void sat_print_text(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
+                    const char *const *phases, int n_phases, int64_t min_n, const sat_text_opts_t *o,
+                    FILE *out);
+
 #endif

@@ -3,6 +3,7 @@ an ACL user and over the Unix socket, and SIGHUP reload (valid and invalid)
 with the real binaries, Kafka and Redis."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,6 +147,124 @@ class AuthAndReloadTest(unittest.TestCase):
         j = json.loads(jdtest.journeyctl(valid, "journey", "hup-c", "--json").stdout)
         self.assertEqual((j["phase"], j["last_touchpoint"]), ("purchase", "gift_card"))
         self.assertEqual(d.stop(), 0)
+
+
+class SatisfactionTableTest(unittest.TestCase):
+    """`journeyctl satisfaction`: the table says what `metrics --json` says,
+    block by block and line by line, for a small generated stream."""
+    MIN_N = 3
+
+    @classmethod
+    def setUpClass(cls):
+        cls.topic, cls.dlq = jdtest.unique("clisat"), jdtest.unique("clisat-dlq")
+        jdtest.create_topic(cls.topic, 2)
+        jdtest.create_topic(cls.dlq, 1)
+        r = run(jdtest.JOURNEYCTL, "gen", "--seed", "7", "--customers", "40", "--survey-rate", "0.3",
+                "--heartbeats", "0", "--topic", cls.topic, "--brokers", jdtest.BROKERS)
+        if r.returncode:
+            raise RuntimeError(r.stderr)
+        cls.prefix = jdtest.unique("clisat")
+        cls.cfg = jdtest.write_config(cls.topic, cls.dlq, cls.prefix, jdtest.unique("g"),
+                                      "satisfaction:\n  min_n: %d\n" % cls.MIN_N)
+        d = jdtest.Daemon(cls.cfg)
+        jdtest.wait_committed(cls.prefix, cls.topic, 2, proc=d.proc)
+        assert d.stop() == 0
+
+    @classmethod
+    def tearDownClass(cls):
+        jdtest.drop_prefix(cls.prefix)
+        jdtest.delete_topics(cls.topic, cls.dlq)
+
+    @staticmethod
+    def parse(text):
+        """{heading: {(metric, label): [n, score, n, score, gap]}} (None: no answers)."""
+        blocks, cur, metric = {}, None, None
+        for line in text.split("\n"):
+            if " \u2014 " in line and not line.startswith(" "):
+                head, _, rest = line.partition(": ")
+                cur = None if rest == "no answers" else {}
+                blocks[head] = cur
+            elif line.startswith("  ") and cur is not None and not line.startswith("  metric"):
+                cells = re.split(r" {2,}", line.strip())
+                if cells[0] in ("NPS", "CSAT", "CES"):
+                    metric = cells.pop(0)
+                cur[(metric, cells[0])] = cells[1:]
+        return blocks
+
+    def check_cell(self, got, m, v, where):
+        if v["n"] == 0:
+            self.assertEqual(got, "-", where)
+        elif not v["sufficient"]:
+            self.assertEqual(got, "n<%d" % self.MIN_N, where)
+        else:
+            score, moe = got.rstrip("%").split(" \u00b1 ") if m != "csat" else got.split("% \u00b1 ")
+            tol = 0.0051 if m == "ces" else 0.051
+            self.assertAlmostEqual(float(score), v["score"], delta=tol, msg=where)
+            self.assertAlmostEqual(float(moe), v["moe"], delta=tol, msg=where)
+
+    def test_table_matches_the_snapshot(self):
+        r = jdtest.journeyctl(self.cfg, "satisfaction", "--touchpoint", "--segment")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(all(len(line) <= 120 for line in r.stdout.split("\n")))
+        doc = json.loads(jdtest.journeyctl(self.cfg, "metrics", "--json").stdout)
+        sat = doc["satisfaction"]
+        self.assertTrue(r.stdout.startswith("complete to %s (lowest partition watermark)\n" % doc["complete_to"]))
+        blocks = self.parse(r.stdout)
+        windows = [w["window"] for w in sat["windows"]]
+        self.assertEqual(len(blocks), len(doc["phases"]) * len(windows))
+        answered = set()
+        for phase in doc["phases"]:
+            for w in windows:
+                head = "%s \u2014 %s" % (phase, "all time" if w == "all" else w + " window")
+                heads = [h for h in blocks if h == head or h.startswith(head + " (")]
+                self.assertEqual(len(heads), 1, head)
+                rows = [s for s in sat["series"] if s["phase"] == phase and s["window"] == w]
+                block = blocks[heads[0]]
+                if not rows:
+                    self.assertIsNone(block, head)
+                    continue
+                answered.add(phase)
+                want = set()
+                for s in rows:
+                    label = "all" if s["breakdown"] == "all" else "%s %s" % (s["breakdown"], s["name"])
+                    for m in ("nps", "csat", "ces"):
+                        t, j = s["touchpoint_scope"][m], s["journey_scope"][m]
+                        if s["breakdown"] != "all" and t["n"] + j["n"] == 0:
+                            continue
+                        key = (m.upper(), label)
+                        want.add(key)
+                        where = "%s %s %s" % (head, m, label)
+                        n_t, cell_t, n_j, cell_j, gap = block[key]
+                        self.assertEqual((int(n_t), int(n_j)), (t["n"], j["n"]), where)
+                        self.check_cell(cell_t, m, t, where)
+                        self.check_cell(cell_j, m, j, where)
+                        if s["gap"][m] is None:
+                            self.assertEqual(gap, "-", where)
+                        else:
+                            self.assertAlmostEqual(float(gap), s["gap"][m], delta=0.051, msg=where)
+                self.assertEqual(set(block), want, head)
+        # the generated stream has answers in every phase
+        self.assertEqual(answered, set(doc["phases"]))
+
+    def test_one_phase_and_window(self):
+        r = jdtest.journeyctl(self.cfg, "satisfaction", "--window", "all", "--phase", "purchase")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        blocks = self.parse(r.stdout)
+        self.assertEqual(list(blocks), ["purchase \u2014 all time"])
+        self.assertEqual(sorted(blocks["purchase \u2014 all time"]),
+                         [("CES", "all"), ("CSAT", "all"), ("NPS", "all")])
+
+    def test_bad_arguments(self):
+        for args, err in ((["--window", "nope"], "unknown window 'nope' (windows: 1h 1d 1w 30d all)"),
+                          (["--phase", "nope"], "unknown phase 'nope'"),
+                          (["--window"], "unexpected argument '--window'"),
+                          (["--json"], "wrong arguments"),
+                          (["extra"], "wrong arguments")):
+            r = jdtest.journeyctl(self.cfg, "satisfaction", *args, check=False)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(err, r.stderr)
+            self.assertIn("usage: journeyctl", r.stderr)
+            self.assertEqual(r.stdout, "")
 
 
 if __name__ == "__main__":

@@ -278,3 +278,162 @@ Test(satisfaction, part_renders_what_changed_and_reads_back) {
     sat_part_free(&p);
     sat_part_free(&q);
 }
+
+/* ---- the table (journeyctl satisfaction) ---- */
+
+#define T0 1767607200000LL /* 2026-01-05T10:00:00Z */
+
+static void answer(sat_part_t *p, const sat_windows_t *w, int journey, const char *bd, const char *name,
+                   ev_metric_t m, int64_t ts, int score) {
+    char k[SAT_KEY_MAX];
+    cr_assert_gt(sat_key(k, sizeof(k), "search", journey, bd, name, m), 0);
+    sat_part_add(p, w, k, m, ts, score);
+}
+
+/* search: NPS 10, 9, 0 (touchpoint scope, at cart, segment smb) and 10, 10,
+ * 9, 7 (journey scope, at web); CSAT 5 (at web, 2 hours ago: outside the 1h
+ * window), 4 (at cart); CES 7, 6, 5, 2 and 4, 4, 4 (at web). purchase: none.
+ * The overall rows are the sums of the touchpoint ones (a stored overall
+ * series, as the second NPS 0 here, is not read). */
+static void table_part(sat_part_t *p, const sat_windows_t *w) {
+    const int nps_t[] = {10, 9, 0}, nps_j[] = {10, 10, 9, 7}, ces_t[] = {7, 6, 5, 2};
+    for (int i = 0; i < 3; i++) {
+        answer(p, w, 0, "touchpoint", "cart", EV_METRIC_NPS, T0 - 10 * MIN, nps_t[i]);
+        answer(p, w, 0, "segment", "smb", EV_METRIC_NPS, T0 - 10 * MIN, nps_t[i]);
+    }
+    answer(p, w, 0, "all", "all", EV_METRIC_NPS, T0 - 10 * MIN, 0);
+    for (int i = 0; i < 4; i++) answer(p, w, 1, "touchpoint", "web", EV_METRIC_NPS, T0 - 5 * MIN, nps_j[i]);
+    answer(p, w, 0, "touchpoint", "web", EV_METRIC_CSAT, T0 - 2 * HOUR, 5);
+    answer(p, w, 0, "touchpoint", "cart", EV_METRIC_CSAT, T0 - MIN, 4);
+    for (int i = 0; i < 4; i++) answer(p, w, 0, "touchpoint", "web", EV_METRIC_CES, T0 - 20 * MIN, ces_t[i]);
+    for (int i = 0; i < 3; i++) answer(p, w, 1, "touchpoint", "web", EV_METRIC_CES, T0 - 20 * MIN, 4);
+}
+
+static char *table_text(const sat_part_t *p, const int64_t *wm, size_t n_parts, const sat_windows_t *w,
+                        const sat_text_opts_t *o) {
+    static const char *const phases[] = {"search", "purchase"};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    cr_assert_not_null(out);
+    sat_print_text(p, wm, n_parts, w, phases, 2, 3, o, out);
+    fclose(out);
+    return buf;
+}
+
+Test(satisfaction, table_per_phase_and_window) {
+    sat_windows_t w;
+    const int64_t lens[] = {HOUR};
+    cr_assert_eq(sat_windows_init(&w, lens, 1, 4), 0);
+    sat_part_t p = {0};
+    table_part(&p, &w);
+    int64_t wm = T0;
+    sat_text_opts_t o = {.touchpoints = 1, .segments = 1, .window = SAT_EVERY_WINDOW, .phase = -1};
+    char *got = table_text(&p, &wm, 1, &w, &o);
+    /* NPS: touchpoint scope 2 promoters, 1 detractor of 3: +33.3 ± 196
+     * sqrt((1 - 1/9) / 3) = 106.7; journey scope 3 of 4: +75.0 ± 42.4; gap
+     * +41.7. CSAT: 2 answers (1 in the last hour) < min_n 3. CES: 5.00 ±
+     * 2.12, 4.00 ± 0.00, gap -1.00. */
+    const char *want =
+        "complete to 2026-01-05T10:00:00.000Z (lowest partition watermark)\n"
+        "NPS: % promoters − % detractors; CSAT: % satisfied (4-5); CES: mean effort (1-7); ± 95 % margin of "
+        "error\n"
+        "gap: journey scope − touchpoint scope; n<3: fewer answers than satisfaction.min_n, no score\n"
+        "\n"
+        "search — 1h window (4 buckets of 15m)\n"
+        "  metric  name             n  touchpoint scope  n  journey scope       gap\n"
+        "  NPS     all              3   +33.3 ± 106.7    4   +75.0 ± 42.4     +41.7\n"
+        "          touchpoint cart  3   +33.3 ± 106.7    0       -                -\n"
+        "          touchpoint web   0       -            4   +75.0 ± 42.4         -\n"
+        "          segment smb      3   +33.3 ± 106.7    0       -                -\n"
+        "  CSAT    all              1     n<3            0       -                -\n"
+        "          touchpoint cart  1     n<3            0       -                -\n"
+        "  CES     all              4    5.00 ± 2.12     3    4.00 ± 0.00     -1.00\n"
+        "          touchpoint web   4    5.00 ± 2.12     3    4.00 ± 0.00     -1.00\n"
+        "\n"
+        "search — all time\n"
+        "  metric  name             n  touchpoint scope  n  journey scope       gap\n"
+        "  NPS     all              3   +33.3 ± 106.7    4   +75.0 ± 42.4     +41.7\n"
+        "          touchpoint cart  3   +33.3 ± 106.7    0       -                -\n"
+        "          touchpoint web   0       -            4   +75.0 ± 42.4         -\n"
+        "          segment smb      3   +33.3 ± 106.7    0       -                -\n"
+        "  CSAT    all              2     n<3            0       -                -\n"
+        "          touchpoint cart  1     n<3            0       -                -\n"
+        "          touchpoint web   1     n<3            0       -                -\n"
+        "  CES     all              4    5.00 ± 2.12     3    4.00 ± 0.00     -1.00\n"
+        "          touchpoint web   4    5.00 ± 2.12     3    4.00 ± 0.00     -1.00\n"
+        "\n"
+        "purchase — 1h window (4 buckets of 15m): no answers\n"
+        "\n"
+        "purchase — all time: no answers\n";
+    cr_assert_str_eq(got, want, "got:\n%s", got);
+    free(got);
+    /* one window of one phase, overall rows only */
+    sat_text_opts_t one = {.window = -1, .phase = 0};
+    got = table_text(&p, &wm, 1, &w, &one);
+    const char *block = strstr(got, "\n\nsearch");
+    cr_assert_not_null(block);
+    cr_assert_str_eq(block,
+                     "\n\nsearch — all time\n"
+                     "  metric  name  n  touchpoint scope  n  journey scope       gap\n"
+                     "  NPS     all   3   +33.3 ± 106.7    4   +75.0 ± 42.4     +41.7\n"
+                     "  CSAT    all   2     n<3            0       -                -\n"
+                     "  CES     all   4    5.00 ± 2.12     3    4.00 ± 0.00     -1.00\n",
+                     "got:\n%s", got);
+    free(got);
+    sat_part_free(&p);
+}
+
+/* Display columns of UTF-8 text. */
+static int cols_of(const char *s, size_t n) {
+    int c = 0;
+    for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return c;
+}
+
+Test(satisfaction, table_sums_partitions_and_fits_120_columns) {
+    sat_windows_t w;
+    const int64_t lens[] = {HOUR};
+    cr_assert_eq(sat_windows_init(&w, lens, 1, 4), 0);
+    sat_part_t p[3];
+    memset(p, 0, sizeof(p));
+    table_part(&p[0], &w);
+    table_part(&p[1], &w);
+    char name[200];
+    memset(name, 'x', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    name[0] = '\x1b'; /* a control byte is not sent to the terminal */
+    answer(&p[1], &w, 1, "touchpoint", name, EV_METRIC_CES, T0, 7);
+    /* the second partition is 2 hours behind: its 1h window holds only the
+     * CSAT 5 of T0 - 2h; the third has never seen an event */
+    int64_t wm[3] = {T0, T0 - 2 * HOUR, INT64_MIN};
+    sat_text_opts_t o = {.touchpoints = 1, .window = SAT_EVERY_WINDOW, .phase = -1};
+    char *got = table_text(p, wm, 3, &w, &o);
+    const char *head = "complete to 2026-01-05T08:00:00.000Z (lowest partition watermark)\n";
+    cr_assert(!strncmp(got, head, strlen(head)), "got:\n%s", got);
+    /* the 1h window: the first partition's answers, and the second's CSAT 5
+     * of two hours ago; all time: both partitions' */
+    cr_assert_not_null(strstr(got, "  3   +33.3 ± 106.7    4   +75.0 ± 42.4     +41.7\n"), "got:\n%s", got);
+    cr_assert_not_null(strstr(got, "  2     n<3            0       -                -\n"), "got:\n%s", got);
+    cr_assert_not_null(strstr(got, "  6   +33.3 ± 75.4     8   +75.0 ± 30.0     +41.7\n"), "got:\n%s", got);
+    cr_assert_not_null(strstr(got, "  4  100.0% ± 0.0      0       -                -\n"), "got:\n%s", got);
+    cr_assert_not_null(strstr(got, "  8    5.00 ± 1.39     6    4.00 ± 0.00     -1.00\n"), "got:\n%s", got);
+    /* the long name, cut to fit, in the all-time block only */
+    const char *cut = strstr(got, "          touchpoint ?xxxxxxxx");
+    cr_assert_not_null(cut, "got:\n%s", got);
+    cr_assert_null(strstr(cut + 12, "touchpoint ?x"));
+    cr_assert_not_null(strstr(cut, "x…  0       -            1     n<3                -\n"), "got:\n%s", got);
+    cr_assert_null(strchr(got, '\x1b'));
+    cr_assert_null(strstr(got, "segment"));
+    int lines = 0;
+    for (const char *q = got; *q; lines++) {
+        const char *nl = strchr(q, '\n');
+        cr_assert_not_null(nl);
+        cr_assert_leq(cols_of(q, (size_t)(nl - q)), 120, "line %d: %.*s", lines, (int)(nl - q), q);
+        if (q == cut) cr_assert_eq(cols_of(q, (size_t)(nl - q)), 120, "a cut name fills the line");
+        q = nl + 1;
+    }
+    cr_assert_eq(lines, 30, "%d lines, got:\n%s", lines, got);
+    free(got);
+    for (int i = 0; i < 3; i++) sat_part_free(&p[i]);
+}
