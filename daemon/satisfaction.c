@@ -382,15 +382,30 @@ int sat_part_learn(sat_part_t *p, const sat_windows_t *w, const char *field, con
     return 1;
 }
 
-static char *dup_n(const char *buf, size_t len) {
-    char *s = malloc(len + 1);
-    if (!s) abort();
-    memcpy(s, buf, len);
-    s[len] = '\0';
-    return s;
+/* Append a copy of s[0..len) (its pointer comes with strs_seal()). */
+static void strs_add(sat_strs_t *a, const char *s, size_t len) {
+    if (a->len + len + 1 > a->cap) {
+        a->cap = a->cap * 2 > a->len + len + 1 ? a->cap * 2 : a->len + len + 1024;
+        if (!(a->buf = realloc(a->buf, a->cap))) abort();
+    }
+    if (a->n == a->cap_off) {
+        a->cap_off = a->cap_off ? 2 * a->cap_off : 64;
+        if (!(a->off = realloc(a->off, a->cap_off * sizeof(*a->off)))) abort();
+    }
+    a->off[a->n++] = a->len;
+    memcpy(a->buf + a->len, s, len);
+    a->len += len;
+    a->buf[a->len++] = '\0';
 }
 
-static char *counts_str(ev_metric_t m, const sat_counts_t *c) {
+/* v[i] points at string i (the buffer has stopped moving). */
+static void strs_seal(sat_strs_t *a) {
+    free(a->v);
+    if (!(a->v = malloc((a->n + 1) * sizeof(*a->v)))) abort();
+    for (size_t i = 0; i < a->n; i++) a->v[i] = a->buf + a->off[i];
+}
+
+static void add_counts(sat_strs_t *a, ev_metric_t m, const sat_counts_t *c) {
     char buf[SAT_MAX_SCORES * 21 + 1];
     size_t len = 0;
     int nv = sat_max_score(m) - sat_min_score(m) + 1;
@@ -398,18 +413,10 @@ static char *counts_str(ev_metric_t m, const sat_counts_t *c) {
         if (i) buf[len++] = ',';
         len += put_dec(buf + len, c->n[i]);
     }
-    return dup_n(buf, len);
+    strs_add(a, buf, len);
 }
 
-static void strs_push(sat_strs_t *a, char *s) {
-    if (a->n == a->cap) {
-        a->cap = a->cap ? 2 * a->cap : 64;
-        if (!(a->v = realloc(a->v, a->cap * sizeof(*a->v)))) abort();
-    }
-    a->v[a->n++] = s;
-}
-
-static char *field_name(const char *key, const sat_windows_t *w, int window, int64_t no) {
+static void add_field(sat_strs_t *a, const char *key, const sat_windows_t *w, int window, int64_t no) {
     char buf[SAT_KEY_MAX + 48];
     size_t len = strlen(key);
     memcpy(buf, key, len); /* keys are shorter than SAT_KEY_MAX */
@@ -422,7 +429,7 @@ static char *field_name(const char *key, const sat_windows_t *w, int window, int
         buf[len++] = '|';
         len += put_dec(buf + len, no);
     }
-    return dup_n(buf, len);
+    strs_add(a, buf, len);
 }
 
 void sat_part_render(sat_part_t *p, const sat_windows_t *w, sat_strs_t *names, sat_strs_t *vals) {
@@ -431,19 +438,21 @@ void sat_part_render(sat_part_t *p, const sat_windows_t *w, sat_strs_t *names, s
         sat_series_t *s = &e->s;
         e->changed = 0;
         if (s->total_dirty) {
-            strs_push(names, field_name(e->key, w, -1, 0));
-            strs_push(vals, counts_str(s->metric, &s->total));
+            add_field(names, e->key, w, -1, 0);
+            add_counts(vals, s->metric, &s->total);
             s->total_dirty = 0;
         }
         for (int k = 0; k < w->n; k++)
             for (int b = 0; b < s->win[k].n; b++) {
                 if (!s->win[k].dirty[b]) continue;
-                strs_push(names, field_name(e->key, w, k, s->win[k].no[b]));
-                strs_push(vals, counts_str(s->metric, &s->win[k].c[b]));
+                add_field(names, e->key, w, k, s->win[k].no[b]);
+                add_counts(vals, s->metric, &s->win[k].c[b]);
                 s->win[k].dirty[b] = 0;
             }
     }
     p->n_changed = 0;
+    strs_seal(names);
+    strs_seal(vals);
 }
 
 typedef struct gone_ctx {
@@ -454,7 +463,7 @@ typedef struct gone_ctx {
 
 static void gone_field(int window, int64_t no, void *opaque) {
     gone_ctx_t *g = opaque;
-    strs_push(g->names, field_name(g->key, g->w, window, no));
+    add_field(g->names, g->key, g->w, window, no);
 }
 
 void sat_part_expire(sat_part_t *p, const sat_windows_t *w, int64_t wm, sat_strs_t *names) {
@@ -462,6 +471,7 @@ void sat_part_expire(sat_part_t *p, const sat_windows_t *w, int64_t wm, sat_strs
         gone_ctx_t g = {p->v[i].key, w, names};
         sat_series_expire(&p->v[i].s, w, wm, gone_field, &g);
     }
+    strs_seal(names);
 }
 
 size_t sat_part_bytes(const sat_part_t *p) {
@@ -490,7 +500,8 @@ void sat_part_free(sat_part_t *p) {
 }
 
 void sat_strs_free(sat_strs_t *a) {
-    for (size_t i = 0; i < a->n; i++) free(a->v[i]);
+    free(a->buf);
+    free(a->off);
     free(a->v);
     memset(a, 0, sizeof(*a));
 }

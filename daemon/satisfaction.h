@@ -141,10 +141,14 @@ typedef struct sat_part {
     size_t n_changed, cap_changed;
 } sat_part_t;
 
-/* A growing list of owned strings. */
+/* A growing list of strings, back to back in one buffer; v[0..n) point at
+ * them after each call that adds some. */
 typedef struct sat_strs {
+    char *buf;
+    size_t len, cap;
+    size_t *off;               /* where each starts */
+    size_t n, cap_off;
     char **v;
-    size_t n, cap;
 } sat_strs_t;
 void sat_strs_free(sat_strs_t *a);
 
