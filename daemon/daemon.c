@@ -538,6 +538,12 @@ static void shutdown_all(ctx_t *c) {
     size_t rec_bytes = 0;
     uint64_t rec_used = 0;
     size_t recs = c->batch ? batch_close_records(c->batch, &rec_bytes, &rec_used) : 0;
+    size_t sat_series = 0, sat_buckets = 0, sat_bytes = 0;
+    for (int i = 0; i < c->n_shards; i++) {
+        sat_series += c->shards[i]->sat.n;
+        sat_buckets += sat_part_buckets(&c->shards[i]->sat);
+        sat_bytes += sat_part_bytes(&c->shards[i]->sat);
+    }
     if (c->rk) {
         if (c->st && c->batch) flush_batch(c);
         rd_kafka_commit(c->rk, NULL, 0);
@@ -561,10 +567,11 @@ static void shutdown_all(ctx_t *c) {
     if (c->live_cfg != c->boot_cfg) config_free(c->live_cfg);
     log_info("stopped", "consumed=%llu batches=%llu redis_round_trips=%llu redis_commands=%llu "
              "close_records=%zu close_records_bytes=%zu closed_by_record=%llu "
+             "satisfaction_series=%zu satisfaction_buckets=%zu satisfaction_bytes=%zu "
              "ms_collect=%lld ms_prepare=%lld ms_wait=%lld ms_send=%lld",
              (unsigned long long)c->consumed, (unsigned long long)c->batches,
              (unsigned long long)rt, (unsigned long long)cmds, recs, rec_bytes,
-             (unsigned long long)rec_used, (long long)c->us_collect / 1000,
+             (unsigned long long)rec_used, sat_series, sat_buckets, sat_bytes, (long long)c->us_collect / 1000,
              (long long)c->us_prepare / 1000, (long long)c->us_wait / 1000, (long long)c->us_send / 1000);
 }
 

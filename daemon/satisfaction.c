@@ -484,6 +484,13 @@ size_t sat_part_bytes(const sat_part_t *p) {
     return b;
 }
 
+size_t sat_part_buckets(const sat_part_t *p) {
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        for (int k = 0; k < SAT_MAX_WINDOWS; k++) n += (size_t)p->v[i].s.win[k].n;
+    return n;
+}
+
 void sat_part_free(sat_part_t *p) {
     for (size_t i = 0; i < p->n; i++) {
         free(p->v[i].key);

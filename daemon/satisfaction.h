@@ -169,8 +169,9 @@ int sat_part_learn(sat_part_t *p, const sat_windows_t *w, const char *field, con
 void sat_part_render(sat_part_t *p, const sat_windows_t *w, sat_strs_t *names, sat_strs_t *vals);
 /* Drop the buckets no window holds at watermark wm; their fields appended to names. */
 void sat_part_expire(sat_part_t *p, const sat_windows_t *w, int64_t wm, sat_strs_t *names);
-/* Memory the part holds (allocations' sizes). */
+/* Memory the part holds (allocations' sizes), and its live window buckets. */
 size_t sat_part_bytes(const sat_part_t *p);
+size_t sat_part_buckets(const sat_part_t *p);
 void sat_part_free(sat_part_t *p);
 
 /* The satisfaction part of the metrics snapshot (schemas/metrics.schema.json)
