@@ -220,20 +220,6 @@ static int put(char *buf, size_t cap, size_t *len, const char *s, int name, char
     return 0;
 }
 
-/* Decimal of v at p (at most 20 bytes, no NUL); its length. */
-static size_t put_dec(char *p, int64_t v) {
-    char t[20];
-    size_t n = 0, k = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        t[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) p[k++] = '-';
-    while (n) p[k++] = t[--n];
-    return k;
-}
-
 int sat_key(char *buf, size_t cap, const char *phase, int journey_scope, const char *dim, const char *name,
             ev_metric_t m) {
     size_t len = 0;
@@ -411,7 +397,7 @@ static void add_counts(sat_strs_t *a, ev_metric_t m, const sat_counts_t *c) {
     int nv = sat_max_score(m) - sat_min_score(m) + 1;
     for (int i = 0; i < nv; i++) {
         if (i) buf[len++] = ',';
-        len += put_dec(buf + len, c->n[i]);
+        len += text_dec(buf + len, c->n[i]);
     }
     strs_add(a, buf, len);
 }
@@ -425,9 +411,9 @@ static void add_field(sat_strs_t *a, const char *key, const sat_windows_t *w, in
         len += 4;
     } else {
         buf[len++] = '|';
-        len += put_dec(buf + len, w->res_ms[window]);
+        len += text_dec(buf + len, w->res_ms[window]);
         buf[len++] = '|';
-        len += put_dec(buf + len, no);
+        len += text_dec(buf + len, no);
     }
     strs_add(a, buf, len);
 }

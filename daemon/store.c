@@ -27,6 +27,7 @@
 #include <sys/time.h>
 
 #include "log.h"
+#include "text.h"
 
 struct store {
     const config_t *cfg;       /* borrowed; outlives the store */
@@ -502,21 +503,6 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
     return s;
 }
 
-/* Decimal of v into buf (NUL-terminated, at most 21 bytes); length. */
-static size_t fmt_i64(char *buf, int64_t v) {
-    char tmp[24];
-    size_t n = 0, k = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) buf[k++] = '-';
-    while (n) buf[k++] = tmp[--n];
-    buf[k] = '\0';
-    return k;
-}
-
 /* ---- the writes of a commit, in RESP ------------------------------------------
  * A commit queues tens of thousands of arguments; formatting them straight
  * into one buffer costs a fraction of hiredis's per-command formatting. */
@@ -540,7 +526,7 @@ static char *resp_room(resp_t *r, size_t n) {
 static void resp_num(resp_t *r, char tag, size_t n) {
     char *p = resp_room(r, 24);
     *p = tag;
-    size_t k = 1 + fmt_i64(p + 1, (int64_t)n);
+    size_t k = 1 + text_dec(p + 1, (int64_t)n);
     p[k] = '\r';
     p[k + 1] = '\n';
     r->len += k + 2;
@@ -561,7 +547,7 @@ static void resp_str(resp_t *r, const char *s) { resp_arg(r, s, strlen(s)); }
 
 static void resp_i64(resp_t *r, int64_t v) {
     char num[24];
-    resp_arg(r, num, fmt_i64(num, v));
+    resp_arg(r, num, text_dec(num, v));
 }
 
 /* "<prefix>:{<shard>}:<kind>[:<id>]" as one argument. */

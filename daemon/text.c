@@ -55,3 +55,17 @@ void text_duration(int64_t ms, char *buf, size_t cap) {
     else if (h) snprintf(buf, cap, "%lldh%02lldm%02llds", h, m, s % 60);
     else snprintf(buf, cap, "%lldm%02llds", m, s % 60);
 }
+
+size_t text_dec(char *buf, int64_t v) {
+    char tmp[24];
+    size_t n = 0, k = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) buf[k++] = '-';
+    while (n) buf[k++] = tmp[--n];
+    buf[k] = '\0';
+    return k;
+}

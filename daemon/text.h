@@ -21,4 +21,8 @@ void text_time(int64_t ms, char *buf, size_t cap);
 /* Format a duration in ms as "1h02m03s" / "850ms" into buf (>= 32 bytes). */
 void text_duration(int64_t ms, char *buf, size_t cap);
 
+/* The decimal of v into buf (>= 21 bytes, NUL-terminated); its length.
+ * Without printf: for the hot paths that write many numbers. */
+size_t text_dec(char *buf, int64_t v);
+
 #endif

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 
+import jsonschema
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -247,6 +248,17 @@ def journeyctl(config, *args, check=True):
     if check and r.returncode != 0:
         raise RuntimeError("journeyctl %s: %s" % (args, r.stderr))
     return r
+
+
+SCHEMA = os.path.join(SRC, "schemas", "metrics.schema.json")
+
+
+def metrics(config):
+    """`journeyctl metrics --json`, validated against schemas/metrics.schema.json."""
+    doc = json.loads(journeyctl(config, "metrics", "--json").stdout)
+    with open(SCHEMA) as f:
+        jsonschema.validate(doc, json.load(f))
+    return doc
 
 
 def stats_without_clock(config):

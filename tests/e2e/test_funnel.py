@@ -19,7 +19,6 @@ import tempfile
 import time
 import unittest
 
-import jsonschema
 import msgpack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,16 +27,10 @@ import jdtest  # noqa: E402
 PARTITIONS = 6
 CUSTOMERS = int(os.environ.get("JD_FUNNEL_CUSTOMERS", "19000"))
 KILLS = int(os.environ.get("JD_FUNNEL_KILLS", "3"))
-SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas",
-                      "metrics.schema.json")
 PHASES = ["search", "information", "purchase", "loyalty"]
 
 
-def metrics(cfg):
-    doc = json.loads(jdtest.journeyctl(cfg, "metrics", "--json").stdout)
-    with open(SCHEMA) as f:
-        jsonschema.validate(doc, json.load(f))
-    return doc
+metrics = jdtest.metrics
 
 
 def funnel_of(doc, segment="all"):

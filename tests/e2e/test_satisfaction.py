@@ -21,7 +21,6 @@ import tempfile
 import unittest
 import zlib
 
-import jsonschema
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jdtest  # noqa: E402
@@ -29,19 +28,13 @@ import jdtest  # noqa: E402
 PARTITIONS = 6
 CUSTOMERS = int(os.environ.get("JD_SAT_CUSTOMERS", "19000"))
 KILLS = int(os.environ.get("JD_SAT_KILLS", "3"))
-SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas",
-                      "metrics.schema.json")
 WINDOWS = [("1h", 3600000), ("1d", 86400000), ("1w", 604800000), ("30d", 2592000000)]
 BUCKETS = 12  # satisfaction.buckets_per_window's default
 LO = {"nps": 0, "csat": 1, "ces": 1}
 HI = {"nps": 10, "csat": 5, "ces": 7}
 
 
-def metrics(cfg):
-    doc = json.loads(jdtest.journeyctl(cfg, "metrics", "--json").stdout)
-    with open(SCHEMA) as f:
-        jsonschema.validate(doc, json.load(f))
-    return doc
+metrics = jdtest.metrics
 
 
 def watermarks(cfg, topic):
