@@ -87,8 +87,9 @@ typedef struct entry {
                                   (journey_unpack_head) */
     uint8_t closed;            /* closed by this batch's sweep: written only if
                                   the shard's closed-through mark does not cover it */
-    int64_t timer;             /* as committed: the journey's timer is at or before
-                                  this deadline; -1: it has none */
+    int64_t timer;             /* the journey's timer as committed: exact if this
+                                  daemon wrote it, else (read from Redis) at or
+                                  before this deadline; -1: it has none */
     int64_t deadline;          /* the journey's deadline now, -1: none (deadline_of()) */
     char id[JD_ID_MAX + 1];
     char target[JD_ID_MAX + 1];/* ENT_REDIRECT */
@@ -894,12 +895,15 @@ typedef struct commit_buf {
  * its shard's due timers were all fetched). 0: no change. */
 static int timer_change(const entry_t *e, int64_t now, store_timer_t *t) {
     int had = e->cand || e->timer >= 0;
+    int64_t mark = e->sh->closing_through;
     if (e->state == ENT_UNKNOWN) return 0; /* never loaded (a chain too long): not touched */
     if (now < 0) {
-        int64_t mark = e->sh->closing_through;
         if (!had || (e->cand ? !e->sh->timers_more : e->timer <= mark)) return 0;
         *t = (store_timer_t){.id = e->id, .at = 0, .op = STORE_TIMER_DEL};
-    } else if (e->cand) {
+    } else if (e->cand || (e->timer >= 0 && e->timer <= mark)) {
+        /* fired early; or written by the commit that was in flight when the
+         * due timers were read, so perhaps not seen, and about to go with
+         * the mark's ZREMRANGEBYSCORE: re-armed (after it) */
         *t = (store_timer_t){.id = e->id, .at = now, .op = STORE_TIMER_SET};
     } else if (e->timer < 0 || now < e->timer) {
         *t = (store_timer_t){.id = e->id, .at = now, .op = STORE_TIMER_LT};
@@ -947,12 +951,16 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
         entry_t *e = ents[i];
         int64_t now = e->state == ENT_JOURNEY ? e->deadline : -1;
         store_timer_t *t = &cb->timers[cb->n_timers];
+        /* e->timer becomes what it is once this commits (memory is dropped
+         * if it does not); unchanged if untouched */
         if (timer_change(e, now, t)) {
             cb->n_timers++;
             q->n_timers++;
             if (t->op != STORE_TIMER_DEL && t->at < sh->next_due) sh->next_due = t->at;
+            e->timer = t->op == STORE_TIMER_DEL ? -1 : t->at;
+        } else if (now < 0) {
+            e->timer = -1; /* none, or the mark's ZREMRANGEBYSCORE removes it */
         }
-        e->timer = now; /* what it is once this commits (memory is dropped if it does not) */
         if (e->state == ENT_JOURNEY && now >= 0 && e->j->stored_deadline != now) {
             e->j->stored_deadline = now; /* a new deadline, or one from another config */
             e->dirty = 1;
