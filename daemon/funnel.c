@@ -588,6 +588,21 @@ static void json_phase(FILE *out, const config_t *cfg, const funnel_seg_t *g, in
     else fputs("null,\"p90_s\":null}}", out);
 }
 
+/* A segment's phase, also handed to o->entry (keyed funnel|<segment>|<phase>). */
+static void json_phase_entry(FILE *out, const config_t *cfg, const funnel_seg_t *g, int k,
+                             const funnel_print_opts_t *o) {
+    char *buf = NULL, key[2 * JD_NAME_MAX + 96];
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m) abort();
+    json_phase(m, cfg, g, k, o);
+    fclose(m);
+    snprintf(key, sizeof(key), "funnel|%s|%s", g->name, cfg->phases[k].name);
+    o->entry("funnel", g->name, key, buf, len, o->entry_opaque);
+    fwrite(buf, 1, len, out);
+    free(buf);
+}
+
 void funnel_print_json(const funnel_snap_t *s, const config_t *cfg, const funnel_print_opts_t *o,
                        FILE *out) {
     char t[40];
@@ -614,7 +629,8 @@ void funnel_print_json(const funnel_snap_t *s, const config_t *cfg, const funnel
         fputs(",\"phases\":[", out);
         for (int k = 0; k < cfg->n_phases; k++) {
             if (k) fputc(',', out);
-            json_phase(out, cfg, &v.segs[i], k, o);
+            if (o->entry) json_phase_entry(out, cfg, &v.segs[i], k, o);
+            else json_phase(out, cfg, &v.segs[i], k, o);
         }
         fputs("]}", out);
     }

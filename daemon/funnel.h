@@ -150,6 +150,12 @@ typedef struct funnel_snap {
 void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *field, int64_t value);
 void funnel_snap_free(funnel_snap_t *s);
 
+/* One entry of the snapshot as it is printed: kind "funnel" (segment set:
+ * one phase of a segment) or "satisfaction" (segment NULL: one row), its key
+ * (unique within the snapshot) and its JSON object. */
+typedef void (*funnel_entry_fn)(const char *kind, const char *segment, const char *key, const char *json,
+                                size_t len, void *opaque);
+
 typedef struct funnel_print_opts {
     const char *segment;          /* NULL: all, with the top segments */
     int top_segments;             /* segments listed besides "all" (rest folded into "other") */
@@ -158,6 +164,8 @@ typedef struct funnel_print_opts {
     /* if set: prints more members of the document (",\"name\":value...") */
     void (*more)(FILE *out, void *opaque);
     void *more_opaque;
+    funnel_entry_fn entry;        /* if set: told each segment's phases */
+    void *entry_opaque;
 } funnel_print_opts_t;
 
 /* The snapshot document (schemas/metrics.schema.json), one line. */

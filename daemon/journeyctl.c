@@ -15,6 +15,7 @@
 #include "gen_cli.h"
 #include "journey.h"
 #include "satisfaction.h"
+#include "snapshot.h"
 #include "store.h"
 #include "text.h"
 
@@ -300,82 +301,6 @@ static int cmd_stats(cli_t *c) {
 
 /* ---- funnel and metrics ------------------------------------------------------ */
 
-typedef struct snap_ctx {
-    funnel_snap_t snap;
-    const config_t *cfg;
-    sat_part_t *sat;              /* every partition's satisfaction counts */
-    int64_t *sat_wm;              /* and its watermark */
-    size_t n_sat;
-    int64_t clock;                /* the partition being read's clock */
-    sat_windows_t satw;
-} snap_ctx_t;
-
-static void snap_field(const char *name, long long v, void *opaque) {
-    snap_ctx_t *s = opaque;
-    if (!strcmp(name, "clock")) {
-        int64_t wm = v - s->cfg->allowed_lateness_ms;
-        if (wm < s->snap.watermark) s->snap.watermark = wm;
-        s->clock = v;
-    } else if (!strcmp(name, "late")) {
-        s->snap.late += v;
-    } else {
-        funnel_snap_add(&s->snap, s->cfg, name, v);
-    }
-}
-
-static void snap_sat(const char *field, const char *value, void *opaque) {
-    snap_ctx_t *s = opaque;
-    if (sat_part_learn(&s->sat[s->n_sat - 1], &s->satw, field, value) < 0)
-        fprintf(stderr, "journeyctl: unreadable satisfaction field ignored: %s\n", field);
-}
-
-/* The satisfaction member of the metrics document. */
-static void print_sat(FILE *out, void *opaque) {
-    snap_ctx_t *s = opaque;
-    const char *phases[CFG_MAX_PHASES];
-    for (int k = 0; k < s->cfg->n_phases; k++) phases[k] = s->cfg->phases[k].name;
-    fputs(",\"satisfaction\":", out);
-    sat_print_json(s->sat, s->sat_wm, s->n_sat, &s->satw, phases, s->cfg->n_phases, s->cfg->sat_min_n, out);
-}
-
-static void snap_sat_free(snap_ctx_t *s) {
-    for (size_t i = 0; i < s->n_sat; i++) sat_part_free(&s->sat[i]);
-    free(s->sat);
-    free(s->sat_wm);
-}
-
-/* Sum the counters of every partition into one snapshot. */
-static int read_snapshot(cli_t *c, snap_ctx_t *s) {
-    char err[512], **shards;
-    size_t n;
-    memset(s, 0, sizeof(*s));
-    s->cfg = c->cfg;
-    s->snap.watermark = INT64_MAX;
-    sat_windows_init(&s->satw, c->cfg->sat_windows_ms, c->cfg->n_sat_windows, c->cfg->sat_buckets);
-    if (store_shards(c->st, &shards, &n, err, sizeof(err)) != STORE_OK) {
-        fprintf(stderr, "journeyctl: %s\n", err);
-        return -1;
-    }
-    if (!(s->sat = calloc(n + 1, sizeof(*s->sat))) || !(s->sat_wm = calloc(n + 1, sizeof(*s->sat_wm)))) abort();
-    for (size_t i = 0; i < n; i++) {
-        int64_t off;
-        s->clock = INT64_MIN + s->cfg->allowed_lateness_ms; /* none yet: no finite window holds anything */
-        s->n_sat = i + 1;
-        if (store_shard_stats(c->st, shards[i], &off, snap_field, s, err, sizeof(err)) != STORE_OK ||
-            store_shard_sat(c->st, shards[i], snap_sat, s, err, sizeof(err)) != STORE_OK) {
-            fprintf(stderr, "journeyctl: %s\n", err);
-            free_names(shards, n);
-            funnel_snap_free(&s->snap);
-            snap_sat_free(s);
-            return -1;
-        }
-        s->sat_wm[i] = s->clock - s->cfg->allowed_lateness_ms;
-        s->snap.shards++;
-    }
-    free_names(shards, n);
-    return 0;
-}
-
 static int64_t wall_ms(void) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -383,16 +308,22 @@ static int64_t wall_ms(void) {
 }
 
 /* funnel: the top segments (or one); metrics: the full snapshot. */
+static int read_snapshot(cli_t *c, snapshot_t *s) {
+    char err[512];
+    if (snapshot_read(s, c->st, c->cfg, err, sizeof(err)) == 0) return 0;
+    fprintf(stderr, "journeyctl: %s\n", err);
+    return -1;
+}
+
 static int cmd_funnel(cli_t *c, int full) {
-    snap_ctx_t s;
+    snapshot_t s;
     if (read_snapshot(c, &s) < 0) return 1;
-    funnel_print_opts_t o = {.segment = c->segment, .top_segments = full ? 1000000 : c->top,
-                             .top_touchpoints = full ? 1000000 : 10, .now_ms = wall_ms(),
-                             .more = full ? print_sat : NULL, .more_opaque = &s};
-    if (c->json || full) funnel_print_json(&s.snap, c->cfg, &o, stdout);
+    funnel_print_opts_t o = {.segment = c->segment, .top_segments = c->top, .top_touchpoints = 10,
+                             .now_ms = wall_ms()};
+    if (full) snapshot_print_json(&s, o.now_ms, NULL, NULL, stdout);
+    else if (c->json) funnel_print_json(&s.snap, c->cfg, &o, stdout);
     else funnel_print_text(&s.snap, c->cfg, &o, stdout);
-    funnel_snap_free(&s.snap);
-    snap_sat_free(&s);
+    snapshot_free(&s);
     return 0;
 }
 
@@ -428,14 +359,11 @@ static int sat_args(cli_t *c) {
 
 /* The satisfaction table (sat_print_text()) of every partition's counts. */
 static int cmd_satisfaction(cli_t *c) {
-    snap_ctx_t s;
-    const char *phases[CFG_MAX_PHASES];
+    snapshot_t s;
     if (read_snapshot(c, &s) < 0) return 1;
-    for (int k = 0; k < c->cfg->n_phases; k++) phases[k] = c->cfg->phases[k].name;
-    sat_print_text(s.sat, s.sat_wm, s.n_sat, &s.satw, phases, c->cfg->n_phases, c->cfg->sat_min_n, &c->sat,
+    sat_print_text(s.sat, s.sat_wm, s.n_sat, &s.satw, s.phases, c->cfg->n_phases, c->cfg->sat_min_n, &c->sat,
                    stdout);
-    funnel_snap_free(&s.snap);
-    snap_sat_free(&s);
+    snapshot_free(&s);
     return 0;
 }
 

@@ -708,8 +708,35 @@ static void print_row_json(FILE *out, const row_t *r, const sat_windows_t *w, co
     fputs("}}", out);
 }
 
+/* A row, also handed to entry. */
+static void print_row_entry(FILE *out, const row_t *r, const sat_windows_t *w, const char *const *phases,
+                            int64_t min_n,
+                            void (*entry)(const char *, const char *, const char *, const char *, size_t, void *),
+                            void *opaque) {
+    char *buf = NULL, key[SAT_KEY_MAX + 96], wn[32];
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m) abort();
+    print_row_json(m, r, w, phases, min_n);
+    fclose(m);
+    sat_window_name(w, r->window, wn, sizeof(wn));
+    snprintf(key, sizeof(key), "satisfaction|%s|%s|%s|%.*s", phases[r->phase], wn, BD[r->breakdown],
+             (int)strcspn(r->name, "|"), r->name);
+    entry("satisfaction", NULL, key, buf, len, opaque);
+    fwrite(buf, 1, len, out);
+    free(buf);
+}
+
 void sat_print_json(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
                     const char *const *phases, int n_phases, int64_t min_n, FILE *out) {
+    sat_print_json_each(parts, wms, n_parts, w, phases, n_phases, min_n, NULL, NULL, out);
+}
+
+void sat_print_json_each(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
+                         const char *const *phases, int n_phases, int64_t min_n,
+                         void (*entry)(const char *kind, const char *segment, const char *key,
+                                       const char *json, size_t len, void *opaque),
+                         void *opaque, FILE *out) {
     size_t n;
     row_t *rows = sat_rows(parts, wms, n_parts, w, phases, n_phases, &n);
     fprintf(out, "{\"min_n\":%lld,\"windows\":[", (long long)min_n);
@@ -725,7 +752,8 @@ void sat_print_json(const sat_part_t *parts, const int64_t *wms, size_t n_parts,
         if (!row_total(&rows[i])) continue; /* nothing in this window */
         if (!first) fputc(',', out);
         first = 0;
-        print_row_json(out, &rows[i], w, phases, min_n);
+        if (entry) print_row_entry(out, &rows[i], w, phases, min_n, entry, opaque);
+        else print_row_json(out, &rows[i], w, phases, min_n);
     }
     fputs("]}", out);
     free(rows);

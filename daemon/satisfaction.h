@@ -182,6 +182,14 @@ void sat_part_free(sat_part_t *p);
  * journey-minus-touchpoint gap. */
 void sat_print_json(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
                     const char *const *phases, int n_phases, int64_t min_n, FILE *out);
+/* The same, each row also handed to entry (if not NULL), with kind
+ * "satisfaction", no segment and the key
+ * satisfaction|<phase>|<window>|<breakdown>|<name>. */
+void sat_print_json_each(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
+                         const char *const *phases, int n_phases, int64_t min_n,
+                         void (*entry)(const char *kind, const char *segment, const char *key,
+                                       const char *json, size_t len, void *opaque),
+                         void *opaque, FILE *out);
 
 /* A window's name in the snapshot ("1h", "1d", "1w", "30d"; window -1: "all")
  * into buf (>= 32 bytes). */

@@ -1,0 +1,40 @@
+/*
+ * snapshot.h -- the metrics snapshot (schemas/metrics.schema.json) read from
+ * Redis: every partition's funnel counters and satisfaction counts, summed
+ * (funnel.c, satisfaction.c). journeyctl prints it; the output thread
+ * (output.c) publishes it entry by entry and renders it for Prometheus.
+ */
+#ifndef JD_SNAPSHOT_H
+#define JD_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "funnel.h"
+#include "satisfaction.h"
+#include "store.h"
+
+typedef struct snapshot {
+    funnel_snap_t snap;
+    const config_t *cfg;          /* borrowed */
+    sat_part_t *sat;              /* every partition's satisfaction counts; owned */
+    int64_t *sat_wm;              /* and its watermark; owned */
+    size_t n_sat;
+    int64_t clock;                /* while reading: the partition being read's clock */
+    sat_windows_t satw;
+    const char *phases[CFG_MAX_PHASES];
+} snapshot_t;
+
+/* Read every partition of the shard set; 0, or -1 with errbuf (nothing to
+ * free then). An unreadable satisfaction field is logged and skipped. */
+int snapshot_read(snapshot_t *s, store_t *st, const config_t *cfg, char *errbuf, size_t errlen);
+void snapshot_free(snapshot_t *s);
+
+/* The full document (as `journeyctl metrics --json`), one line. With entry
+ * set, each funnel phase of a segment and each satisfaction row is also
+ * handed to it (funnel_entry_fn) as it is printed. */
+void snapshot_print_json(const snapshot_t *s, int64_t now_ms, funnel_entry_fn entry, void *opaque, FILE *out);
+
+#endif
