@@ -913,6 +913,29 @@ static int timer_change(const entry_t *e, int64_t now, store_timer_t *t) {
     return 1;
 }
 
+/* The batch's answers go to the answer log, or, once the log would pass
+ * satisfaction.log_max_bytes, a checkpoint writes every count changed since
+ * the last one, deletes the buckets expired since, and empties the log
+ * (satisfaction.h). Either way the commit holds exactly the new answers. */
+static void sat_commit(batch_t *b, shard_t *sh, store_commit_req_t *q) {
+    size_t add = sh->sat.log_len;
+    sh->sat_checkpoint = add && sh->sat_log_bytes + add > (size_t)b->cfg->sat_log_max;
+    if (!sh->sat_checkpoint) {
+        q->sat_log = sh->sat.log;
+        q->sat_log_len = add;
+        sh->sat_log_bytes += add; /* as if committed: memory is dropped if it is not */
+        return;
+    }
+    sat_part_render(&sh->sat, &b->satw, &sh->sat_names, &sh->sat_vals);
+    q->n_sat = sh->sat_names.n;
+    q->sat_names = (const char *const *)sh->sat_names.v;
+    q->sat_values = (const char *const *)sh->sat_vals.v;
+    q->n_sat_gone = sh->sat_gone.n;
+    q->sat_gone = (const char *const *)sh->sat_gone.v;
+    q->sat_log_reset = sh->sat_log_bytes > 0;
+    sh->sat_log_bytes = 0;
+}
+
 static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_ents,
                             store_commit_req_t *q, size_t *k, commit_buf_t *cb) {
     q->shard = sh->name;
@@ -936,12 +959,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
         sat_part_expire(&sh->sat, &b->satw, wm, &sh->sat_gone);
         sh->sat_expired = wm;
     }
-    sat_part_render(&sh->sat, &b->satw, &sh->sat_names, &sh->sat_vals);
-    q->n_sat = sh->sat_names.n;
-    q->sat_names = (const char *const *)sh->sat_names.v;
-    q->sat_values = (const char *const *)sh->sat_vals.v;
-    q->n_sat_gone = sh->sat_gone.n;
-    q->sat_gone = (const char *const *)sh->sat_gone.v;
+    sat_commit(b, sh, q);
     sh->closed_through = sh->closing_through; /* as if committed: memory is dropped if it is not */
     q->ids = &cb->ids[*k];
     q->vals = &cb->vals[*k];
@@ -1086,7 +1104,9 @@ static void batch_clear(batch_t *b) {
         funnel_delta_clear(&sh->fd);
         sat_strs_free(&sh->sat_names);
         sat_strs_free(&sh->sat_vals);
-        sat_strs_free(&sh->sat_gone);
+        if (sh->sat_checkpoint) sat_strs_free(&sh->sat_gone);
+        sh->sat_checkpoint = 0;
+        sat_part_log_clear(&sh->sat);
     }
     b->n_shards = 0;
     b->n_items = 0;
@@ -1179,6 +1199,7 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
         b->pend.reqs[s].metric_names = NULL;
         b->pend.reqs[s].metric_values = NULL;
         b->pend.reqs[s].sat_names = b->pend.reqs[s].sat_values = b->pend.reqs[s].sat_gone = NULL;
+        b->pend.reqs[s].sat_log = NULL;
     }
     memset(p, 0, sizeof(*p));
     table_keep_current(b);

@@ -244,6 +244,7 @@ static const key_t_ KEYS[] = {
      NULL, 0, OFF(n_sat_windows), CFG_MAX_SAT_WINDOWS},
     {"satisfaction.buckets_per_window", T_INT, OFF(sat_buckets), "12", 1, 1000, NULL, 0, 0, 0},
     {"satisfaction.min_n", T_INT, OFF(sat_min_n), "30", 1, 1000000, NULL, 0, 0, 0},
+    {"satisfaction.log_max_bytes", T_INT, OFF(sat_log_max), "262144", 0, 67108864, NULL, 0, 0, 0},
     {"log.level", T_ENUM, OFF(log_level), "info", 0, 0, LEVELS, 0, 0, 0},
 };
 #define N_KEYS (sizeof(KEYS) / sizeof(KEYS[0]))

@@ -102,6 +102,8 @@ typedef struct config {
     int n_sat_windows;
     int sat_buckets;                               /* buckets per window */
     int sat_min_n;              /* fewer answers: the score is reported as insufficient */
+    int sat_log_max;            /* answer log bytes of a partition before its counts are
+                                   rewritten (satisfaction.h; 0: at every commit) */
 
     /* log */
     int log_level;              /* log_level_t */

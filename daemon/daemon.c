@@ -148,15 +148,27 @@ static void learn_sat(const char *field, const char *value, void *opaque) {
         log_warn("unreadable satisfaction field ignored", "shard=%s field=\"%s\"", l->sh->name, field);
 }
 
+/* The answer log on top of the counts; its records are counted as changed,
+ * so the next checkpoint writes them into the counts. */
+static void learn_sat_log(const char *log, size_t len, void *opaque) {
+    learning_t *l = opaque;
+    sat_windows_t w;
+    sat_windows_init(&w, l->cfg->sat_windows_ms, l->cfg->n_sat_windows, l->cfg->sat_buckets);
+    if (sat_part_replay(&l->sh->sat, &w, log, len) < 0)
+        log_warn("unreadable satisfaction log record: the rest of the log is ignored", "shard=%s", l->sh->name);
+    l->sh->sat_log_bytes = len;
+}
+
 static int shard_load_offset(ctx_t *c, shard_t *sh) {
     char err[256];
     learning_t l = {sh, c->live_cfg};
     funnel_reg_free(&sh->reg);
     funnel_delta_free(&sh->totals);
     sat_part_free(&sh->sat);
+    sat_strs_free(&sh->sat_gone);
     if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK &&
         store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err, sizeof(err)) == STORE_OK &&
-        store_shard_sat(c->st, sh->name, learn_sat, &l, err, sizeof(err)) == STORE_OK) {
+        store_shard_sat(c->st, sh->name, learn_sat, learn_sat_log, &l, err, sizeof(err)) == STORE_OK) {
         sh->sat_expired = sh->clock - c->live_cfg->allowed_lateness_ms;
         c->backoff_ms = 0;
         sh->next_due = INT64_MIN; /* ask Redis for due timers on the next batch */

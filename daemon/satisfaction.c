@@ -309,8 +309,9 @@ sat_series_t *sat_part_series(sat_part_t *p, const char *key, ev_metric_t m) {
     return &e->s;
 }
 
-void sat_part_add(sat_part_t *p, const sat_windows_t *w, const char *key, ev_metric_t m, int64_t ts,
-                  int score) {
+/* Count the answer, marking its series changed. */
+static void part_count(sat_part_t *p, const sat_windows_t *w, const char *key, ev_metric_t m, int64_t ts,
+                       int score) {
     sat_series_t *s = sat_part_series(p, key, m);
     sat_part_entry_t *e = (sat_part_entry_t *)((char *)s - offsetof(sat_part_entry_t, s));
     sat_series_add(s, w, ts, score, 1);
@@ -321,6 +322,52 @@ void sat_part_add(sat_part_t *p, const sat_windows_t *w, const char *key, ev_met
         if (!(p->changed = realloc(p->changed, p->cap_changed * sizeof(*p->changed)))) abort();
     }
     p->changed[p->n_changed++] = (uint32_t)(e - p->v);
+}
+
+/* "<ts> <score> <key>\0" appended to the log. */
+static void log_record(sat_part_t *p, const char *key, int64_t ts, int score) {
+    size_t klen = strlen(key), need = p->log_len + klen + 48;
+    if (need > p->log_cap) {
+        p->log_cap = p->log_cap * 2 > need ? p->log_cap * 2 : need + 4096;
+        if (!(p->log = realloc(p->log, p->log_cap))) abort();
+    }
+    char *q = p->log + p->log_len;
+    q += text_dec(q, ts);
+    *q++ = ' ';
+    q += text_dec(q, score);
+    *q++ = ' ';
+    memcpy(q, key, klen + 1);
+    p->log_len = (size_t)(q + klen + 1 - p->log);
+}
+
+void sat_part_add(sat_part_t *p, const sat_windows_t *w, const char *key, ev_metric_t m, int64_t ts,
+                  int score) {
+    part_count(p, w, key, m, ts, score);
+    log_record(p, key, ts, score);
+}
+
+void sat_part_log_clear(sat_part_t *p) { p->log_len = 0; }
+
+long sat_part_replay(sat_part_t *p, const sat_windows_t *w, const char *log, size_t len) {
+    long n = 0;
+    const char *q = log, *end = log + len;
+    while (q < end) {
+        const char *nul = memchr(q, '\0', (size_t)(end - q));
+        if (!nul) return -1;
+        char *e1, *e2;
+        long long ts = strtoll(q, &e1, 10);
+        if (e1 == q || *e1 != ' ') return -1;
+        long score = strtol(e1 + 1, &e2, 10);
+        if (e2 == e1 + 1 || *e2 != ' ' || nul - (e2 + 1) >= SAT_KEY_MAX) return -1;
+        const char *key = e2 + 1, *mname = strrchr(key, '|');
+        ev_metric_t m = mname ? metric_of(mname + 1) : EV_METRIC_NONE;
+        if (m == EV_METRIC_NONE || !sat_score_ok(m, (int)score)) return -1;
+        learn_name(p, key);
+        part_count(p, w, key, m, ts, (int)score);
+        n++;
+        q = nul + 1;
+    }
+    return n;
 }
 
 int sat_part_learn(sat_part_t *p, const sat_windows_t *w, const char *field, const char *value) {
@@ -461,7 +508,7 @@ void sat_part_expire(sat_part_t *p, const sat_windows_t *w, int64_t wm, sat_strs
 }
 
 size_t sat_part_bytes(const sat_part_t *p) {
-    size_t b = p->cap * sizeof(*p->v) + p->cap_slots * sizeof(*p->slots);
+    size_t b = p->cap * sizeof(*p->v) + p->cap_slots * sizeof(*p->slots) + p->log_cap;
     for (size_t i = 0; i < p->n; i++) {
         b += strlen(p->v[i].key) + 1;
         for (int k = 0; k < SAT_MAX_WINDOWS; k++)
@@ -485,6 +532,7 @@ void sat_part_free(sat_part_t *p) {
     free(p->v);
     free(p->slots);
     free(p->changed);
+    free(p->log);
     for (int k = 0; k < 2; k++) {
         for (int i = 0; i < p->names[k].n; i++) free(p->names[k].v[i]);
         free(p->names[k].v);

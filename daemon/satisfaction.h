@@ -133,6 +133,8 @@ typedef struct sat_names {
 
 typedef struct sat_part {
     sat_names_t names[2];      /* touchpoints, segments its series use */
+    char *log;                 /* answers counted since sat_part_log_clear(), as log records; owned */
+    size_t log_len, log_cap;
     sat_part_entry_t *v;
     size_t n, cap;
     uint32_t *slots;           /* open addressing: index + 1, 0 = empty */
@@ -158,9 +160,27 @@ const char *sat_part_capped(sat_part_t *p, int segment, const char *name, int ma
 
 /* The series of key (created empty if new). */
 sat_series_t *sat_part_series(sat_part_t *p, const char *key, ev_metric_t m);
-/* Count one answer. */
+/* Count one answer, and append it to the part's log. */
 void sat_part_add(sat_part_t *p, const sat_windows_t *w, const char *key, ev_metric_t m, int64_t ts,
                   int score);
+
+/*
+ * The answer log: between two rewrites of its counts (a checkpoint), a
+ * partition commits the answers it counted as log records appended to a
+ * string in Redis (schemas/redis.md), one per answer and series,
+ *     <ts> <score> <key>\0
+ * and whoever reads the partition adds the log to the stored counts
+ * (sat_part_replay()), so stored counts + log = the counts, exactly, at
+ * every commit. A checkpoint writes every field changed since the last one
+ * and empties the log: the Redis work per answer is an append, not a
+ * field per window and series.
+ */
+/* Count every record of log[0..len) (not logged again; the series are marked
+ * changed, to be written at the next checkpoint): how many, or -1 at the
+ * first malformed record (those before it are counted). */
+long sat_part_replay(sat_part_t *p, const sat_windows_t *w, const char *log, size_t len);
+/* Forget the records of the log (they have been committed). */
+void sat_part_log_clear(sat_part_t *p);
 /* A stored field and its value, added to the part (reading a partition back,
  * or several to merge them): 1, 0 if it belongs to a window no longer
  * configured, -1 if it is malformed. */

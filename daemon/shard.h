@@ -61,7 +61,10 @@ typedef struct shard {
     funnel_reg_t reg;           /* segment / touchpoint names its counters use */
     funnel_delta_t totals;      /* its funnel counters as committed, and the open batch's */
     sat_part_t sat;             /* its satisfaction counts as committed, and the open batch's */
-    sat_strs_t sat_names, sat_vals, sat_gone;  /* the open batch's commit of them */
+    sat_strs_t sat_names, sat_vals;  /* the counts the open batch's commit writes (a checkpoint) */
+    sat_strs_t sat_gone;        /* buckets expired since the last checkpoint, deleted by the next */
+    int sat_checkpoint;         /* the open batch's commit is a checkpoint */
+    size_t sat_log_bytes;       /* answer log in Redis (as of the last commit prepared) */
     int64_t sat_expired;        /* watermark of the last expiry of old buckets */
 } shard_t;
 

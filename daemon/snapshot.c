@@ -34,6 +34,12 @@ static void snap_sat(const char *field, const char *value, void *opaque) {
         log_warn("unreadable satisfaction field ignored", "field=\"%s\"", field);
 }
 
+static void snap_sat_log(const char *log, size_t len, void *opaque) {
+    snapshot_t *s = opaque;
+    if (sat_part_replay(&s->sat[s->n_sat - 1], &s->satw, log, len) < 0)
+        log_warn("unreadable satisfaction log record: the rest of the log is ignored", "records_bytes=%zu", len);
+}
+
 void snapshot_free(snapshot_t *s) {
     funnel_snap_free(&s->snap);
     for (size_t i = 0; i < s->n_sat; i++) sat_part_free(&s->sat[i]);
@@ -58,7 +64,7 @@ int snapshot_read(snapshot_t *s, store_t *st, const config_t *cfg, char *errbuf,
         s->clock = INT64_MIN + cfg->allowed_lateness_ms; /* none yet: no finite window holds anything */
         s->n_sat = i + 1;
         if (store_shard_stats(st, shards[i], &off, snap_field, s, errbuf, errlen) != STORE_OK ||
-            store_shard_sat(st, shards[i], snap_sat, s, errbuf, errlen) != STORE_OK)
+            store_shard_sat(st, shards[i], snap_sat, snap_sat_log, s, errbuf, errlen) != STORE_OK)
             goto out;
         s->sat_wm[i] = s->clock - cfg->allowed_lateness_ms;
         s->snap.shards++;

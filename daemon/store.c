@@ -348,26 +348,35 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
 }
 
 store_status_t store_shard_sat(store_t *st, const char *shard,
-                               void (*fn)(const char *field, const char *value, void *opaque), void *opaque,
+                               void (*fn)(const char *field, const char *value, void *opaque),
+                               void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
                                char *errbuf, size_t errlen) {
-    char key[512];
-    redisReply *r;
-    if (store_key(st->cfg->redis_prefix, shard, "q", NULL, key, sizeof(key)) < 0) {
+    char key[512], lkey[512];
+    redisReply *r[2];
+    if (store_key(st->cfg->redis_prefix, shard, "q", NULL, key, sizeof(key)) < 0 ||
+        store_key(st->cfg->redis_prefix, shard, "ql", NULL, lkey, sizeof(lkey)) < 0) {
         snprintf(errbuf, errlen, "shard name too long: %s", shard);
         return STORE_FATAL;
     }
     redisAppendCommand(st->c, "HGETALL %s", key);
+    redisAppendCommand(st->c, "GET %s", lkey);
     st->round_trips++;
-    st->commands++;
-    store_status_t s = read_replies(st, 1, &r, errbuf, errlen);
+    st->commands += 2;
+    store_status_t s = read_replies(st, 2, r, errbuf, errlen);
     if (s != STORE_OK) return s;
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(errbuf, errlen, "redis %s: %s", key, r->str);
-        s = STORE_FATAL;
+    for (int k = 0; k < 2; k++)
+        if (r[k]->type == REDIS_REPLY_ERROR) {
+            snprintf(errbuf, errlen, "redis %s: %s", k ? lkey : key, r[k]->str);
+            s = STORE_FATAL;
+        }
+    if (s == STORE_OK) {
+        for (size_t i = 0; r[0]->type == REDIS_REPLY_ARRAY && i + 1 < r[0]->elements; i += 2)
+            fn(r[0]->element[i]->str, r[0]->element[i + 1]->str, opaque);
+        log_fn(r[1]->type == REDIS_REPLY_STRING ? r[1]->str : "", r[1]->type == REDIS_REPLY_STRING ? r[1]->len : 0,
+               opaque);
     }
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-        fn(r->element[i]->str, r->element[i + 1]->str, opaque);
-    freeReplyObject(r);
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
     return s;
 }
 
@@ -448,6 +457,7 @@ void store_due_free(store_due_req_t *reqs, size_t nreq) {
  * expected one is fenced (someone else owns or owned it) and left out; one
  * whose counters key is not a hash would make a write fail, so nothing of it
  * is written either. */
+#define PER_SHARD 5 /* replies per shard: its offset, then the types of its s, t, q and ql keys */
 static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t nreq,
                                    char *errbuf, size_t errlen) {
     argvbuf_t a;
@@ -466,15 +476,17 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
         redisAppendCommand(st->c, "TYPE %s", key);
         store_key(st->cfg->redis_prefix, reqs[q].shard, "q", NULL, key, sizeof(key));
         redisAppendCommand(st->c, "TYPE %s", key);
+        store_key(st->cfg->redis_prefix, reqs[q].shard, "ql", NULL, key, sizeof(key));
+        redisAppendCommand(st->c, "TYPE %s", key);
     }
     argv_free(&a);
-    st->commands += 1 + 4 * nreq;
+    st->commands += 1 + PER_SHARD * nreq;
     st->round_trips++;
     redisReply *r;
     store_status_t s = STORE_OK;
-    static const char *const WHAT[] = {"counters", "timers", "satisfaction counts"};
-    static const char *const WANT[] = {"hash", "zset", "hash"};
-    for (size_t i = 0; i < 1 + 4 * nreq; i++) {
+    static const char *const WHAT[] = {"counters", "timers", "satisfaction counts", "answer log"};
+    static const char *const WANT[] = {"hash", "zset", "hash", "string"};
+    for (size_t i = 0; i < 1 + PER_SHARD * nreq; i++) {
         if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
             snprintf(errbuf, errlen, "redis: %s", st->c->errstr);
             return STORE_RETRY;
@@ -482,16 +494,16 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
         if (r->type == REDIS_REPLY_ERROR) {
             snprintf(errbuf, errlen, "redis commit check: %s", r->str);
             s = STORE_RETRY;
-        } else if (i > 0 && i % 4 == 1) {          /* GET offset */
-            store_commit_req_t *q = &reqs[(i - 1) / 4];
+        } else if (i > 0 && i % PER_SHARD == 1) {  /* GET offset */
+            store_commit_req_t *q = &reqs[(i - 1) / PER_SHARD];
             long long cur = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
             q->status = cur == q->expected_offset ? STORE_OK : STORE_FENCED;
             if (q->status == STORE_FENCED)
                 log_warn("shard fenced: stored offset differs from ours", "shard=%s expected=%lld stored=%lld",
                          q->shard, (long long)q->expected_offset, cur);
-        } else if (i > 0) {                         /* TYPE counters, timers, satisfaction */
-            store_commit_req_t *q = &reqs[(i - 1) / 4];
-            int k = (int)((i - 1) % 4) - 1;
+        } else if (i > 0) {                         /* TYPE counters, timers, satisfaction, log */
+            store_commit_req_t *q = &reqs[(i - 1) / PER_SHARD];
+            int k = (int)((i - 1) % PER_SHARD) - 1;
             if (strcmp(r->str, WANT[k]) && strcmp(r->str, "none") && q->status == STORE_OK) {
                 snprintf(errbuf, errlen, "redis: %s of %s are a %s, not a %s", WHAT[k], q->shard, r->str,
                          WANT[k]);
@@ -672,6 +684,19 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
         resp_str(&r, "HDEL");
         resp_key(&r, pre, q->shard, "q", NULL);
         for (size_t i = 0; i < q->n_sat_gone; i++) resp_str(&r, q->sat_gone[i]);
+        queued++;
+    }
+    if (q->sat_log_reset) { /* a checkpoint: the counts above include the log */
+        resp_cmd(&r, 2);
+        resp_str(&r, "DEL");
+        resp_key(&r, pre, q->shard, "ql", NULL);
+        queued++;
+    }
+    if (q->sat_log_len) { /* the answers since */
+        resp_cmd(&r, 3);
+        resp_str(&r, "APPEND");
+        resp_key(&r, pre, q->shard, "ql", NULL);
+        resp_arg(&r, q->sat_log, q->sat_log_len);
         queued++;
     }
     resp_cmd(&r, 3);

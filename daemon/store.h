@@ -76,6 +76,9 @@ typedef struct store_commit_req {
     const char *const *sat_values;
     size_t n_sat_gone;        /* satisfaction fields to delete */
     const char *const *sat_gone;
+    const char *sat_log;      /* answer log records to append (string <prefix>:{shard}:ql) */
+    size_t sat_log_len;
+    int sat_log_reset;        /* a checkpoint: empty the answer log first */
     store_status_t status;    /* out: result for this shard */
 } store_commit_req_t;
 
@@ -107,10 +110,13 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
                                  void (*fn)(const char *field, int64_t value, void *opaque), void *opaque,
                                  char *errbuf, size_t errlen);
 
-/* A shard's satisfaction counts (hash <prefix>:{shard}:q): fn is called
- * for each field and value (sat_part_learn()), with one HGETALL. */
+/* A shard's satisfaction counts (hash <prefix>:{shard}:q) and answer log
+ * (string <prefix>:{shard}:ql), in one round trip: fn is called for each
+ * field and value (sat_part_learn()), then log_fn once with the log (len 0
+ * if there is none; sat_part_replay()). */
 store_status_t store_shard_sat(store_t *st, const char *shard,
-                               void (*fn)(const char *field, const char *value, void *opaque), void *opaque,
+                               void (*fn)(const char *field, const char *value, void *opaque),
+                               void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
                                char *errbuf, size_t errlen);
 
 /* The due timers of several shards and the values of ids of several shards,

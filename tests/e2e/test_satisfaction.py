@@ -99,6 +99,7 @@ class SatisfactionTest(unittest.TestCase):
         cls.prefixes = []
         prefix, group = jdtest.unique("sclean"), jdtest.unique("g")
         cls.prefixes.append(prefix)
+        cls.clean_prefix = prefix
         cls.clean = jdtest.static_config(cls.topic, cls.dlq, prefix, group)
         dmn = jdtest.Daemon(cls.clean)
         jdtest.wait_committed(prefix, cls.topic, PARTITIONS, timeout=300, proc=dmn.proc)
@@ -166,11 +167,34 @@ class SatisfactionTest(unittest.TestCase):
         stats = json.loads(jdtest.journeyctl(self.clean, "stats", "--json").stdout)["total"]
         self.assertGreater(stats.get("deadletter.bad_score", 0), 0)
 
+    def test_the_clean_run_reads_counts_and_logs(self):
+        # the default satisfaction.log_max_bytes leaves answers in the answer
+        # logs of some partitions and checkpointed counts in all of them
+        r = jdtest.redis_client()
+        prefix = self.clean_prefix
+        logs = [r.strlen("%s:{%s:%d}:ql" % (prefix, self.topic, p)) for p in range(PARTITIONS)]
+        counts = [r.hlen("%s:{%s:%d}:q" % (prefix, self.topic, p)) for p in range(PARTITIONS)]
+        self.assertTrue(any(logs), logs)
+        self.assertTrue(all(counts), counts)
+
     def test_kill9_restarts_count_every_answer_once(self):
+        # a small answer log: many checkpoints, and kills between them
         prefix, group = jdtest.unique("scrash"), jdtest.unique("g")
         self.prefixes.append(prefix)
-        cfg = jdtest.static_config(self.topic, self.dlq, prefix, group)
+        cfg = jdtest.static_config(self.topic, self.dlq, prefix, group,
+                                   "satisfaction:\n  log_max_bytes: 4096\n")
         jdtest.run_with_kills(self, cfg, prefix, self.topic, PARTITIONS, self.total, KILLS, 5)
+        self.check_against_truth(cfg, metrics(cfg))
+
+    def test_counts_rewritten_at_every_commit_are_the_same(self):
+        prefix, group = jdtest.unique("snolog"), jdtest.unique("g")
+        self.prefixes.append(prefix)
+        cfg = jdtest.static_config(self.topic, self.dlq, prefix, group, "satisfaction:\n  log_max_bytes: 0\n")
+        dmn = jdtest.Daemon(cfg)
+        jdtest.wait_committed(prefix, self.topic, PARTITIONS, timeout=300, proc=dmn.proc)
+        assert dmn.stop() == 0
+        r = jdtest.redis_client()
+        self.assertEqual(sum(r.strlen("%s:{%s:%d}:ql" % (prefix, self.topic, p)) for p in range(PARTITIONS)), 0)
         self.check_against_truth(cfg, metrics(cfg))
 
 

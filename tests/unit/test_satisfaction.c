@@ -437,3 +437,96 @@ Test(satisfaction, table_sums_partitions_and_fits_120_columns) {
     free(got);
     for (int i = 0; i < 3; i++) sat_part_free(&p[i]);
 }
+
+/* ---- the answer log ---- */
+
+static char *json_of(const sat_part_t *p, const int64_t *wm, size_t n, const sat_windows_t *w) {
+    static const char *const phases[] = {"search", "purchase"};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    cr_assert_not_null(out);
+    sat_print_json(p, wm, n, w, phases, 2, 3, out);
+    fclose(out);
+    return buf;
+}
+
+/* Replays a field list + log into a fresh part, as a reader does. */
+static void read_back(sat_part_t *q, const sat_windows_t *w, const sat_strs_t *names, const sat_strs_t *vals,
+                      const char *log, size_t len, long records) {
+    for (size_t i = 0; i < names->n; i++) cr_assert_eq(sat_part_learn(q, w, names->v[i], vals->v[i]), 1);
+    cr_assert_eq(sat_part_replay(q, w, log, len), records);
+}
+
+Test(satisfaction, log_records_are_time_score_key) {
+    sat_windows_t w;
+    const int64_t lens[] = {HOUR};
+    cr_assert_eq(sat_windows_init(&w, lens, 1, 4), 0);
+    sat_part_t p = {0};
+    answer(&p, &w, 0, "touchpoint", "cart", EV_METRIC_NPS, 1000, 9);
+    answer(&p, &w, 1, "segment", "smb", EV_METRIC_CES, -5, 2);
+    const char want[] = "1000 9 search|touchpoint|touchpoint|cart|nps\0-5 2 search|journey|segment|smb|ces";
+    cr_assert_eq(p.log_len, sizeof(want));
+    cr_assert_eq(memcmp(p.log, want, sizeof(want)), 0);
+    sat_part_log_clear(&p);
+    cr_assert_eq(p.log_len, 0);
+    sat_part_free(&p);
+}
+
+Test(satisfaction, counts_plus_log_equal_the_counts) {
+    sat_windows_t w;
+    const int64_t lens[] = {HOUR, 24 * HOUR};
+    cr_assert_eq(sat_windows_init(&w, lens, 2, 4), 0);
+    sat_part_t p = {0}, q = {0};
+    sat_strs_t names = {0}, vals = {0};
+    table_part(&p, &w); /* the first half: checkpointed */
+    sat_part_render(&p, &w, &names, &vals);
+    sat_part_log_clear(&p);
+    table_part(&p, &w); /* the second: only in the log */
+    answer(&p, &w, 0, "touchpoint", "phone", EV_METRIC_CSAT, T0 - 3 * HOUR, 1);
+    int64_t wm = T0;
+    read_back(&q, &w, &names, &vals, p.log, p.log_len, 21); /* table_part()'s 20 and one */
+    char *a = json_of(&p, &wm, 1, &w), *b = json_of(&q, &wm, 1, &w);
+    cr_assert_str_eq(b, a);
+    cr_assert(strstr(a, "\"name\":\"phone\""));
+    /* the replayed series are changed: the next checkpoint writes them */
+    sat_strs_t n2 = {0}, v2 = {0};
+    sat_part_render(&q, &w, &n2, &v2);
+    cr_assert_gt(n2.n, 0);
+    sat_part_t r = {0};
+    read_back(&r, &w, &n2, &v2, "", 0, 0);
+    char *c = json_of(&r, &wm, 1, &w);
+    cr_assert_str_eq(c, a);
+    free(a);
+    free(b);
+    free(c);
+    sat_strs_free(&names);
+    sat_strs_free(&vals);
+    sat_strs_free(&n2);
+    sat_strs_free(&v2);
+    sat_part_free(&p);
+    sat_part_free(&q);
+    sat_part_free(&r);
+}
+
+Test(satisfaction, malformed_log_records_stop_the_replay) {
+    sat_windows_t w;
+    const int64_t lens[] = {HOUR};
+    cr_assert_eq(sat_windows_init(&w, lens, 1, 4), 0);
+    sat_part_t q = {0};
+    static const char good[] = "5 9 search|touchpoint|all|all|nps";
+    cr_assert_eq(sat_part_replay(&q, &w, good, sizeof(good)), 1);
+    static const char score_out_of_range[] = "5 11 search|touchpoint|all|all|nps";
+    cr_assert_eq(sat_part_replay(&q, &w, score_out_of_range, sizeof(score_out_of_range)), -1);
+    static const char no_metric[] = "5 3 search|touchpoint|all|all|xyz";
+    cr_assert_eq(sat_part_replay(&q, &w, no_metric, sizeof(no_metric)), -1);
+    static const char cut[] = "5 3 search|touchpoint|all|all|nps\0" "6 4 sea";
+    cr_assert_eq(sat_part_replay(&q, &w, cut, sizeof(cut) - 1), -1); /* the last record has no NUL */
+    static const char no_time[] = "x 3 search|touchpoint|all|all|nps";
+    cr_assert_eq(sat_part_replay(&q, &w, no_time, sizeof(no_time)), -1);
+    sat_counts_t c;
+    sat_series_window(sat_part_series(&q, "search|touchpoint|all|all|nps", EV_METRIC_NPS), &w, -1, 0, &c);
+    cr_assert_eq(c.n[9], 1); /* the good record */
+    cr_assert_eq(c.n[3], 1); /* the record before the cut one */
+    sat_part_free(&q);
+}
