@@ -3,10 +3,11 @@
  *
  * libyaml parses the file into a small tree of nodes that remember their
  * line; the tree is then checked against the table of keys below (name,
- * type, default, bounds, description), the kafka.* passthrough, the phases
- * and the classification rules; checks across keys (allowed_lateness against
- * the phase timeouts, satisfaction windows against buckets_per_window) run
- * once the whole file is loaded. Every error is reported as
+ * type, default, bounds, description), the kafka.* passthrough, the phases,
+ * the classification rules and the alert rules (alert.h); checks across keys
+ * (allowed_lateness against the phase timeouts, satisfaction windows against
+ * buckets_per_window, the phases and windows alert rules name) run once the
+ * whole file is loaded. Every error is reported as
  * "file:line: reason" and nothing starts until the whole file is valid.
  * Missing keys take their defaults; the in-code defaults describe the same
  * model as the shipped config/journeyd.yaml (a unit test holds them equal).
@@ -17,6 +18,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
@@ -206,6 +208,7 @@ typedef struct key {
 
 static const char *const ENCODINGS[] = {"auto", "json", "msgpack", NULL};
 static const char *const LEVELS[] = {"debug", "info", "warn", "error", NULL};
+static const char *const FORMATS[] = {"json", "msgpack", NULL}; /* by cfg_format_t */
 
 #define OFF(f) offsetof(config_t, f)
 #define LIM(f) (offsetof(config_t, limits) + offsetof(decode_limits_t, f))
@@ -219,6 +222,12 @@ static const key_t_ KEYS[] = {
     {"input.max_properties", T_INT, LIM(max_properties), "64", 0, 4096, NULL, 0, 0, 0},
     {"input.max_depth", T_INT, LIM(max_depth), "16", 2, 64, NULL, 0, 0, 0},
     {"deadletter.topic", T_STR, OFF(deadletter_topic), "journeyd.deadletter", 1, 249, NULL, 0, 0, 0},
+    {"output.metrics_topic", T_STR, OFF(metrics_topic), "journeyd.metrics", 1, 249, NULL, 0, 0, 0},
+    {"output.alerts_topic", T_STR, OFF(alerts_topic), "journeyd.alerts", 1, 249, NULL, 0, 0, 0},
+    {"output.publish_interval", T_DUR, OFF(publish_interval_ms), "1s", 10, 3600000, NULL, 0, 0, 0},
+    {"output.format", T_ENUM, OFF(output_format), "json", 0, 0, FORMATS, 0, 0, 0},
+    {"http.bind", T_STR, OFF(http_bind), "127.0.0.1", 1, 255, NULL, 0, 0, 0},
+    {"http.port", T_INT, OFF(http_port), "9464", 0, 65535, NULL, 0, 0, 0},
     {"redis.host", T_STR, OFF(redis_host), "127.0.0.1", 1, 255, NULL, 0, 0, 0},
     {"redis.port", T_INT, OFF(redis_port), "16379", 1, 65535, NULL, 0, 0, 0},
     {"redis.unix_socket", T_STR, OFF(redis_unix_socket), "", 0, 107, NULL, 0, 0, 0},
@@ -249,8 +258,27 @@ static const key_t_ KEYS[] = {
 };
 #define N_KEYS (sizeof(KEYS) / sizeof(KEYS[0]))
 
-static const char *const SECTIONS[] = {"kafka", "input", "deadletter", "redis", "journey", "processing",
-                                       "metrics", "satisfaction", "log", "phases", "rules", NULL};
+static const char *const SECTIONS[] = {"kafka", "input", "deadletter", "output", "http", "redis", "journey",
+                                       "processing", "metrics", "satisfaction", "log", "phases", "rules",
+                                       "alerts", NULL};
+
+/* The index of s in names (NULL-terminated), or -1. */
+static int choice_index(const char *const *names, const char *s) {
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
+/* names (NULL-terminated) as "a, b, c" into buf. */
+static void join_names(const char *const *names, char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; names[i] && used < cap; i++) {
+        int n = snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", names[i]);
+        if (n < 0) break;
+        used += (size_t)n;
+    }
+}
 
 /* Parse a duration: "500ms", "30s", "5m", "2h", "7d", "2w" or plain ms. */
 static int parse_duration(const char *s, int64_t *ms) {
@@ -324,14 +352,16 @@ static int set_value(loader_t *L, config_t *c, const key_t_ *k, const char *text
         *dst = dup;
         return 0;
     }
-    case T_ENUM:
-        for (int i = 0; k->choices[i]; i++)
-            if (!strcmp(text, k->choices[i])) {
-                *(int *)(base + k->off) = i;
-                return 0;
-            }
-        return fail(L, line, "%s: '%s' is not one of %s", k->name, text,
-                    k->choices == ENCODINGS ? "auto, json, msgpack" : "debug, info, warn, error");
+    case T_ENUM: {
+        char list[128];
+        int i = choice_index(k->choices, text);
+        if (i >= 0) {
+            *(int *)(base + k->off) = i;
+            return 0;
+        }
+        join_names(k->choices, list, sizeof(list));
+        return fail(L, line, "%s: '%s' is not one of %s", k->name, text, list);
+    }
     case T_INT:
         if (parse_int(text, &v) < 0) return fail(L, line, "%s: '%s' is not an integer", k->name, text);
         break;
@@ -695,6 +725,234 @@ static int load_rules(loader_t *L, config_t *c, const node_t *seq) {
     return 0;
 }
 
+/* ---- alert rules ------------------------------------------------------------------ */
+
+/* The keys of an alert rule, and what load_alert() gathers of them. */
+enum { A_NAME, A_METRIC, A_PHASE, A_WINDOW, A_SEGMENT, A_TOUCHPOINT, A_OP, A_THRESHOLD, A_RESOLVE,
+       A_FOR, A_MIN_N, A_NO_DATA, A_SEVERITY, A_LABELS, A_SUMMARY, A_N };
+static const char *const ALERT_KEYS[] = {"name", "metric", "phase", "window", "segment", "touchpoint",
+                                         "op", "threshold", "resolve", "for", "min_n", "no_data",
+                                         "severity", "labels", "summary", NULL};
+#define ALERT_FOR_MAX (365 * 86400000LL)
+#define ALERT_MIN_N_MAX 1000000000LL
+
+typedef struct alert_src {
+    const char *v[A_N];         /* scalar values as written, NULL if absent (and for labels) */
+    int line[A_N];              /* the line of each key given */
+    const node_t *labels;       /* the labels mapping, or NULL */
+} alert_src_t;
+
+static int alert_fail(loader_t *L, int line, const alert_rule_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int alert_fail(loader_t *L, int line, const alert_rule_t *r, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return fail(L, line, "alert '%s': %s", r->name, msg);
+}
+
+static int alert_source(loader_t *L, const node_t *n, alert_src_t *a) {
+    memset(a, 0, sizeof(*a));
+    if (check_map(L, n, "alerts[]") < 0 || only_keys(L, n, "alerts[]", ALERT_KEYS) < 0) return -1;
+    for (int i = 0; i < n->n; i += 2) {
+        int k = choice_index(ALERT_KEYS, n->kids[i]->value);
+        const node_t *v = n->kids[i + 1];
+        a->line[k] = n->kids[i]->line;
+        if (k == A_LABELS) a->labels = v;
+        else if (v->type != N_SCALAR)
+            return fail(L, v->line, "alerts[].%s: expected a single value", ALERT_KEYS[k]);
+        else a->v[k] = v->value;
+    }
+    return 0;
+}
+
+static int alert_name(loader_t *L, const config_t *c, const alert_src_t *a, alert_rule_t *r) {
+    const char *name = a->v[A_NAME];
+    if (!name) return fail(L, r->line, "alert: 'name' is required");
+    size_t n = strlen(name);
+    int ok = n > 0 && n <= ALERT_NAME_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_' ||
+             name[i] == '-';
+    if (!ok)
+        return fail(L, a->line[A_NAME], "alert '%s': the name must be 1..%d characters of a-z, 0-9, _, -",
+                    name, ALERT_NAME_MAX);
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    for (int i = 0; i < c->n_alerts; i++)
+        if (!strcmp(c->alerts[i].name, name))
+            return alert_fail(L, a->line[A_NAME], r, "duplicate name (first at line %d)", c->alerts[i].line);
+    return 0;
+}
+
+/* The window as the snapshot names it: `all` (the default) or one of the
+ * satisfaction windows, however it is spelt ("24h" is "1d"). */
+static int alert_window(loader_t *L, const config_t *c, const alert_src_t *a, alert_rule_t *r) {
+    const char *w = a->v[A_WINDOW];
+    char list[CFG_MAX_SAT_WINDOWS * 24 + 8], name[24];
+    size_t used = 0;
+    int64_t ms = -1;
+    snprintf(r->window, sizeof(r->window), "all");
+    if (!w || !strcmp(w, "all")) return 0;
+    if (parse_duration(w, &ms) < 0) ms = -1;
+    for (int i = 0; i < c->n_sat_windows; i++) {
+        format_duration(c->sat_windows_ms[i], name, sizeof(name));
+        if (c->sat_windows_ms[i] == ms) {
+            snprintf(r->window, sizeof(r->window), "%s", name);
+            return 0;
+        }
+        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s, ", name);
+    }
+    snprintf(list + used, sizeof(list) - used, "all");
+    return alert_fail(L, a->line[A_WINDOW], r, "window '%s' is not one of the satisfaction windows (%s)", w,
+                      list);
+}
+
+/* Overall, or one segment or one touchpoint (satisfaction metrics only). */
+static int alert_breakdown(loader_t *L, const alert_src_t *a, alert_rule_t *r) {
+    const char *seg = a->v[A_SEGMENT], *tp = a->v[A_TOUCHPOINT];
+    int sl = a->line[A_SEGMENT], tl = a->line[A_TOUCHPOINT];
+    if (seg && tp) return alert_fail(L, sl > tl ? sl : tl, r, "give a segment or a touchpoint, not both");
+    if (!seg && !tp) return 0;
+    int line = seg ? sl : tl;
+    if (tp && !alert_metric_is_sat(r->metric))
+        return alert_fail(L, line, r, "touchpoint is only for nps, csat and ces (%s is not counted per "
+                          "touchpoint)", alert_metric_names[r->metric]);
+    const char *name = seg ? seg : tp;
+    if (!name[0] || strlen(name) > JD_NAME_MAX)
+        return alert_fail(L, line, r, "%s: the name must be 1..%d bytes", seg ? "segment" : "touchpoint",
+                          JD_NAME_MAX);
+    r->by = seg ? ALERT_BY_SEGMENT : ALERT_BY_TOUCHPOINT;
+    snprintf(r->by_name, sizeof(r->by_name), "%s", name);
+    return 0;
+}
+
+/* What the rule watches: metric, phase, window and breakdown. */
+static int alert_series(loader_t *L, const config_t *c, const alert_src_t *a, alert_rule_t *r) {
+    const char *metric = a->v[A_METRIC], *phase = a->v[A_PHASE];
+    char list[160];
+    if (!metric) return alert_fail(L, r->line, r, "'metric' is required");
+    int m = choice_index(alert_metric_names, metric);
+    if (m < 0) {
+        join_names(alert_metric_names, list, sizeof(list));
+        return alert_fail(L, a->line[A_METRIC], r, "metric '%s' is not one of %s", metric, list);
+    }
+    r->metric = (alert_metric_t)m;
+    if (!phase) return alert_fail(L, r->line, r, "'phase' is required");
+    r->phase = config_phase_index(c, phase);
+    if (r->phase < 0) return alert_fail(L, a->line[A_PHASE], r, "unknown phase '%s'", phase);
+    snprintf(r->phase_name, sizeof(r->phase_name), "%s", phase);
+    if (alert_window(L, c, a, r) < 0) return -1;
+    return alert_breakdown(L, a, r);
+}
+
+static int parse_number(const char *s, double *v) {
+    char *end;
+    double x = strtod(s, &end);
+    if (end == s || *end || !isfinite(x)) return -1;
+    *v = x;
+    return 0;
+}
+
+/* How long, how many samples, and what no data does. */
+static int alert_timing(loader_t *L, const alert_src_t *a, alert_rule_t *r) {
+    const char *f = a->v[A_FOR], *n = a->v[A_MIN_N], *nd = a->v[A_NO_DATA];
+    r->min_n = 1;
+    if (f && (parse_duration(f, &r->for_ms) < 0 || r->for_ms > ALERT_FOR_MAX))
+        return alert_fail(L, a->line[A_FOR], r, "for '%s' is not a duration of 0..365d (e.g. 30s, 5m, 2h)", f);
+    if (n && (parse_int(n, &r->min_n) < 0 || r->min_n < 1 || r->min_n > ALERT_MIN_N_MAX))
+        return alert_fail(L, a->line[A_MIN_N], r, "min_n '%s' is not an integer of 1..%lld", n, ALERT_MIN_N_MAX);
+    int k = nd ? choice_index(alert_nodata_names, nd) : ALERT_NODATA_KEEP;
+    if (k < 0) return alert_fail(L, a->line[A_NO_DATA], r, "no_data '%s' is not one of keep, resolve", nd);
+    r->no_data = (alert_nodata_t)k;
+    return 0;
+}
+
+/* When it fires and when it resolves. */
+static int alert_condition(loader_t *L, const alert_src_t *a, alert_rule_t *r) {
+    const char *op = a->v[A_OP], *th = a->v[A_THRESHOLD], *res = a->v[A_RESOLVE];
+    if (!op) return alert_fail(L, r->line, r, "'op' is required");
+    int o = choice_index(alert_op_names, op);
+    if (o < 0)
+        return alert_fail(L, a->line[A_OP], r, "op '%s' is not one of >, >=, <, <= (quote it: op: \">\")", op);
+    r->op = (alert_op_t)o;
+    if (!th) return alert_fail(L, r->line, r, "'threshold' is required");
+    if (parse_number(th, &r->threshold) < 0)
+        return alert_fail(L, a->line[A_THRESHOLD], r, "threshold '%s' is not a number", th);
+    r->resolve = r->threshold;
+    if (res && parse_number(res, &r->resolve) < 0)
+        return alert_fail(L, a->line[A_RESOLVE], r, "resolve '%s' is not a number", res);
+    if (!alert_resolve_ok(r->op, r->threshold, r->resolve))
+        return alert_fail(L, a->line[A_RESOLVE], r, "resolve %s is on the firing side of %s %s", res, op, th);
+    return alert_timing(L, a, r);
+}
+
+static int alert_labels(loader_t *L, const alert_src_t *a, alert_rule_t *r) {
+    const node_t *m = a->labels;
+    char why[512];
+    if (check_map(L, m, "alerts[].labels") < 0) return -1;
+    if (m->n / 2 > ALERT_MAX_LABELS) return alert_fail(L, a->line[A_LABELS], r, "at most %d labels", ALERT_MAX_LABELS);
+    for (int i = 0; i < m->n; i += 2) {
+        const node_t *k = m->kids[i], *v = m->kids[i + 1];
+        if (alert_label_check(k->value, why, sizeof(why)) < 0) return alert_fail(L, k->line, r, "%s", why);
+        if (v->type != N_SCALAR || strlen(v->value) > ALERT_LABEL_MAX)
+            return alert_fail(L, k->line, r, "label '%s': the value must be a string of at most %d bytes",
+                              k->value, ALERT_LABEL_MAX);
+        alert_label_t *lb = &r->labels[r->n_labels++];
+        lb->name = strdup(k->value);
+        lb->value = strdup(v->value);
+        if (!lb->name || !lb->value) return fail(L, k->line, "out of memory");
+    }
+    return 0;
+}
+
+/* Severity, labels and summary: what the messages carry besides the numbers. */
+static int alert_extras(loader_t *L, const alert_src_t *a, alert_rule_t *r) {
+    const char *sev = a->v[A_SEVERITY], *sum = a->v[A_SUMMARY];
+    char why[512];
+    if (sev && (!sev[0] || strlen(sev) > ALERT_NAME_MAX))
+        return alert_fail(L, a->line[A_SEVERITY], r, "severity must be 1..%d bytes", ALERT_NAME_MAX);
+    snprintf(r->severity, sizeof(r->severity), "%s", sev ? sev : "warning");
+    if (a->labels && alert_labels(L, a, r) < 0) return -1;
+    if (!sum) return 0;
+    if (alert_summary_check(sum, why, sizeof(why)) < 0) return alert_fail(L, a->line[A_SUMMARY], r, "%s", why);
+    r->summary = strdup(sum);
+    return r->summary ? 0 : fail(L, a->line[A_SUMMARY], "out of memory");
+}
+
+static int load_alert(loader_t *L, config_t *c, const node_t *n, alert_rule_t *r) {
+    alert_src_t a;
+    memset(r, 0, sizeof(*r));
+    r->line = n->line;
+    if (alert_source(L, n, &a) < 0 || alert_name(L, c, &a, r) < 0 || alert_series(L, c, &a, r) < 0 ||
+        alert_condition(L, &a, r) < 0 || alert_extras(L, &a, r) < 0)
+        return -1;
+    return 0;
+}
+
+static void alerts_free(config_t *c) {
+    for (int i = 0; i < c->n_alerts; i++) alert_rule_free(&c->alerts[i]);
+    free(c->alerts);
+    c->alerts = NULL;
+    c->n_alerts = 0;
+}
+
+/* The alerts section: a list of rules, or nothing at all ("alerts:" alone). */
+static int load_alerts(loader_t *L, config_t *c, const node_t *seq) {
+    if (seq->type == N_SCALAR && !seq->quoted && !seq->value[0]) return 0;
+    if (seq->type != N_SEQ) return fail(L, seq->line, "alerts: expected a list");
+    if (seq->n > CFG_MAX_ALERTS) return fail(L, seq->line, "alerts: at most %d rules", CFG_MAX_ALERTS);
+    c->alerts = calloc((size_t)seq->n + 1, sizeof(*c->alerts));
+    if (!c->alerts) return fail(L, seq->line, "out of memory");
+    for (int i = 0; i < seq->n; i++) {
+        int rc = load_alert(L, c, seq->kids[i], &c->alerts[i]);
+        c->n_alerts++; /* so that alerts_free() releases a half-loaded rule too */
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
 /* ---- defaults --------------------------------------------------------------------- */
 
 static const cfg_phase_t DEFAULT_PHASES[] = {
@@ -822,7 +1080,7 @@ static int load_root(loader_t *L, config_t *c, const node_t *root) {
         if (v->type == N_SCALAR && !v->quoted && !v->value[0] && is_section(sec)) continue; /* "section:" alone */
         if (!strcmp(sec, "kafka")) rc = load_kafka(L, c, v);
         else if (!strcmp(sec, "phases")) rc = load_phases(L, c, v);
-        else if (!strcmp(sec, "rules")) rc = 0; /* after the phases, below */
+        else if (!strcmp(sec, "rules") || !strcmp(sec, "alerts")) rc = 0; /* after the phases, below */
         else if (is_section(sec)) rc = load_section(L, c, sec, v);
         else rc = unknown_key(L, root->kids[i]->line, "section", sec, SECTIONS);
         if (rc < 0) return -1;
@@ -830,6 +1088,7 @@ static int load_root(loader_t *L, config_t *c, const node_t *root) {
     if (phases_line && !rules)
         return fail(L, phases_line, "phases are given, so rules must be given too (the default rules name the default phases)");
     if (rules && load_rules(L, c, rules) < 0) return -1;
+    if (map_get(root, "alerts") && load_alerts(L, c, map_get(root, "alerts")) < 0) return -1;
     /* An event inside the lateness must never belong to a journey that has
      * already timed out, or the outcome would depend on arrival order. */
     for (int k = 0; k < c->n_phases; k++)
@@ -882,6 +1141,7 @@ void config_free(config_t *c) {
         free(c->kafka[i].value);
     }
     rules_free(c);
+    alerts_free(c);
     free(c->path);
     free(c);
 }
@@ -904,8 +1164,10 @@ bool config_is_secret(const char *k) {
 static void dump_str(FILE *out, const char *s) {
     fputc('"', out);
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', out);
-        fputc(*s, out);
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(out, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f) fprintf(out, "\\x%02x", ch); /* YAML's escape */
+        else fputc(ch, out);
     }
     fputc('"', out);
 }
@@ -975,6 +1237,37 @@ static void dump_rule(const config_t *c, const cfg_rule_t *r, FILE *out) {
     fputc('\n', out);
 }
 
+static void dump_alert(const alert_rule_t *r, FILE *out) {
+    char buf[32];
+    fputs("  - name: ", out);
+    dump_str(out, r->name); /* "-" alone would be YAML syntax */
+    fprintf(out, "\n    metric: %s\n    phase: %s\n    window: %s\n", alert_metric_names[r->metric],
+            r->phase_name, r->window);
+    if (r->by != ALERT_BY_NONE) {
+        fputs(r->by == ALERT_BY_SEGMENT ? "    segment: " : "    touchpoint: ", out);
+        dump_str(out, r->by_name);
+        fputc('\n', out);
+    }
+    alert_format_number(r->threshold, buf, sizeof(buf));
+    fprintf(out, "    op: \"%s\"\n    threshold: %s\n", alert_op_names[r->op], buf);
+    alert_format_number(r->resolve, buf, sizeof(buf));
+    fprintf(out, "    resolve: %s\n", buf);
+    format_duration(r->for_ms, buf, sizeof(buf));
+    fprintf(out, "    for: %s\n    min_n: %lld\n    no_data: %s\n    severity: ", buf, (long long)r->min_n,
+            alert_nodata_names[r->no_data]);
+    dump_str(out, r->severity);
+    fputs("\n    labels: {", out);
+    for (int i = 0; i < r->n_labels; i++) {
+        fprintf(out, "%s%s: ", i ? ", " : "", r->labels[i].name);
+        dump_str(out, r->labels[i].value);
+    }
+    fputs("}\n", out);
+    if (!r->summary) return;
+    fputs("    summary: ", out);
+    dump_str(out, r->summary);
+    fputc('\n', out);
+}
+
 void config_dump(const config_t *c, FILE *out) {
     char buf[32];
     const char *section = "";
@@ -999,4 +1292,6 @@ void config_dump(const config_t *c, FILE *out) {
     }
     fputs("rules:\n", out);
     for (int i = 0; i < c->n_rules; i++) dump_rule(c, &c->rules[i], out);
+    fputs(c->n_alerts ? "alerts:\n" : "alerts: []\n", out);
+    for (int i = 0; i < c->n_alerts; i++) dump_alert(&c->alerts[i], out);
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "alert.h"
 #include "decode.h"
 
 #define CFG_MAX_PHASES 16
@@ -22,6 +23,7 @@
 #define CFG_MAX_RULES 512
 #define CFG_MAX_KAFKA 128
 #define CFG_MAX_SAT_WINDOWS 8   /* finite satisfaction windows (the `all` window is implied) */
+#define CFG_MAX_ALERTS 256
 
 typedef struct cfg_phase {
     char name[64];              /* [a-z0-9_]+, unique */
@@ -49,6 +51,8 @@ typedef struct cfg_kv {
     int line;
 } cfg_kv_t;
 
+typedef enum { CFG_FORMAT_JSON, CFG_FORMAT_MSGPACK } cfg_format_t;
+
 typedef struct config {
     char *path;                 /* file it was loaded from */
 
@@ -65,6 +69,16 @@ typedef struct config {
 
     /* dead-letter */
     char *deadletter_topic;
+
+    /* output: the metric and alert topics (SPEC §7) */
+    char *metrics_topic;
+    char *alerts_topic;
+    int publish_interval_ms;    /* metric snapshots published this often */
+    int output_format;          /* cfg_format_t of the metric documents */
+
+    /* http: health, readiness, Prometheus metrics */
+    char *http_bind;            /* address to listen on */
+    int http_port;              /* 0: no HTTP server */
 
     /* redis */
     char *redis_host;
@@ -113,6 +127,10 @@ typedef struct config {
     int n_phases;
     cfg_rule_t *rules;
     int n_rules;
+
+    /* alert rules (alert.h), in file order, names unique; none by default */
+    alert_rule_t *alerts;
+    int n_alerts;
 } config_t;
 
 /*

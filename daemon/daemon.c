@@ -16,7 +16,11 @@
  * failed or fenced commit the shard is re-read from Redis and the consumer
  * seeks there, so an event is applied exactly once whatever fails when.
  *
- * Owns: the consumer, the dead-letter producer, the store, the batch, the
+ * Once a second the loop hands the HTTP server (http.c, its own thread) the
+ * readiness verdict and the metrics page (health.c).
+ *
+ * Owns: the consumer, the dead-letter producer, the metric publisher
+ * (publish.c, a thread of its own), the HTTP server, the store, the batch, the
  * shard table and any reloaded configuration.
  */
 #include "daemon.h"
@@ -30,7 +34,10 @@
 
 #include "batch.h"
 #include "deadletter.h"
+#include "health.h"
+#include "http.h"
 #include "log.h"
+#include "publish.h"
 #include "shard.h"
 #include "store.h"
 
@@ -47,6 +54,11 @@ typedef struct ctx {
     store_t *st;                /* commits */
     store_t *st_load;           /* loads, so they need not queue behind a commit */
     deadletter_t *dl;
+    publish_t *pub;             /* the metric topic's thread */
+    http_t *http;               /* health and metrics over HTTP, NULL if http.port is 0 */
+    prom_t *prom;               /* its page */
+    health_t health;            /* what the page and /readyz are made of */
+    int64_t next_health_ms;
     batch_t *batch;
     shard_t *shards[MAX_SHARDS];
     int n_shards;
@@ -241,14 +253,19 @@ static void cycle(ctx_t *c) {
     store_status_t rc = STORE_OK, rc2;
     int64_t t0 = now_us(), t1, t2;
     int work = batch_open(c->batch) || batch_pending(c->batch);
+    int pending = batch_pending(c->batch);
     if (batch_open(c->batch)) {
         rc = batch_prepare(c->batch, c->st, c->st_load, c->dl, err, sizeof(err));
         c->batches++;
+        prom_hist_observe(&c->health.batch_s, (double)(now_us() - t0) / 1e6);
+        for (int i = 0; rc == STORE_OK && i < c->n_shards; i++) /* only the batch's shards have any */
+            for (int k = 0; k < STAT__COUNT; k++) c->health.outcomes[k] += c->shards[i]->stats[k];
     }
     t1 = now_us();
     rc2 = batch_wait(c->batch, c->st, err, sizeof(err));
     store_kafka_offsets(c);
     t2 = now_us();
+    if (pending) prom_hist_observe(&c->health.commit_s, (double)(t2 - t1) / 1e6);
     if (rc == STORE_OK) rc = rc2;
     if (rc == STORE_OK) rc = batch_send(c->batch, c->st, err, sizeof(err));
     c->us_prepare += t1 - t0;
@@ -286,6 +303,12 @@ static void resync_shards(ctx_t *c) {
 
 /* ---- rebalance -------------------------------------------------------------- */
 
+/* The daemon that owns the first partition of the first input topic
+ * publishes the metrics (publish.h). */
+static void elect(ctx_t *c) {
+    if (c->pub) publish_set_leader(c->pub, shard_find(c, c->boot_cfg->topics[0], 0) != NULL);
+}
+
 static void on_assign(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int incremental) {
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
@@ -309,6 +332,7 @@ static void on_assign(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t 
         log_error("incremental assign failed", "error=\"%s\"", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
+    elect(c);
 }
 
 static void on_revoke(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int incremental) {
@@ -325,6 +349,7 @@ static void on_revoke(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t 
     } else {
         rd_kafka_assign(rk, NULL);
     }
+    elect(c);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -541,6 +566,45 @@ static void log_progress(ctx_t *c, int64_t *last_ms, uint64_t *last_consumed) {
     *last_consumed = c->consumed;
 }
 
+/* ---- health and metrics over HTTP (health.h), once a second ----------------- */
+
+static void health_refresh(ctx_t *c) {
+    health_t *h = &c->health;
+    health_shard_t sh[MAX_SHARDS];
+    char err[256], reason[HTTP_REASON_MAX];
+    int64_t now = now_ms();
+    if (!c->http || now < c->next_health_ms) return;
+    c->next_health_ms = now + 1000;
+    h->kafka_ok = c->n_shards > 0;
+    h->redis_ok = c->backoff_ms == 0 && store_ping(c->st_load, err, sizeof(err)) == STORE_OK;
+    if (!h->redis_ok) store_reconnect(c->st_load, err, sizeof(err));
+    h->resyncing = 0;
+    for (int i = 0; i < c->n_shards; i++) {
+        int64_t lo, hi;
+        h->resyncing += c->shards[i]->resync;
+        sh[i].name = c->shards[i]->name;
+        sh[i].lag = c->shards[i]->next >= 0 && !rd_kafka_get_watermark_offsets(c->rk, c->shards[i]->topic,
+                                                                              c->shards[i]->partition, &lo, &hi) &&
+                    hi >= 0 ? hi - c->shards[i]->next : -1;
+    }
+    h->shards = sh;
+    h->n_shards = c->n_shards;
+    h->consumed = c->consumed;
+    h->batches = c->batches;
+    h->failures = c->failures;
+    publish_get_stats(c->pub, &h->pub);
+    size_t jlen, len;
+    char *journey = publish_prom(c->pub, &jlen);
+    char *page = health_render(h, journey, jlen, c->prom, &len, err, sizeof(err));
+    if (!page || http_set_metrics(c->http, page, len, err, sizeof(err)) < 0)
+        log_warn("metrics page not rendered", "error=\"%s\"", err);
+    free(page);
+    free(journey);
+    int ready = health_ready(h, reason, sizeof(reason));
+    http_set_ready(c->http, ready, reason);
+    h->shards = NULL;
+}
+
 static void shutdown_all(ctx_t *c) {
     /* Bounded: if anything below hangs, SIGALRM ends the process; state is
      * committed atomically, so the next start resumes where Redis says. */
@@ -563,7 +627,10 @@ static void shutdown_all(ctx_t *c) {
         if (c->q) rd_kafka_queue_destroy(c->q);
         rd_kafka_destroy(c->rk);
     }
+    http_stop(c->http);
+    prom_free(c->prom);
     deadletter_close(c->dl, c->boot_cfg->shutdown_timeout_ms / 2);
+    publish_stop(c->pub, c->boot_cfg->shutdown_timeout_ms / 4);
     uint64_t rt = 0, cmds = 0, rt2 = 0, cmds2 = 0;
     if (c->st) store_counters(c->st, &rt, &cmds);
     if (c->st_load) store_counters(c->st_load, &rt2, &cmds2);
@@ -605,6 +672,16 @@ int daemon_run(config_t *cfg) {
         log_error("dead-letter producer", "error=\"%s\"", err);
         goto out;
     }
+    health_init(&c.health);
+    if (cfg->http_port && !(c.http = http_start(cfg->http_bind, cfg->http_port, err, sizeof(err)))) {
+        log_error("http server", "error=\"%s\"", err);
+        goto out;
+    }
+    if (c.http && !(c.prom = prom_new(HTTP_METRICS_MAX))) abort();
+    if (!(c.pub = publish_start(cfg, err, sizeof(err)))) {
+        log_error("metric publisher", "error=\"%s\"", err);
+        goto out;
+    }
     if (!(c.batch = batch_new(cfg)) || consumer_open(&c) < 0) goto out;
     log_info("started", "topics=%d group=%s", cfg->n_topics, cfg->group_id);
     int64_t last_ms = now_ms();
@@ -620,6 +697,7 @@ int daemon_run(config_t *cfg) {
         idle_ticks(&c);
         c.us_collect += now_us() - t0;
         cycle(&c);
+        health_refresh(&c);
         log_progress(&c, &last_ms, &last_consumed);
     }
     rc = 0;

@@ -128,7 +128,7 @@ def build_baseline(rev):
 def run_journeyd(topic, dlq, total, binary=None, inspect=None):
     r = jdtest.redis_client()
     prefix, group = jdtest.unique("bench"), jdtest.unique("bench-g")
-    cfg = jdtest.write_config(topic, dlq, prefix, group)
+    cfg = jdtest.write_config(topic, dlq, prefix, group, http=binary is None)
     settle(r)
     mem0 = r.info("memory")["used_memory"]
     cmds0 = redis_cmdstats(r)

@@ -47,7 +47,7 @@ class CliTest(unittest.TestCase):
         r = run(jdtest.JOURNEYD, "--check-config", os.path.join(jdtest.SRC, "config", "journeyd.yaml"))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(r.stdout.startswith("# effective configuration of "))
-        path = jdtest.write_config("t", "d", "p", "g", "journey:\n  history_max: 0\n")
+        path = jdtest.write_config("t", "d", "p", "g", "journey:\n  history_max: 0\n", http=False)
         r = run(jdtest.JOURNEYD, "--check-config", path)
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr, "%s:15: journey.history_max: 0 is out of range 1..1000\n" % path)

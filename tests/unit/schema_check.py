@@ -7,6 +7,10 @@ tests/data/events/, the same files test_decode.c feeds the decoder:
 - every invalid/<reason>__<what>.json sample names a known decoder reason and
   fails validation, unless its rule is one JSON Schema cannot express (below).
 
+And schemas/alert.schema.json against the alert messages of tests/data/alerts/,
+which test_alert.c holds equal to alert_msg_json()'s output byte for byte:
+every sample validates, and broken copies of them (ALERT_BREAKS) do not.
+
 Python 3 standard library plus the jsonschema module (Debian python3-jsonschema).
 """
 import json
@@ -64,6 +68,69 @@ def check_sample(validator, kind, name, path):
     return None
 
 
+ZERO_TIME = "0001-01-01T00:00:00Z"
+DELETE = object()
+
+# (sample, path, new value or DELETE, what is wrong): each must fail validation.
+ALERT_BREAKS = [
+    ("firing.json", ["status"], "pending", "unknown status"),
+    ("firing.json", ["alerts", 0, "status"], "resolved", "the alert's status differs from the message's"),
+    ("firing.json", ["alerts", 0, "endsAt"], "2026-01-05T10:30:00.001Z", "a firing alert with an end"),
+    ("resolved.json", ["alerts", 0, "endsAt"], ZERO_TIME, "a resolved alert without an end"),
+    ("firing.json", ["alerts", 0, "startsAt"], "2026-01-05T10:02:00Z", "a time without milliseconds"),
+    ("firing.json", ["value"], None, "a firing message without a value"),
+    ("firing.json", ["id"], DELETE, "no id"),
+    ("firing.json", ["id"], "7B9A8CF928C03861", "an id in capitals"),
+    ("firing.json", ["alerts", 0, "fingerprint"], "7b9a8cf9", "a short fingerprint"),
+    ("firing.json", ["alerts", 0, "labels", "team"], 5, "a label that is not a string"),
+    ("firing.json", ["alerts", 0, "labels", "bad-name"], "x", "a label name Prometheus refuses"),
+    ("firing.json", ["commonLabels", "severity"], DELETE, "no severity"),
+    ("firing_default_summary.json", ["commonLabels", "segment"], "smb", "both a segment and a touchpoint"),
+    ("firing.json", ["alerts"], [], "no alert"),
+    ("firing.json", ["rule"], "Purchase Dropoff", "a rule name config.c refuses"),
+    ("firing.json", ["n"], -1, "a negative sample size"),
+    ("firing.json", ["extra"], 1, "an unknown field"),
+]
+
+
+def broken(doc, path, value):
+    """A deep copy of doc with the member at path replaced (or deleted)."""
+    doc = json.loads(json.dumps(doc))
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    if value is DELETE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return doc
+
+
+def check_alerts(failures):
+    """The alert schema against its samples and their broken copies; the number of samples."""
+    with open(os.path.join(SRC, "schemas", "alert.schema.json"), encoding="utf-8") as f:
+        schema = json.load(f)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    folder = os.path.join(SRC, "tests", "data", "alerts")
+    samples = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            samples[name] = json.load(f)
+        errors = list(validator.iter_errors(samples[name]))
+        if errors:
+            failures.append("alerts/%s: %s at %s" % (name, errors[0].message,
+                                                      "/".join(str(p) for p in errors[0].absolute_path)))
+    if len(samples) < 4:
+        failures.append("too few alert samples: %d" % len(samples))
+    for name, path, value, what in ALERT_BREAKS:
+        if name in samples and validator.is_valid(broken(samples[name], path, value)):
+            failures.append("alerts/%s with %s: accepted by the schema" % (name, what))
+    return len(samples)
+
+
 def main():
     with open(os.path.join(SRC, "schemas", "event.schema.json"), encoding="utf-8") as f:
         schema = json.load(f)
@@ -83,9 +150,11 @@ def main():
                 failures.append("%s/%s: %s" % (kind, name, problem))
     if counts["valid"] < 15 or counts["invalid"] < 15:
         failures.append("too few samples: %r" % counts)
+    alerts = check_alerts(failures)
     for f in failures:
         print("FAIL " + f)
-    print("%d valid and %d invalid samples, %d failures" % (counts["valid"], counts["invalid"], len(failures)))
+    print("%d valid and %d invalid samples, %d alert samples (%d broken copies), %d failures"
+          % (counts["valid"], counts["invalid"], alerts, len(ALERT_BREAKS), len(failures)))
     return 1 if failures else 0
 
 

@@ -1,7 +1,8 @@
 /*
  * test_config.c -- configuration loading: the shipped default file, the
  * in-code defaults, every refusal with its exact "file:line: reason", the
- * kafka passthrough, secret redaction and the satisfaction windows.
+ * kafka passthrough, secret redaction, the satisfaction windows, the output
+ * and http keys and the alert rules.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -59,6 +60,9 @@ Test(config, shipped_file_equals_the_defaults) {
     cr_assert_eq(a->sat_windows_ms[3], 2592000000LL);
     cr_assert_eq(a->sat_buckets, 12);
     cr_assert_eq(a->sat_min_n, 30);
+    cr_assert_eq(a->n_alerts, 0);
+    cr_assert_str_eq(a->metrics_topic, "journeyd.metrics");
+    cr_assert_eq(a->http_port, 9464);
     free(da);
     free(db);
     config_free(a);
@@ -222,7 +226,7 @@ Test(config, satisfaction_defaults) {
     char *d = dump(c);
     cr_assert(strstr(d, "\nmetrics:\n  segments_max: 20\n  touchpoints_max: 50\n"
                         "satisfaction:\n  windows: [1h, 1d, 1w, 30d]\n  buckets_per_window: 12\n  min_n: 30\n"
-                        "log:\n"), "%s", d);
+                        "  log_max_bytes: 262144\nlog:\n"), "%s", d);
     free(d);
     config_free(c);
 }
@@ -287,4 +291,268 @@ Test(config, satisfaction_dump_round_trips) {
     free(db);
     config_free(a);
     config_free(b);
+}
+
+/* ---- output, http and alert rules (#6) ---------------------------------------------- */
+
+Test(config, output_and_http) {
+    config_t *c = config_load(write_tmp(""), err, sizeof(err));
+    cr_assert(c, "%s", err);
+    cr_assert_str_eq(c->metrics_topic, "journeyd.metrics");
+    cr_assert_str_eq(c->alerts_topic, "journeyd.alerts");
+    cr_assert_eq(c->publish_interval_ms, 1000);
+    cr_assert_eq(c->output_format, CFG_FORMAT_JSON);
+    cr_assert_str_eq(c->http_bind, "127.0.0.1");
+    cr_assert_eq(c->http_port, 9464);
+    cr_assert_eq(c->n_alerts, 0);
+    cr_assert_null(c->alerts);
+    config_free(c);
+    c = config_load(write_tmp("output:\n  metrics_topic: m\n  alerts_topic: a.b\n  publish_interval: 250ms\n"
+                              "  format: msgpack\nhttp:\n  bind: \"::1\"\n  port: 0\nalerts:\n"),
+                    err, sizeof(err));
+    cr_assert(c, "%s", err);
+    cr_assert_str_eq(c->metrics_topic, "m");
+    cr_assert_str_eq(c->alerts_topic, "a.b");
+    cr_assert_eq(c->publish_interval_ms, 250);
+    cr_assert_eq(c->output_format, CFG_FORMAT_MSGPACK);
+    cr_assert_str_eq(c->http_bind, "::1");
+    cr_assert_eq(c->http_port, 0);
+    cr_assert_eq(c->n_alerts, 0);
+    char *d = dump(c);
+    cr_assert(strstr(d, "\noutput:\n  metrics_topic: \"m\"\n  alerts_topic: \"a.b\"\n  publish_interval: 250ms\n"
+                        "  format: msgpack\nhttp:\n  bind: \"::1\"\n  port: 0\nredis:\n"), "%s", d);
+    cr_assert(strstr(d, "\nalerts: []\n"), "%s", d);
+    free(d);
+    config_free(c);
+}
+
+static const char ALERTS_YAML[] =
+    "alerts:\n"
+    "  - name: purchase-dropoff\n"
+    "    metric: dropoff_rate\n"
+    "    phase: purchase\n"
+    "    op: \">\"\n"
+    "    threshold: 0.3\n"
+    "    resolve: 0.25\n"
+    "    for: 10m\n"
+    "    min_n: 200\n"
+    "    severity: critical\n"
+    "    labels: {team: checkout, Tier_2: \"gold\"}\n"
+    "    summary: \"{value} of purchases are abandoned (n={n})\"\n"
+    "  - name: smb_nps\n"
+    "    metric: nps\n"
+    "    phase: loyalty\n"
+    "    window: 168h\n"
+    "    segment: smb\n"
+    "    op: \"<=\"\n"
+    "    threshold: -10\n"
+    "    no_data: resolve\n"
+    "  - {name: app-csat, metric: csat, phase: loyalty, window: 30d, touchpoint: service_app, op: \"<\",\n"
+    "     threshold: 70, resolve: 75.5}\n";
+
+Test(config, alert_rules_load) {
+    config_t *c = config_load(write_tmp(ALERTS_YAML), err, sizeof(err));
+    cr_assert(c, "%s", err);
+    cr_assert_eq(c->n_alerts, 3);
+    const alert_rule_t *a = &c->alerts[0], *b = &c->alerts[1], *t = &c->alerts[2];
+    cr_assert_eq(a->line, 2);
+    cr_assert_str_eq(a->name, "purchase-dropoff");
+    cr_assert_eq(a->metric, ALERT_DROPOFF_RATE);
+    cr_assert_eq(a->phase, 2);
+    cr_assert_str_eq(a->phase_name, "purchase");
+    cr_assert_str_eq(a->window, "all");
+    cr_assert_eq(a->by, ALERT_BY_NONE);
+    cr_assert_str_eq(a->by_name, "");
+    cr_assert_eq(a->op, ALERT_GT);
+    cr_assert_eq(a->threshold, 0.3);
+    cr_assert_eq(a->resolve, 0.25);
+    cr_assert_eq(a->for_ms, 600000);
+    cr_assert_eq(a->min_n, 200);
+    cr_assert_eq(a->no_data, ALERT_NODATA_KEEP);
+    cr_assert_str_eq(a->severity, "critical");
+    cr_assert_eq(a->n_labels, 2);
+    cr_assert_str_eq(a->labels[0].name, "team");
+    cr_assert_str_eq(a->labels[0].value, "checkout");
+    cr_assert_str_eq(a->labels[1].name, "Tier_2");
+    cr_assert_str_eq(a->labels[1].value, "gold");
+    cr_assert_str_eq(a->summary, "{value} of purchases are abandoned (n={n})");
+
+    cr_assert_eq(b->line, 13);
+    cr_assert_eq(b->metric, ALERT_NPS);
+    cr_assert_eq(b->phase, 3);
+    cr_assert_str_eq(b->window, "1w"); /* 168h, as the snapshot names it */
+    cr_assert_eq(b->by, ALERT_BY_SEGMENT);
+    cr_assert_str_eq(b->by_name, "smb");
+    cr_assert_eq(b->op, ALERT_LE);
+    cr_assert_eq(b->threshold, -10);
+    cr_assert_eq(b->resolve, -10); /* the threshold */
+    cr_assert_eq(b->for_ms, 0);
+    cr_assert_eq(b->min_n, 1);
+    cr_assert_eq(b->no_data, ALERT_NODATA_RESOLVE);
+    cr_assert_str_eq(b->severity, "warning");
+    cr_assert_eq(b->n_labels, 0);
+    cr_assert_null(b->summary);
+
+    cr_assert_eq(t->line, 21);
+    cr_assert_str_eq(t->name, "app-csat");
+    cr_assert_eq(t->metric, ALERT_CSAT);
+    cr_assert_str_eq(t->window, "30d");
+    cr_assert_eq(t->by, ALERT_BY_TOUCHPOINT);
+    cr_assert_str_eq(t->by_name, "service_app");
+    cr_assert_eq(t->op, ALERT_LT);
+    cr_assert_eq(t->threshold, 70);
+    cr_assert_eq(t->resolve, 75.5);
+    config_free(c);
+}
+
+/* What check-config prints loads back to the same rules. */
+Test(config, alert_rules_dump_round_trips) {
+    config_t *a = config_load(write_tmp(ALERTS_YAML), err, sizeof(err));
+    cr_assert(a, "%s", err);
+    char *da = dump(a);
+    cr_assert(strstr(da, "\nalerts:\n"
+                         "  - name: \"purchase-dropoff\"\n    metric: dropoff_rate\n    phase: purchase\n"
+                         "    window: all\n    op: \">\"\n    threshold: 0.3\n    resolve: 0.25\n    for: 10m\n"
+                         "    min_n: 200\n    no_data: keep\n    severity: \"critical\"\n"
+                         "    labels: {team: \"checkout\", Tier_2: \"gold\"}\n"
+                         "    summary: \"{value} of purchases are abandoned (n={n})\"\n"
+                         "  - name: \"smb_nps\"\n    metric: nps\n    phase: loyalty\n    window: 1w\n"
+                         "    segment: \"smb\"\n    op: \"<=\"\n    threshold: -10\n    resolve: -10\n"
+                         "    for: 0ms\n    min_n: 1\n    no_data: resolve\n    severity: \"warning\"\n"
+                         "    labels: {}\n"
+                         "  - name: \"app-csat\"\n"), "%s", da);
+    config_t *b = config_load(write_tmp(da), err, sizeof(err));
+    cr_assert(b, "%s", err);
+    char *db = dump(b);
+    cr_assert_str_eq(da, db);
+    free(da);
+    free(db);
+    config_free(a);
+    config_free(b);
+}
+
+/* A window is checked against the configured ones, wherever they are given. */
+Test(config, alert_window_of_the_configured_windows) {
+    config_t *c = config_load(write_tmp("alerts:\n  - {name: a, metric: nps, phase: search, window: 5400000,"
+                                        " op: \"<\", threshold: 0}\nsatisfaction:\n  windows: [90m, 2w]\n"),
+                              err, sizeof(err));
+    cr_assert(c, "%s", err);
+    cr_assert_str_eq(c->alerts[0].window, "90m");
+    config_free(c);
+}
+
+/* n rules r0, r1, ... as a config file; caller frees. */
+static char *many_alerts(int n) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    cr_assert(m);
+    fputs("alerts:\n", m);
+    for (int i = 0; i < n; i++)
+        fprintf(m, "  - {name: r%d, metric: active, phase: search, op: \">\", threshold: 1}\n", i);
+    fclose(m);
+    return text;
+}
+
+Test(config, alert_rules_at_most_256) {
+    char *text = many_alerts(256), want[128];
+    config_t *c = config_load(write_tmp(text), err, sizeof(err));
+    cr_assert(c, "%s", err);
+    cr_assert_eq(c->n_alerts, 256);
+    cr_assert_str_eq(c->alerts[255].name, "r255");
+    config_free(c);
+    free(text);
+    text = many_alerts(257);
+    cr_assert_null(config_load(write_tmp(text), err, sizeof(err)));
+    snprintf(want, sizeof(want), "%s:2: alerts: at most 256 rules", path);
+    cr_assert_str_eq(err, want);
+    free(text);
+}
+
+#define RULE "alerts:\n  - name: a\n    metric: nps\n    phase: loyalty\n    op: \"<\"\n    threshold: 20\n"
+
+Test(config, alert_refusals_name_file_line_and_reason) {
+    static const bad_t cases[] = {
+        {"alerts: {a: b}\n", "1: alerts: expected a list"},
+        {"alerts:\n  - [a]\n", "2: alerts[]: expected a mapping"},
+        {RULE "    treshold: 2\n", "7: unknown key 'alerts[].treshold' (did you mean 'threshold'?)"},
+        {RULE "    labels: x\n", "7: alerts[].labels: expected a mapping"},
+        {RULE "    severity: [a]\n", "7: alerts[].severity: expected a single value"},
+        {"alerts:\n  - metric: nps\n", "2: alert: 'name' is required"},
+        {"alerts:\n  - name: Bad Name\n", "2: alert 'Bad Name': the name must be 1..64 characters of a-z, 0-9, _, -"},
+        {"alerts:\n  - name: a\n    phase: loyalty\n", "2: alert 'a': 'metric' is required"},
+        {"alerts:\n  - name: a\n    metric: mood\n",
+         "3: alert 'a': metric 'mood' is not one of dropoff_rate, conversion, reached, active, progressed, "
+         "dropped, completed, nps, csat, ces"},
+        {"alerts:\n  - name: a\n    metric: nps\n", "2: alert 'a': 'phase' is required"},
+        {"alerts:\n  - name: a\n    metric: nps\n    phase: checkout\n", "4: alert 'a': unknown phase 'checkout'"},
+        {RULE "    window: 2h\n",
+         "7: alert 'a': window '2h' is not one of the satisfaction windows (1h, 1d, 1w, 30d, all)"},
+        {RULE "    window: recent\n",
+         "7: alert 'a': window 'recent' is not one of the satisfaction windows (1h, 1d, 1w, 30d, all)"},
+        /* the windows are those of the file, also when they come after the rule */
+        {"alerts:\n  - {name: a, metric: nps, phase: loyalty, window: 1h, op: \"<\", threshold: 1}\n"
+         "satisfaction:\n  windows: [90m]\n",
+         "2: alert 'a': window '1h' is not one of the satisfaction windows (90m, all)"},
+        {RULE "    segment: smb\n    touchpoint: chat\n", "8: alert 'a': give a segment or a touchpoint, not both"},
+        {RULE "    touchpoint: chat\n    segment: smb\n", "8: alert 'a': give a segment or a touchpoint, not both"},
+        {"alerts:\n  - {name: a, metric: dropoff_rate, phase: loyalty, touchpoint: chat}\n",
+         "2: alert 'a': touchpoint is only for nps, csat and ces (dropoff_rate is not counted per touchpoint)"},
+        {"alerts:\n  - {name: a, metric: nps, phase: loyalty, segment: \"\"}\n",
+         "2: alert 'a': segment: the name must be 1..63 bytes"},
+        {"alerts:\n  - {name: a, metric: nps, phase: loyalty}\n", "2: alert 'a': 'op' is required"},
+        {"alerts:\n  - name: a\n    metric: nps\n    phase: loyalty\n    op: =\n",
+         "5: alert 'a': op '=' is not one of >, >=, <, <= (quote it: op: \">\")"},
+        /* a bare > starts a folded block scalar in YAML, here an empty one */
+        {"alerts:\n  - name: a\n    metric: nps\n    phase: loyalty\n    op: >\n    threshold: 1\n",
+         "5: alert 'a': op '' is not one of >, >=, <, <= (quote it: op: \">\")"},
+        {"alerts:\n  - {name: a, metric: nps, phase: loyalty, op: \"<\"}\n", "2: alert 'a': 'threshold' is required"},
+        {"alerts:\n  - name: a\n    metric: nps\n    phase: loyalty\n    op: \"<\"\n    threshold: high\n",
+         "6: alert 'a': threshold 'high' is not a number"},
+        {"alerts:\n  - {name: a, metric: nps, phase: loyalty, op: \"<\", threshold: nan}\n",
+         "2: alert 'a': threshold 'nan' is not a number"},
+        {"alerts:\n  - {name: a, metric: nps, phase: loyalty, op: \"<\", threshold: 1e999}\n",
+         "2: alert 'a': threshold '1e999' is not a number"},
+        {RULE "    resolve: 20%\n", "7: alert 'a': resolve '20%' is not a number"},
+        {RULE "    resolve: 15\n", "7: alert 'a': resolve 15 is on the firing side of < 20"},
+        {"alerts:\n  - name: a\n    metric: dropoff_rate\n    phase: loyalty\n    op: \">\"\n    threshold: 0.30\n"
+         "    resolve: 0.35\n",
+         "7: alert 'a': resolve 0.35 is on the firing side of > 0.30"},
+        {RULE "    for: soon\n", "7: alert 'a': for 'soon' is not a duration of 0..365d (e.g. 30s, 5m, 2h)"},
+        {RULE "    for: 366d\n", "7: alert 'a': for '366d' is not a duration of 0..365d (e.g. 30s, 5m, 2h)"},
+        {RULE "    min_n: 0\n", "7: alert 'a': min_n '0' is not an integer of 1..1000000000"},
+        {RULE "    min_n: lots\n", "7: alert 'a': min_n 'lots' is not an integer of 1..1000000000"},
+        {RULE "    no_data: drop\n", "7: alert 'a': no_data 'drop' is not one of keep, resolve"},
+        {RULE "    severity: \"\"\n", "7: alert 'a': severity must be 1..64 bytes"},
+        {RULE "    labels:\n      team: x\n      team-x: y\n",
+         "9: alert 'a': label 'team-x': the name must be 1..255 characters matching [a-zA-Z_][a-zA-Z0-9_]*"},
+        {RULE "    labels: {2fa: y}\n",
+         "7: alert 'a': label '2fa': the name must be 1..255 characters matching [a-zA-Z_][a-zA-Z0-9_]*"},
+        {RULE "    labels: {severity: page}\n", "7: alert 'a': label 'severity' is set by journeyd"},
+        {RULE "    labels: {alertname: b}\n", "7: alert 'a': label 'alertname' is set by journeyd"},
+        {RULE "    labels: {team: [a, b]}\n",
+         "7: alert 'a': label 'team': the value must be a string of at most 255 bytes"},
+        {RULE "    labels: {team: a, team: b}\n", "7: duplicate key 'team' in alerts[].labels (first at line 7)"},
+        {RULE "    labels: {a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1, h: 1, i: 1, j: 1, k: 1, l: 1, m: 1, n: 1,"
+              " o: 1, p: 1, q: 1}\n",
+         "7: alert 'a': at most 16 labels"},
+        {RULE "    summary: \"{vaule} is low\"\n",
+         "7: alert 'a': summary: unknown placeholder '{vaule}' (known: {rule}, {metric}, {op}, {phase}, {window}, "
+         "{segment}, {touchpoint}, {value}, {threshold}, {resolve}, {n})"},
+        {RULE "  - {name: b, metric: csat, phase: search, op: \"<\", threshold: 1}\n"
+              "  - {name: a, metric: ces, phase: search, op: \">\", threshold: 1}\n",
+         "8: alert 'a': duplicate name (first at line 2)"},
+        {"output:\n  format: xml\n", "2: output.format: 'xml' is not one of json, msgpack"},
+        {"output:\n  publish_interval: 5ms\n", "2: output.publish_interval: 5ms is out of range 10ms..1h"},
+        {"output:\n  metrics_topic: \"\"\n", "2: output.metrics_topic: length must be 1..249 bytes"},
+        {"http:\n  port: 70000\n", "2: http.port: 70000 is out of range 0..65535"},
+        {"http:\n  bnd: 0.0.0.0\n", "2: unknown key 'http.bnd' (did you mean 'http.bind'?)"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        config_t *c = config_load(write_tmp(cases[i].yaml), err, sizeof(err));
+        cr_assert_null(c, "case %zu accepted", i);
+        char want[512];
+        snprintf(want, sizeof(want), "%s:%s", path, cases[i].msg);
+        cr_assert_str_eq(err, want, "case %zu: got [%s] want [%s]", i, err, want);
+    }
 }
