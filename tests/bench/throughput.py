@@ -112,23 +112,32 @@ def rss_peak_kb(pid):
 
 
 def build_baseline(rev):
-    """journeyd of git revision rev, built once (release) outside the tree."""
-    src = "/var/tmp/journeyd-baseline-%s" % rev
+    """journeyd of git revision rev, built once outside the tree with the
+    build type tests/run.sh gives build/ (RelWithDebInfo: -O2 -g), so the
+    two binaries differ by their code only (until 2026-12-04 the baseline
+    was built Release, -O3, against an -O2 build/: see the README)."""
+    src = "/var/tmp/journeyd-baseline-%s-relwithdebinfo" % rev
     binary = os.path.join(src, "build", "journeyd")
     if not os.path.exists(binary):
         subprocess.run("rm -rf %s && mkdir -p %s && git -C %s archive %s | tar -x -C %s" %
                        (src, src, os.path.dirname(os.path.dirname(HERE)), rev, src), shell=True, check=True)
         subprocess.run(["cmake", "-S", src, "-B", os.path.join(src, "build"), "-G", "Ninja",
-                        "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)
+                        "-DCMAKE_BUILD_TYPE=RelWithDebInfo"], check=True, capture_output=True)
         subprocess.run(["cmake", "--build", os.path.join(src, "build"), "--target", "journeyd"],
                        check=True, capture_output=True)
     return binary
 
 
+def knows_http(binary):
+    """Whether binary takes the http section (older revisions refuse it)."""
+    cfg = jdtest.write_config("t", "d", "p", "g")
+    return subprocess.run([binary or jdtest.JOURNEYD, "--check-config", cfg], capture_output=True).returncode == 0
+
+
 def run_journeyd(topic, dlq, total, binary=None, inspect=None):
     r = jdtest.redis_client()
     prefix, group = jdtest.unique("bench"), jdtest.unique("bench-g")
-    cfg = jdtest.write_config(topic, dlq, prefix, group, http=binary is None)
+    cfg = jdtest.write_config(topic, dlq, prefix, group, http=knows_http(binary))
     settle(r)
     mem0 = r.info("memory")["used_memory"]
     cmds0 = redis_cmdstats(r)
