@@ -10,7 +10,8 @@
  * satisfaction row (phase x window x breakdown) -- whose content changed
  * since its last delivered message, keyed by the entry's key so that a
  * compacted topic keeps the latest of each (schemas/metric.schema.json).
- * An entry that is gone from the snapshot gets a tombstone. Only the daemon
+ * An entry that is gone from the snapshot gets a tombstone; after a start
+ * (or a restart) every entry is published once. Only the daemon
  * that owns the first partition of the first input topic publishes
  * (publish_set_leader()), so several daemons in one group do not repeat
  * each other.

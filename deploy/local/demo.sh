@@ -63,5 +63,10 @@ echo
 jd_log "a long journey, begun anonymously on one device: ./build/journeyctl journey $CUST"
 ./build/journeyctl journey "$CUST"
 echo
+jd_log "journeyd over HTTP: /readyz says $(curl -s http://127.0.0.1:9464/readyz); a few of its Prometheus gauges:"
+curl -s http://127.0.0.1:9464/metrics | grep -E '^journeyd_(funnel_dropoff_rate|satisfaction_score)\{.*segment="all"|^journeyd_satisfaction_score\{.*window="all"' | head -12 || true
+jd_log "the latest metric messages on the compacted topic journeyd.metrics:"
+kcat -C -b "$JD_KAFKA_BROKERS" -t journeyd.metrics -e -q -o -3 -f '%k\n' 2>/dev/null | head -6 || true
+echo
 jd_log "try: ./build/journeyctl funnel --segment smb | ./build/journeyctl metrics --json | ./build/journeyctl journey <customer> --json | ./build/journeyctl stats"
 jd_log "stop the services with ./deploy/local/down.sh"

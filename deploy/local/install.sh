@@ -8,7 +8,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake ninja-build pkg-config git
     librdkafka-dev libhiredis-dev libmsgpack-dev libyaml-dev libmicrohttpd-dev libcriterion-dev
-    redis-server redis-tools kcat maven valgrind
+    redis-server redis-tools kcat maven valgrind curl
     prometheus  # for promtool (checks /metrics); on a systemd host it also enables a Prometheus on :9090
     python3 python3-confluent-kafka python3-redis python3-msgpack python3-jsonschema
 )
