@@ -795,6 +795,9 @@ static int alert_window(loader_t *L, const config_t *c, const alert_src_t *a, al
     int64_t ms = -1;
     snprintf(r->window, sizeof(r->window), "all");
     if (!w || !strcmp(w, "all")) return 0;
+    if (!alert_metric_is_sat(r->metric))
+        return alert_fail(L, a->line[A_WINDOW], r, "window: %s is counted since the start (window all only)",
+                          alert_metric_names[r->metric]);
     if (parse_duration(w, &ms) < 0) ms = -1;
     for (int i = 0; i < c->n_sat_windows; i++) {
         format_duration(c->sat_windows_ms[i], name, sizeof(name));

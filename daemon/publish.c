@@ -49,6 +49,7 @@ typedef struct entry {
 typedef struct dr {           /* a message's opaque: which entry, with which content */
     uint32_t idx;
     uint64_t hash;
+    char *outbox;             /* an alert message: its outbox field, owned (NULL: a metric) */
 } dr_t;
 
 struct publish {
@@ -61,6 +62,9 @@ struct publish {
     store_t *st;
     rd_kafka_t *rk;
     rd_kafka_topic_t *topic;
+    rd_kafka_topic_t *atopic; /* the alert topic */
+    alert_state_t *ast;       /* per alert rule (cfg->alerts), as saved in Redis */
+    int alerts_loaded;        /* ast and the outbox read back since this daemon became leader */
     entry_t *v;
     uint32_t n, cap;
     uint32_t *slots;          /* open addressing: index + 1 */
@@ -109,10 +113,16 @@ static entry_t *entry_get(publish_t *p, const char *key) {
     return e;
 }
 
+static void alert_delivered(publish_t *p, const rd_kafka_message_t *m, dr_t *d);
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     publish_t *p = opaque;
     dr_t *d = m->_private;
+    if (d->outbox) {
+        alert_delivered(p, m, d);
+        return;
+    }
     entry_t *e = &p->v[d->idx];
     if (e->inflight == d->hash) e->inflight = 0;
     pthread_mutex_lock(&p->mu);
@@ -129,7 +139,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 /* Produce value (NULL: tombstone) for e, whose content hash is h. */
 static void produce(publish_t *p, entry_t *e, uint64_t h, const char *value, size_t len) {
-    dr_t *d = malloc(sizeof(*d));
+    dr_t *d = calloc(1, sizeof(*d));
     if (!d) abort();
     d->idx = (uint32_t)(e - p->v);
     d->hash = h;
@@ -224,9 +234,11 @@ typedef struct sat_gauges {
     int score;                /* the score family, else the responses one */
 } sat_gauges_t;
 
-static void gauge_sat_row(const char *phase, const char *window, const char *scope, ev_metric_t m,
-                          const sat_result_t *r, void *opaque) {
+static void gauge_sat_row(const char *phase, const char *window, const char *breakdown, const char *name,
+                          const char *scope, ev_metric_t m, const sat_result_t *r, void *opaque) {
     const sat_gauges_t *g = opaque;
+    (void)name;
+    if (strcmp(breakdown, "all")) return;
     const char *labels[] = {"phase", phase, "window", window, "scope", scope, "metric", sat_metric_name(m), NULL};
     if (!g->score) prom_sample(g->pr, labels, (double)r->n);
     else if (r->sufficient) prom_sample(g->pr, labels, r->score);
@@ -236,13 +248,13 @@ static void gauge_sat(prom_t *pr, const snapshot_t *s) {
     sat_gauges_t g = {pr, 0};
     prom_family(pr, "journeyd_satisfaction_responses", PROM_GAUGE,
                 "Survey answers per phase, window, scope and metric (nps, csat, ces).");
-    sat_each_overall(s->sat, s->sat_wm, s->n_sat, &s->satw, s->phases, s->cfg->n_phases, s->cfg->sat_min_n,
+    sat_each_row(s->sat, s->sat_wm, s->n_sat, &s->satw, s->phases, s->cfg->n_phases, s->cfg->sat_min_n,
                      gauge_sat_row, &g);
     g.score = 1;
     prom_family(pr, "journeyd_satisfaction_score", PROM_GAUGE,
                 "NPS (-100..100), CSAT (% satisfied) or CES (mean) per phase, window and scope, "
                 "when it has at least satisfaction.min_n answers.");
-    sat_each_overall(s->sat, s->sat_wm, s->n_sat, &s->satw, s->phases, s->cfg->n_phases, s->cfg->sat_min_n,
+    sat_each_row(s->sat, s->sat_wm, s->n_sat, &s->satw, s->phases, s->cfg->n_phases, s->cfg->sat_min_n,
                      gauge_sat_row, &g);
 }
 
@@ -276,6 +288,152 @@ char *publish_prom(publish_t *p, size_t *len) {
     *len = p->prom_len;
     pthread_mutex_unlock(&p->mu);
     return copy;
+}
+
+/* ---- alert rules (alert.h) -------------------------------------------------
+ * Evaluated on each snapshot at its event time (complete_to), by the leader
+ * only. A rule's state is saved in the hash <prefix>:alerts (field: the
+ * rule's name) whenever it changes; a message is first saved there too, in
+ * the same transaction, as an outbox field "<rule>|out|<id>|<status>", and
+ * that field is deleted once the broker has the message. A daemon that
+ * becomes leader reads the states back and sends every message left in the
+ * outbox again: a message is never lost, and a re-sent one carries its id. */
+
+typedef struct sat_pick {
+    const alert_rule_t *r;
+    int found;
+    double value;
+    int64_t n;
+} sat_pick_t;
+
+static void pick_sat_row(const char *phase, const char *window, const char *breakdown, const char *name,
+                         const char *scope, ev_metric_t m, const sat_result_t *res, void *opaque) {
+    sat_pick_t *k = opaque;
+    const alert_rule_t *r = k->r;
+    static const char *const BY[] = {"all", "segment", "touchpoint"};
+    ev_metric_t want = r->metric == ALERT_NPS ? EV_METRIC_NPS : r->metric == ALERT_CSAT ? EV_METRIC_CSAT : EV_METRIC_CES;
+    if (m != want || strcmp(scope, "touchpoint") || strcmp(phase, r->phase_name) || strcmp(window, r->window) ||
+        strcmp(breakdown, BY[r->by]) || strcmp(name, r->by == ALERT_BY_NONE ? "all" : r->by_name))
+        return;
+    k->found = res->sufficient;
+    k->value = res->score;
+    k->n = res->n;
+}
+
+/* The funnel value of r (counted since the start): 1, or 0 without data. */
+static int funnel_value(const snapshot_t *s, const alert_rule_t *r, double *v, int64_t *n) {
+    funnel_phase_t ph[CFG_MAX_PHASES];
+    int found = 0;
+    memset(ph, 0, sizeof(ph));
+    for (int i = 0; i < s->snap.n_segs; i++) {
+        if (r->by == ALERT_BY_SEGMENT && strcmp(s->snap.segs[i].name, r->by_name)) continue;
+        found = 1;
+        for (int k = 0; k < s->cfg->n_phases; k++) {
+            const funnel_phase_t *p = &s->snap.segs[i].ph[k];
+            ph[k].reached += p->reached, ph[k].active += p->active, ph[k].progressed += p->progressed;
+            ph[k].dropped += p->dropped, ph[k].completed += p->completed;
+        }
+    }
+    const funnel_phase_t *p = &ph[r->phase];
+    const int64_t counts[] = {p->reached, p->active, p->progressed, p->dropped, p->completed};
+    int64_t done = p->dropped + p->progressed + p->completed;
+    if (r->metric == ALERT_DROPOFF_RATE) *n = done, *v = done ? (double)p->dropped / (double)done : 0;
+    else if (r->metric == ALERT_CONVERSION) *n = ph[0].reached, *v = *n ? (double)p->reached / (double)*n : 0;
+    else *n = counts[r->metric - ALERT_REACHED], *v = (double)*n;
+    return found && *n > 0;
+}
+
+static int rule_value(const snapshot_t *s, const alert_rule_t *r, double *v, int64_t *n) {
+    if (!alert_metric_is_sat(r->metric)) return funnel_value(s, r, v, n);
+    sat_pick_t k = {r, 0, 0, 0};
+    sat_each_row(s->sat, s->sat_wm, s->n_sat, &s->satw, s->phases, s->cfg->n_phases, s->cfg->sat_min_n,
+                 pick_sat_row, &k);
+    *v = k.value;
+    *n = k.n;
+    return k.found;
+}
+
+static void alert_produce(publish_t *p, const char *rule, const char *outbox, const char *json) {
+    dr_t *d = calloc(1, sizeof(*d));
+    if (!d || !(d->outbox = strdup(outbox))) abort();
+    if (rd_kafka_produce(p->atopic, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)json, strlen(json), rule,
+                         strlen(rule), d) != 0) {
+        log_warn("alert not queued: sent again when this daemon next becomes leader", "rule=%s error=\"%s\"",
+                 rule, rd_kafka_err2str(rd_kafka_last_error()));
+        free(d->outbox);
+        free(d);
+    }
+}
+
+static void alert_delivered(publish_t *p, const rd_kafka_message_t *m, dr_t *d) {
+    char err[256];
+    if (m->err) {
+        log_warn("alert delivery failed: sent again when this daemon next becomes leader", "field=\"%s\" error=\"%s\"",
+                 d->outbox, rd_kafka_err2str(m->err));
+        p->alerts_loaded = 0; /* read the outbox again at the next tick */
+    } else if (store_alerts_save(p->st, 1, (const char *const[]){d->outbox}, (const char *const[]){NULL}, err,
+                                 sizeof(err)) != STORE_OK) {
+        log_warn("alert outbox not cleared (the message may be sent again, with its id)", "error=\"%s\"", err);
+    }
+    free(d->outbox);
+    free(d);
+}
+
+static void alert_loaded(const char *field, const char *value, void *opaque) {
+    publish_t *p = opaque;
+    const char *bar = strchr(field, '|');
+    size_t len = bar ? (size_t)(bar - field) : strlen(field);
+    for (int i = 0; i < p->cfg->n_alerts; i++) {
+        const alert_rule_t *r = &p->cfg->alerts[i];
+        if (strlen(r->name) != len || strncmp(r->name, field, len)) continue;
+        if (bar) alert_produce(p, r->name, field, value); /* left in the outbox */
+        else if (alert_state_decode(value, &p->ast[i]) < 0)
+            log_warn("unreadable alert state ignored", "rule=%s state=\"%s\"", r->name, value);
+    }
+}
+
+static void alerts_eval(publish_t *p, const snapshot_t *s) {
+    char err[256];
+    if (!p->cfg->n_alerts || s->snap.watermark == INT64_MAX || s->snap.watermark == INT64_MIN) return;
+    if (!p->alerts_loaded) {
+        memset(p->ast, 0, (size_t)p->cfg->n_alerts * sizeof(*p->ast));
+        if (store_alerts_load(p->st, alert_loaded, p, err, sizeof(err)) != STORE_OK) {
+            log_warn("alert states not read", "error=\"%s\"", err);
+            return;
+        }
+        p->alerts_loaded = 1;
+    }
+    for (int i = 0; i < p->cfg->n_alerts; i++) {
+        const alert_rule_t *r = &p->cfg->alerts[i];
+        double v;
+        int64_t n;
+        int have = rule_value(s, r, &v, &n);
+        alert_state_t was = p->ast[i];
+        alert_msg_t msg;
+        char before[ALERT_STATE_MAX], after[ALERT_STATE_MAX], outbox[ALERT_NAME_MAX + 48], *json = NULL;
+        size_t jlen = 0;
+        int send = alert_eval(r, &p->ast[i], have, v, n, s->snap.watermark, &msg);
+        alert_state_encode(&was, before, sizeof(before));
+        alert_state_encode(&p->ast[i], after, sizeof(after));
+        if (!send && !strcmp(before, after)) continue;
+        const char *fields[2] = {r->name, outbox}, *values[2] = {after, NULL};
+        if (send) {
+            FILE *m = open_memstream(&json, &jlen);
+            if (!m) abort();
+            alert_msg_json(&msg, m);
+            fclose(m);
+            snprintf(outbox, sizeof(outbox), "%s|out|%s|%s", r->name, msg.id, msg.firing ? "firing" : "resolved");
+            values[1] = json;
+        }
+        if (store_alerts_save(p->st, send ? 2 : 1, fields, values, err, sizeof(err)) != STORE_OK) {
+            log_warn("alert state not saved: evaluated again at the next tick", "rule=%s error=\"%s\"", r->name, err);
+            p->ast[i] = was;
+        } else if (send) {
+            log_info(msg.firing ? "alert firing" : "alert resolved", "rule=%s id=%s", r->name, msg.id);
+            alert_produce(p, r->name, outbox, json);
+        }
+        free(json);
+    }
 }
 
 static int64_t wall_ms(void) {
@@ -323,6 +481,7 @@ static void publish_tick(publish_t *p) {
     p->stats.entries = live;
     pthread_mutex_unlock(&p->mu);
     render_gauges(p, &s);
+    alerts_eval(p, &s);
     snapshot_free(&s);
 }
 
@@ -339,6 +498,7 @@ static void *publish_main(void *arg) {
         if (p->stop) break;
         int leader = p->leader;
         pthread_mutex_unlock(&p->mu);
+        if (!leader) p->alerts_loaded = 0; /* read the states back when leader again */
         rd_kafka_poll(p->rk, 0);
         if (leader) publish_tick(p);
         rd_kafka_poll(p->rk, 0);
@@ -357,6 +517,8 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
 
 static void publish_free(publish_t *p) {
     if (p->topic) rd_kafka_topic_destroy(p->topic);
+    if (p->atopic) rd_kafka_topic_destroy(p->atopic);
+    free(p->ast);
     if (p->rk) rd_kafka_destroy(p->rk);
     store_close(p->st);
     prom_free(p->prom);
@@ -397,6 +559,11 @@ publish_t *publish_start(const config_t *cfg, char *errbuf, size_t errlen) {
                  rd_kafka_err2str(rd_kafka_last_error()));
         goto fail;
     }
+    if (!(p->atopic = rd_kafka_topic_new(p->rk, cfg->alerts_topic, NULL))) {
+        snprintf(errbuf, errlen, "alert topic %s: %s", cfg->alerts_topic, rd_kafka_err2str(rd_kafka_last_error()));
+        goto fail;
+    }
+    if (!(p->ast = calloc((size_t)cfg->n_alerts + 1, sizeof(*p->ast)))) abort();
     if (cfg->output_format == CFG_FORMAT_MSGPACK) /* issue #6: not there yet, and said so */
         log_warn("output.format msgpack is not implemented yet: metric messages are JSON", "topic=%s",
                  cfg->metrics_topic);

@@ -14,7 +14,8 @@
  * (or a restart) every entry is published once. Only the daemon
  * that owns the first partition of the first input topic publishes
  * (publish_set_leader()), so several daemons in one group do not repeat
- * each other.
+ * each other. The same thread evaluates the alert rules (alert.h) on each
+ * snapshot and sends their messages to output.alerts_topic (publish.c).
  */
 #ifndef JD_PUBLISH_H
 #define JD_PUBLISH_H

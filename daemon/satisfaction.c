@@ -700,22 +700,24 @@ static row_t *sat_rows(const sat_part_t *parts, const int64_t *wms, size_t n_par
     return rs.v;
 }
 
-void sat_each_overall(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
-                      const char *const *phases, int n_phases, int64_t min_n,
-                      void (*fn)(const char *phase, const char *window, const char *scope, ev_metric_t m,
-                                 const sat_result_t *r, void *opaque),
-                      void *opaque) {
+void sat_each_row(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
+                  const char *const *phases, int n_phases, int64_t min_n,
+                  void (*fn)(const char *phase, const char *window, const char *breakdown, const char *name,
+                             const char *scope, ev_metric_t m, const sat_result_t *r, void *opaque),
+                  void *opaque) {
     size_t n;
     row_t *rows = sat_rows(parts, wms, n_parts, w, phases, n_phases, &n);
     for (size_t i = 0; i < n; i++) {
-        if (rows[i].breakdown != 0) continue;
-        char wn[32];
+        char wn[32], name[SAT_KEY_MAX];
         sat_window_name(w, rows[i].window, wn, sizeof(wn));
+        snprintf(name, sizeof(name), "%.*s", (int)strcspn(rows[i].name, "|"), rows[i].name);
         for (int sc = 0; sc < 2; sc++)
             for (int m = 0; m < 3; m++) {
                 sat_result_t r;
                 sat_compute((ev_metric_t)(m + 1), &rows[i].c[sc][m], min_n, &r);
-                if (r.n) fn(phases[rows[i].phase], wn, sc ? "journey" : "touchpoint", (ev_metric_t)(m + 1), &r, opaque);
+                if (r.n)
+                    fn(phases[rows[i].phase], wn, BD[rows[i].breakdown], name, sc ? "journey" : "touchpoint",
+                       (ev_metric_t)(m + 1), &r, opaque);
             }
     }
     free(rows);

@@ -211,14 +211,14 @@ void sat_print_json_each(const sat_part_t *parts, const int64_t *wms, size_t n_p
                                        const char *json, size_t len, void *opaque),
                          void *opaque, FILE *out);
 
-/* The overall rows of the same snapshot (breakdown all), each scope and
- * metric with an answer handed to fn with its result: for the Prometheus
- * gauges. */
-void sat_each_overall(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
-                      const char *const *phases, int n_phases, int64_t min_n,
-                      void (*fn)(const char *phase, const char *window, const char *scope, ev_metric_t m,
-                                 const sat_result_t *r, void *opaque),
-                      void *opaque);
+/* Every row of the same snapshot: each breakdown ("all", "touchpoint",
+ * "segment") and name, scope and metric with an answer, handed to fn with
+ * its result (the Prometheus gauges, alert rules). */
+void sat_each_row(const sat_part_t *parts, const int64_t *wms, size_t n_parts, const sat_windows_t *w,
+                  const char *const *phases, int n_phases, int64_t min_n,
+                  void (*fn)(const char *phase, const char *window, const char *breakdown, const char *name,
+                             const char *scope, ev_metric_t m, const sat_result_t *r, void *opaque),
+                  void *opaque);
 
 /* A window's name in the snapshot ("1h", "1d", "1w", "30d"; window -1: "all")
  * into buf (>= 32 bytes). */

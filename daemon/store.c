@@ -380,6 +380,51 @@ store_status_t store_shard_sat(store_t *st, const char *shard,
     return s;
 }
 
+store_status_t store_alerts_load(store_t *st, void (*fn)(const char *field, const char *value, void *opaque),
+                                 void *opaque, char *errbuf, size_t errlen) {
+    redisReply *r;
+    redisAppendCommand(st->c, "HGETALL %s:alerts", st->cfg->redis_prefix);
+    st->round_trips++;
+    st->commands++;
+    store_status_t s = read_replies(st, 1, &r, errbuf, errlen);
+    if (s != STORE_OK) return s;
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(errbuf, errlen, "redis %s:alerts: %s", st->cfg->redis_prefix, r->str);
+        s = STORE_FATAL;
+    }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+        fn(r->element[i]->str, r->element[i + 1]->str, opaque);
+    freeReplyObject(r);
+    return s;
+}
+
+store_status_t store_alerts_save(store_t *st, size_t n, const char *const *fields, const char *const *values,
+                                 char *errbuf, size_t errlen) {
+    redisReply *r[2 + 2 * 64];
+    if (n > 64) {
+        snprintf(errbuf, errlen, "store_alerts_save: %zu fields, at most 64", n);
+        return STORE_FATAL;
+    }
+    redisAppendCommand(st->c, "MULTI");
+    for (size_t i = 0; i < n; i++) {
+        if (values[i]) redisAppendCommand(st->c, "HSET %s:alerts %s %s", st->cfg->redis_prefix, fields[i], values[i]);
+        else redisAppendCommand(st->c, "HDEL %s:alerts %s", st->cfg->redis_prefix, fields[i]);
+    }
+    redisAppendCommand(st->c, "EXEC");
+    st->round_trips++;
+    st->commands += n + 2;
+    store_status_t s = read_replies(st, n + 2, r, errbuf, errlen);
+    if (s != STORE_OK) return s;
+    redisReply *exec = r[n + 1];
+    if (exec->type != REDIS_REPLY_ARRAY) {
+        snprintf(errbuf, errlen, "redis %s:alerts: %s", st->cfg->redis_prefix,
+                 exec->type == REDIS_REPLY_ERROR ? exec->str : "transaction refused");
+        s = STORE_RETRY;
+    }
+    for (size_t i = 0; i < n + 2; i++) freeReplyObject(r[i]);
+    return s;
+}
+
 static void due_send(store_t *st, store_due_req_t *reqs, size_t nreq) {
     char key[512], until[24], after[26], limit[24];
     for (size_t q = 0; q < nreq; q++) {

@@ -119,6 +119,15 @@ store_status_t store_shard_sat(store_t *st, const char *shard,
                                void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
                                char *errbuf, size_t errlen);
 
+/* The alert rules' state (hash <prefix>:alerts, schemas/redis.md): fn is
+ * called for each field and value, with one HGETALL. */
+store_status_t store_alerts_load(store_t *st, void (*fn)(const char *field, const char *value, void *opaque),
+                                 void *opaque, char *errbuf, size_t errlen);
+/* Set fields[i] to values[i] (NULL: delete the field) in <prefix>:alerts,
+ * together (MULTI/EXEC). */
+store_status_t store_alerts_save(store_t *st, size_t n, const char *const *fields, const char *const *values,
+                                 char *errbuf, size_t errlen);
+
 /* The due timers of several shards and the values of ids of several shards,
  * in one round trip (the loads as store_load()). On success the due ids are
  * the caller's to release with store_due_free(). */

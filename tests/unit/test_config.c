@@ -496,6 +496,8 @@ Test(config, alert_refusals_name_file_line_and_reason) {
          "2: alert 'a': window '1h' is not one of the satisfaction windows (90m, all)"},
         {RULE "    segment: smb\n    touchpoint: chat\n", "8: alert 'a': give a segment or a touchpoint, not both"},
         {RULE "    touchpoint: chat\n    segment: smb\n", "8: alert 'a': give a segment or a touchpoint, not both"},
+        {"alerts:\n  - {name: a, metric: dropoff_rate, phase: loyalty, window: 1h}\n",
+         "2: alert 'a': window: dropoff_rate is counted since the start (window all only)"},
         {"alerts:\n  - {name: a, metric: dropoff_rate, phase: loyalty, touchpoint: chat}\n",
          "2: alert 'a': touchpoint is only for nps, csat and ces (dropoff_rate is not counted per touchpoint)"},
         {"alerts:\n  - {name: a, metric: nps, phase: loyalty, segment: \"\"}\n",

@@ -1,0 +1,144 @@
+"""Alert rules end to end (issue #6): a stream whose CSAT in `purchase` drops
+(1h window at 0 %), then hovers between the resolve threshold and the
+threshold (60 %), then recovers (100 %), with journeyd killed (-9) and
+restarted while the alert is firing. The alert topic must carry exactly one
+episode: one `firing` message with the value at the drop and one `resolved`
+message after the recovery, both with the same id (a message re-sent after
+the restart keeps its id), shaped like an Alertmanager webhook
+(schemas/alert.schema.json)."""
+import json
+import os
+import sys
+import time
+import unittest
+
+import jsonschema
+from confluent_kafka import Consumer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jdtest  # noqa: E402
+
+T0 = 1767607200000  # 2026-01-05T10:00:00Z
+MIN = 60000
+RULES = """satisfaction:
+  min_n: 5
+alerts:
+  - name: purchase-csat
+    metric: csat
+    phase: purchase
+    window: 1h
+    op: "<"
+    threshold: 50
+    resolve: 70
+    severity: critical
+    labels: {team: checkout}
+"""
+
+
+def answers(first, scores, t):
+    """Survey answers of customers first.. at t, t+10s, ..."""
+    out = []
+    for i, score in enumerate(scores):
+        out.append({"messageId": "a-%d" % (first + i), "type": "track", "userId": "c-%d" % (first + i),
+                    "event": "Survey Answered", "timestamp": t + i * 10000,
+                    "properties": {"metric": "csat", "score": score, "phase": "purchase", "touchpoint": "checkout"}})
+    return out
+
+
+class AlertTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.topic, cls.dlq = jdtest.unique("alert"), jdtest.unique("alert-dlq")
+        cls.atopic, cls.mtopic = jdtest.unique("alert-out"), jdtest.unique("alert-metrics")
+        for t in (cls.topic, cls.dlq, cls.atopic, cls.mtopic):
+            jdtest.create_topic(t, 1)
+        cls.prefix = jdtest.unique("alert")
+        cls.cfg = jdtest.static_config(cls.topic, cls.dlq, cls.prefix, jdtest.unique("g"),
+                                       "  idle_advance: 1h\noutput:\n  metrics_topic: %s\n  alerts_topic: %s\n"
+                                       "  publish_interval: 100ms\n" % (cls.mtopic, cls.atopic) + RULES)
+        cls.c = Consumer({"bootstrap.servers": jdtest.BROKERS, "group.id": jdtest.unique("achk"),
+                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        cls.c.subscribe([cls.atopic])
+        cls.msgs = []
+        cls.prod = jdtest.Producer1()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        jdtest.drop_prefix(cls.prefix)
+        jdtest.delete_topics(cls.topic, cls.dlq, cls.atopic, cls.mtopic)
+
+    def feed(self, events, heartbeat):
+        for e in events + [{"type": "heartbeat", "timestamp": heartbeat}]:
+            self.prod.send(self.topic, json.dumps(e).encode(), key=e.get("userId", "hb").encode())
+
+    def read(self, seconds, until=None):
+        end = time.time() + seconds
+        while time.time() < end:
+            m = self.c.poll(0.1)
+            if m is not None and not m.error():
+                self.msgs.append(json.loads(m.value()))
+            if until and until():
+                return True
+        return until() if until else True
+
+    def statuses(self):
+        return [(m["status"], m["id"]) for m in self.msgs]
+
+    def test_one_firing_and_one_resolved_through_a_restart(self):
+        d = jdtest.Daemon(self.cfg)
+        # the drop: ten answers of 1 (CSAT 0 %); the watermark passes them
+        self.feed(answers(0, [1] * 10, T0), T0 + 20 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "firing" for s, _ in self.statuses())), d.logtext()[-3000:])
+        # hovering: an hour later CSAT is 60 %, between resolve (70) and
+        # threshold (50): nothing more is sent
+        self.feed(answers(100, [5] * 6 + [1] * 4, T0 + 90 * MIN), T0 + 115 * MIN)
+        jdtest.wait_committed(self.prefix, self.topic, 1, timeout=60, proc=d.proc)
+        self.read(2)
+        self.assertEqual([s for s, _ in self.statuses()], ["firing"])
+        # a crash while firing, and a restart
+        d.kill9()
+        d = jdtest.Daemon(self.cfg)
+        self.read(3)
+        # the recovery: CSAT 100 % in the last hour
+        self.feed(answers(200, [5] * 10, T0 + 180 * MIN), T0 + 205 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "resolved" for s, _ in self.statuses())), d.logtext()[-3000:])
+        self.read(2)
+        self.assertEqual(d.stop(), 0)
+
+        episodes = sorted(set(self.statuses()))
+        fid = self.msgs[0]["id"]
+        self.assertEqual(episodes, sorted([("firing", fid), ("resolved", fid)]), self.statuses())
+        self.assertEqual([m["status"] for m in self.msgs][-1], "resolved")
+        firing = next(m for m in self.msgs if m["status"] == "firing")
+        resolved = next(m for m in self.msgs if m["status"] == "resolved")
+        self.assertEqual(firing["rule"], "purchase-csat")
+        self.assertEqual(firing["value"], 0)
+        self.assertEqual(firing["n"], 10)
+        self.assertEqual(firing["threshold"], 50)
+        self.assertEqual(firing["resolve_threshold"], 70)
+        self.assertEqual(resolved["value"], 100)
+        self.assertEqual(resolved["n"], 10)
+        a = firing["alerts"][0]
+        self.assertEqual(a["status"], "firing")
+        self.assertEqual(a["labels"]["alertname"], "purchase-csat")
+        self.assertEqual(a["labels"]["team"], "checkout")
+        self.assertEqual(a["labels"]["severity"], "critical")
+        self.assertEqual(a["labels"]["phase"], "purchase")
+        self.assertEqual(a["labels"]["window"], "1h")
+        self.assertEqual(a["endsAt"], "0001-01-01T00:00:00Z")
+        r = resolved["alerts"][0]
+        self.assertEqual(r["startsAt"], a["startsAt"])
+        self.assertGreater(r["endsAt"], r["startsAt"])
+        with open(os.path.join(jdtest.SRC, "schemas", "alert.schema.json")) as f:
+            schema = json.load(f)
+        for m in self.msgs:
+            jsonschema.validate(m, schema)
+        # the state is saved, and the outbox is empty once delivered
+        rd = jdtest.redis_client()
+        fields = rd.hgetall("%s:alerts" % self.prefix)
+        self.assertEqual(sorted(k.decode() for k in fields), ["purchase-csat"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
