@@ -249,13 +249,24 @@ static void gauge_sat(prom_t *pr, const snapshot_t *s) {
     prom_family(pr, "journeyd_satisfaction_responses", PROM_GAUGE,
                 "Survey answers per phase, window, scope and metric (nps, csat, ces).");
     sat_each_row(s->sat, s->sat_wm, s->n_sat, &s->satw, s->phases, s->cfg->n_phases, s->cfg->sat_min_n,
-                     gauge_sat_row, &g);
+                 gauge_sat_row, &g);
     g.score = 1;
     prom_family(pr, "journeyd_satisfaction_score", PROM_GAUGE,
                 "NPS (-100..100), CSAT (% satisfied) or CES (mean) per phase, window and scope, "
                 "when it has at least satisfaction.min_n answers.");
     sat_each_row(s->sat, s->sat_wm, s->n_sat, &s->satw, s->phases, s->cfg->n_phases, s->cfg->sat_min_n,
-                     gauge_sat_row, &g);
+                 gauge_sat_row, &g);
+}
+
+/* Each alert rule's state as of the last evaluation (0 normal, 1 pending, 2 firing). */
+static void gauge_alerts(publish_t *p) {
+    if (!p->cfg->n_alerts) return;
+    prom_family(p->prom, "journeyd_alert_state", PROM_GAUGE,
+                "Alert rule state: 0 normal, 1 pending, 2 firing (as of the last evaluation).");
+    for (int i = 0; i < p->cfg->n_alerts; i++)
+        prom_sample(p->prom,
+                    (const char *[]){"rule", p->cfg->alerts[i].name, "severity", p->cfg->alerts[i].severity, NULL},
+                    (double)p->ast[i].status);
 }
 
 /* The gauges of snapshot s, kept for publish_prom(). */
@@ -266,6 +277,7 @@ static void render_gauges(publish_t *p, const snapshot_t *s) {
     prom_reset(p->prom);
     gauge_funnel(p->prom, s);
     gauge_sat(p->prom, s);
+    gauge_alerts(p);
     if (prom_text(p->prom, &text, &len, err, sizeof(err)) < 0) {
         log_warn("journey gauges not rendered", "error=\"%s\"", err);
         return;
@@ -445,6 +457,7 @@ static int64_t wall_ms(void) {
 static void publish_tick(publish_t *p) {
     snapshot_t s;
     char err[512];
+    int64_t now = wall_ms(); /* computed_at: the read starts now, so it holds every commit before */
     if (snapshot_read(&s, p->st, p->cfg, err, sizeof(err)) < 0) {
         log_warn("metric snapshot not read", "error=\"%s\"", err);
         pthread_mutex_lock(&p->mu);
@@ -454,7 +467,6 @@ static void publish_tick(publish_t *p) {
         store_reconnect(p->st, e2, sizeof(e2));
         return;
     }
-    int64_t now = wall_ms();
     p->tick++;
     text_time(now, p->computed_at, sizeof(p->computed_at));
     if (s.snap.watermark != INT64_MAX && s.snap.watermark > INT64_MIN) {
@@ -480,8 +492,8 @@ static void publish_tick(publish_t *p) {
     p->stats.complete_to = s.snap.watermark != INT64_MAX ? s.snap.watermark : INT64_MIN;
     p->stats.entries = live;
     pthread_mutex_unlock(&p->mu);
-    render_gauges(p, &s);
     alerts_eval(p, &s);
+    render_gauges(p, &s);
     snapshot_free(&s);
 }
 

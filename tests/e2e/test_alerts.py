@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import unittest
+import urllib.request
 
 import jsonschema
 from confluent_kafka import Consumer
@@ -82,6 +83,20 @@ class AlertTest(unittest.TestCase):
                 return True
         return until() if until else True
 
+    def metric_shows(self, line, timeout=10):
+        """Whether journeyd's /metrics page shows line within timeout."""
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                url = "http://127.0.0.1:%d/metrics" % jdtest.HTTP_PORTS[self.cfg]
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    if line in r.read().decode().splitlines():
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.2)
+        return False
+
     def statuses(self):
         return [(m["status"], m["id"]) for m in self.msgs]
 
@@ -96,6 +111,7 @@ class AlertTest(unittest.TestCase):
         jdtest.wait_committed(self.prefix, self.topic, 1, timeout=60, proc=d.proc)
         self.read(2)
         self.assertEqual([s for s, _ in self.statuses()], ["firing"])
+        self.assertTrue(self.metric_shows('journeyd_alert_state{rule="purchase-csat",severity="critical"} 2'))
         # a crash while firing, and a restart
         d.kill9()
         d = jdtest.Daemon(self.cfg)
@@ -104,6 +120,7 @@ class AlertTest(unittest.TestCase):
         self.feed(answers(200, [5] * 10, T0 + 180 * MIN), T0 + 205 * MIN)
         self.assertTrue(self.read(60, lambda: any(s == "resolved" for s, _ in self.statuses())), d.logtext()[-3000:])
         self.read(2)
+        self.assertTrue(self.metric_shows('journeyd_alert_state{rule="purchase-csat",severity="critical"} 0'))
         self.assertEqual(d.stop(), 0)
 
         episodes = sorted(set(self.statuses()))
