@@ -29,6 +29,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "jsonmp.h"
 #include "log.h"
 #include "prom.h"
 #include "snapshot.h"
@@ -182,7 +183,16 @@ static void on_entry(const char *kind, const char *segment, const char *key, con
     fwrite(json, 1, len, m);
     fputs("}", m);
     fclose(m);
-    produce(p, e, h, buf, n);
+    if (p->cfg->output_format == CFG_FORMAT_MSGPACK) {
+        msgpack_sbuffer sb;
+        char err[128];
+        msgpack_sbuffer_init(&sb);
+        if (jsonmp_pack(buf, n, &sb, err, sizeof(err)) == 0) produce(p, e, h, sb.data, sb.size);
+        else log_error("metric message not encoded", "key=\"%s\" error=\"%s\"", key, err); /* a bug */
+        msgpack_sbuffer_destroy(&sb);
+    } else {
+        produce(p, e, h, buf, n);
+    }
     free(buf);
 }
 
@@ -576,9 +586,6 @@ publish_t *publish_start(const config_t *cfg, char *errbuf, size_t errlen) {
         goto fail;
     }
     if (!(p->ast = calloc((size_t)cfg->n_alerts + 1, sizeof(*p->ast)))) abort();
-    if (cfg->output_format == CFG_FORMAT_MSGPACK) /* issue #6: not there yet, and said so */
-        log_warn("output.format msgpack is not implemented yet: metric messages are JSON", "topic=%s",
-                 cfg->metrics_topic);
     if (pthread_create(&p->th, NULL, publish_main, p) != 0) {
         snprintf(errbuf, errlen, "metric publisher: cannot start its thread");
         goto fail;

@@ -9,7 +9,8 @@
  * and produces one message per entry -- a phase of a funnel segment, a
  * satisfaction row (phase x window x breakdown) -- whose content changed
  * since its last delivered message, keyed by the entry's key so that a
- * compacted topic keeps the latest of each (schemas/metric.schema.json).
+ * compacted topic keeps the latest of each (schemas/metric.schema.json;
+ * JSON, or MessagePack with output.format msgpack, jsonmp.h).
  * An entry that is gone from the snapshot gets a tombstone; after a start
  * (or a restart) every entry is published once. Only the daemon
  * that owns the first partition of the first input topic publishes

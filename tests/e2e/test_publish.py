@@ -16,6 +16,7 @@ import time
 import unittest
 
 import jsonschema
+import msgpack
 from confluent_kafka import Consumer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -179,6 +180,35 @@ class PublishTest(unittest.TestCase):
             e = json.loads(m.value())["entry"] if m.value() is not None else None
             self.assertNotEqual(prev.get(k, "none"), e, k)
             prev[k] = e
+
+    def test_msgpack_messages_carry_the_same_documents(self):
+        prefix, mtopic = jdtest.unique("pubmp"), jdtest.unique("pub-metrics-mp")
+        jdtest.create_topic(mtopic, 3, {"cleanup.policy": "compact"})
+        try:
+            cfg = jdtest.write_config(self.topic, self.dlq, prefix, jdtest.unique("g"),
+                                      "  idle_advance: 1h\noutput:\n  metrics_topic: %s\n"
+                                      "  publish_interval: 200ms\n  format: msgpack\n" % mtopic)
+            reader = TopicReader(mtopic)
+            dmn = jdtest.Daemon(cfg)
+            jdtest.wait_committed(prefix, self.topic, PARTITIONS, timeout=300, proc=dmn.proc)
+            want = {k: v["entry"] for k, v in self.reader.latest().items()}
+            deadline, got = time.time() + 60, {}
+            while time.time() < deadline and got != want:
+                reader.drain(1.0)
+                got = {}
+                for m in reader.msgs:
+                    if m.value() is None:
+                        got.pop(m.key().decode(), None)
+                    else:
+                        doc = msgpack.unpackb(m.value())
+                        self.assertEqual(doc["schema"], "journeyd.metric")
+                        got[m.key().decode()] = doc["entry"]
+            self.assertEqual(dmn.stop(), 0)
+            reader.close()
+            self.assertEqual(got, want)
+        finally:
+            jdtest.drop_prefix(prefix)
+            jdtest.delete_topics(mtopic)
 
     def test_the_daemon_says_it_publishes(self):
         self.assertIn('msg="publishing metrics" topic=%s' % self.mtopic, self.log)
