@@ -5,7 +5,10 @@ restarted while the alert is firing. The alert topic must carry exactly one
 episode: one `firing` message with the value at the drop and one `resolved`
 message after the recovery, both with the same id (a message re-sent after
 the restart keeps its id), shaped like an Alertmanager webhook
-(schemas/alert.schema.json)."""
+(schemas/alert.schema.json). And the drop-off rate of `purchase` (counted
+since the start) jumping when journeys drop off and coming back when more
+move on, with a kill -9 while firing: one firing and one resolved message,
+the values those of the snapshots that crossed the thresholds."""
 import json
 import os
 import sys
@@ -46,9 +49,13 @@ def answers(first, scores, t):
     return out
 
 
-class AlertTest(unittest.TestCase):
+class AlertBase(unittest.TestCase):
+    RULES = ""
+
     @classmethod
     def setUpClass(cls):
+        if cls is AlertBase:
+            raise unittest.SkipTest("base class")
         cls.topic, cls.dlq = jdtest.unique("alert"), jdtest.unique("alert-dlq")
         cls.atopic, cls.mtopic = jdtest.unique("alert-out"), jdtest.unique("alert-metrics")
         for t in (cls.topic, cls.dlq, cls.atopic, cls.mtopic):
@@ -56,7 +63,7 @@ class AlertTest(unittest.TestCase):
         cls.prefix = jdtest.unique("alert")
         cls.cfg = jdtest.static_config(cls.topic, cls.dlq, cls.prefix, jdtest.unique("g"),
                                        "  idle_advance: 1h\noutput:\n  metrics_topic: %s\n  alerts_topic: %s\n"
-                                       "  publish_interval: 100ms\n" % (cls.mtopic, cls.atopic) + RULES)
+                                       "  publish_interval: 100ms\n" % (cls.mtopic, cls.atopic) + cls.RULES)
         cls.c = Consumer({"bootstrap.servers": jdtest.BROKERS, "group.id": jdtest.unique("achk"),
                           "auto.offset.reset": "earliest", "enable.auto.commit": False})
         cls.c.subscribe([cls.atopic])
@@ -100,6 +107,19 @@ class AlertTest(unittest.TestCase):
     def statuses(self):
         return [(m["status"], m["id"]) for m in self.msgs]
 
+    def episode(self):
+        """The firing and the resolved message of the only episode."""
+        episodes = sorted(set(self.statuses()))
+        fid = self.msgs[0]["id"]
+        self.assertEqual(episodes, sorted([("firing", fid), ("resolved", fid)]), self.statuses())
+        self.assertEqual([m["status"] for m in self.msgs][-1], "resolved")
+        return (next(m for m in self.msgs if m["status"] == "firing"),
+                next(m for m in self.msgs if m["status"] == "resolved"))
+
+
+class AlertTest(AlertBase):
+    RULES = RULES
+
     def test_one_firing_and_one_resolved_through_a_restart(self):
         d = jdtest.Daemon(self.cfg)
         # the drop: ten answers of 1 (CSAT 0 %); the watermark passes them
@@ -123,12 +143,7 @@ class AlertTest(unittest.TestCase):
         self.assertTrue(self.metric_shows('journeyd_alert_state{rule="purchase-csat",severity="critical"} 0'))
         self.assertEqual(d.stop(), 0)
 
-        episodes = sorted(set(self.statuses()))
-        fid = self.msgs[0]["id"]
-        self.assertEqual(episodes, sorted([("firing", fid), ("resolved", fid)]), self.statuses())
-        self.assertEqual([m["status"] for m in self.msgs][-1], "resolved")
-        firing = next(m for m in self.msgs if m["status"] == "firing")
-        resolved = next(m for m in self.msgs if m["status"] == "resolved")
+        firing, resolved = self.episode()
         self.assertEqual(firing["rule"], "purchase-csat")
         self.assertEqual(firing["value"], 0)
         self.assertEqual(firing["n"], 10)
@@ -155,6 +170,67 @@ class AlertTest(unittest.TestCase):
         rd = jdtest.redis_client()
         fields = rd.hgetall("%s:alerts" % self.prefix)
         self.assertEqual(sorted(k.decode() for k in fields), ["purchase-csat"])
+
+
+def journeys(first, n, t, progress):
+    """n customers entering purchase at t, t+1s, ...; those that progress
+    reach loyalty 10 s later, the others are left to drop off."""
+    out = []
+    for i in range(n):
+        c = "d-%d" % (first + i)
+        out.append({"messageId": c + "-p", "type": "track", "userId": c, "event": "Checkout Started",
+                    "timestamp": t + i * 1000, "properties": {"phase": "purchase", "touchpoint": "checkout"}})
+        if progress:
+            out.append({"messageId": c + "-l", "type": "track", "userId": c, "event": "Order Delivered",
+                        "timestamp": t + i * 1000 + 10000, "properties": {"phase": "loyalty", "touchpoint": "delivery"}})
+    return out
+
+
+class DropoffAlertTest(AlertBase):
+    """The drop-off rate in purchase (counted since the start) jumps when 100
+    journeys drop off after 100 moved on (0.5 > 0.4: firing), and comes back
+    when 200 more move on (100 / 400 = 0.25 < 0.3: resolved)."""
+    RULES = """alerts:
+  - name: purchase-dropoff
+    metric: dropoff_rate
+    phase: purchase
+    op: ">"
+    threshold: 0.4
+    resolve: 0.3
+    min_n: 50
+"""
+
+    def test_dropoff_jumps_and_recovers(self):
+        d = jdtest.Daemon(self.cfg)
+        self.feed(journeys(0, 100, T0, True), T0 + 10 * MIN)
+        jdtest.wait_committed(self.prefix, self.topic, 1, timeout=60, proc=d.proc)
+        self.read(1.5)
+        self.assertEqual(self.msgs, [])
+        # 100 journeys left in purchase; two hours later they have dropped off
+        self.feed(journeys(100, 100, T0 + 60 * MIN, False), T0 + 200 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "firing" for s, _ in self.statuses())), d.logtext()[-3000:])
+        d.kill9()
+        d = jdtest.Daemon(self.cfg)
+        self.feed(journeys(200, 200, T0 + 240 * MIN, True), T0 + 250 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "resolved" for s, _ in self.statuses())), d.logtext()[-3000:])
+        self.read(1)
+        self.assertEqual(d.stop(), 0)
+        firing, resolved = self.episode()
+        # fired by the first snapshot above 0.4: at the latest with all 100
+        # dropped (100 / 200), at the earliest with 67 (67 / 167)
+        self.assertEqual(firing["rule"], "purchase-dropoff")
+        self.assertGreaterEqual(firing["n"], 167)
+        self.assertLessEqual(firing["n"], 200)
+        self.assertEqual(firing["value"], (firing["n"] - 100) / firing["n"])
+        # resolved by the first snapshot that had the rate below 0.3: after
+        # 134 of the 200 (100 / 334), or later if the batches were bigger
+        self.assertGreaterEqual(resolved["n"], 334)
+        self.assertLessEqual(resolved["n"], 400)
+        self.assertEqual(resolved["value"], 100 / resolved["n"])
+        purchase = jdtest.metrics(self.cfg)["funnel"][0]["phases"][2]
+        self.assertEqual((purchase["dropped"], purchase["progressed"]), (100, 300))
+        self.assertEqual(firing["alerts"][0]["labels"]["metric"], "dropoff_rate")
+        self.assertEqual(firing["alerts"][0]["labels"]["window"], "all")
 
 
 if __name__ == "__main__":
