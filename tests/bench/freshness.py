@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 import jdtest  # noqa: E402
-from latency import PARTITIONS, WARMUP_MS, Poller, pct, read_back  # noqa: E402
+from latency import WARMUP_MS, PARTITIONS, open_loop, pct, read_back  # noqa: E402
 from throughput import machine  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
 
@@ -79,19 +79,7 @@ def run_rate(rate, seconds, interval):
                               "output:\n  metrics_topic: %s\n  publish_interval: %s\n" % (mtopic, interval))
     reader = MetricReader(mtopic)
     reader.start()
-    d = jdtest.Daemon(cfg)
-    deadline = time.time() + 30
-    while d.logtext().count("partition assigned") < PARTITIONS and time.time() < deadline:
-        time.sleep(0.05)
-    poller = Poller(prefix, topic)
-    poller.start()
-    events = int(rate * seconds)
-    g = subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "3", "--customers", str(max(events // 10, 1)),
-                        "--events", str(events), "--rate", str(rate), "--epoch-ms", "--heartbeats", "0",
-                        "--topic", topic, "--brokers", jdtest.BROKERS], capture_output=True, text=True)
-    if g.returncode not in (0, 3):
-        raise RuntimeError(g.stderr)
-    jdtest.wait_committed(prefix, topic, PARTITIONS, timeout=300, proc=d.proc)
+    d, poller, events, kept_up = open_loop(cfg, prefix, topic, rate, seconds)
     time.sleep(3 * float(interval.rstrip("ms")) / (1000 if interval.endswith("ms") else 1) + 1)
     poller.stop = reader.stop = True
     poller.join()
@@ -112,7 +100,7 @@ def run_rate(rate, seconds, interval):
     warm.sort()
     jdtest.drop_prefix(prefix)
     jdtest.delete_topics(topic, dlq, mtopic)
-    return {"rate": rate, "events": len(msgs), "kept_up": g.returncode == 0, "missing": missing,
+    return {"rate": rate, "events": len(msgs), "kept_up": kept_up, "missing": missing,
             "p50": pct(fresh, 0.50), "p90": pct(fresh, 0.90), "p99": pct(fresh, 0.99), "max": fresh[-1],
             "warmup_p99": pct(warm, 0.99) if warm else float("nan"), "messages": len(reader.seen)}
 

@@ -82,12 +82,10 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def run_rate(rate, seconds):
-    topic, dlq = jdtest.unique("lat"), jdtest.unique("lat-dlq")
-    prefix = jdtest.unique("lat")
-    jdtest.create_topic(topic, PARTITIONS)
-    jdtest.create_topic(dlq, 1)
-    cfg = jdtest.write_config(topic, dlq, prefix, jdtest.unique("lat-g"))
+def open_loop(cfg, prefix, topic, rate, seconds):
+    """journeyd on cfg, a Poller of its commits, then rate events/s for
+    seconds, each stamped with its scheduled send time, until every one is
+    committed: (daemon, poller, events, whether the generator kept up)."""
     d = jdtest.Daemon(cfg)
     deadline = time.time() + 30
     while d.logtext().count("partition assigned") < PARTITIONS and time.time() < deadline:
@@ -98,10 +96,19 @@ def run_rate(rate, seconds):
     g = subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "3", "--customers", str(max(events // 10, 1)),
                         "--events", str(events), "--rate", str(rate), "--epoch-ms", "--heartbeats", "0",
                         "--topic", topic, "--brokers", jdtest.BROKERS], capture_output=True, text=True)
-    kept_up = g.returncode == 0
     if g.returncode not in (0, 3):
         raise RuntimeError(g.stderr)
     jdtest.wait_committed(prefix, topic, PARTITIONS, timeout=300, proc=d.proc)
+    return d, poller, events, g.returncode == 0
+
+
+def run_rate(rate, seconds):
+    topic, dlq = jdtest.unique("lat"), jdtest.unique("lat-dlq")
+    prefix = jdtest.unique("lat")
+    jdtest.create_topic(topic, PARTITIONS)
+    jdtest.create_topic(dlq, 1)
+    cfg = jdtest.write_config(topic, dlq, prefix, jdtest.unique("lat-g"))
+    d, poller, events, kept_up = open_loop(cfg, prefix, topic, rate, seconds)
     time.sleep(0.05)
     poller.stop = True
     poller.join()
