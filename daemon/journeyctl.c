@@ -310,7 +310,7 @@ static int64_t wall_ms(void) {
 /* funnel: the top segments (or one); metrics: the full snapshot. */
 static int read_snapshot(cli_t *c, snapshot_t *s) {
     char err[512];
-    if (snapshot_read(s, c->st, c->cfg, err, sizeof(err)) == 0) return 0;
+    if (snapshot_read(s, c->st, c->cfg, NULL, err, sizeof(err)) == 0) return 0;
     fprintf(stderr, "journeyctl: %s\n", err);
     return -1;
 }

@@ -72,6 +72,7 @@ struct publish {
     uint32_t cap_slots;
     uint64_t tick;
     char computed_at[40], complete_to[48];
+    snapshot_cache_t cache;   /* partitions' satisfaction counts as last read */
     prom_t *prom;             /* the journey gauges of the last snapshot */
     char *prom_text;          /* and their text, under mu */
     size_t prom_len;
@@ -468,7 +469,7 @@ static void publish_tick(publish_t *p) {
     snapshot_t s;
     char err[512];
     int64_t now = wall_ms(); /* computed_at: the read starts now, so it holds every commit before */
-    if (snapshot_read(&s, p->st, p->cfg, err, sizeof(err)) < 0) {
+    if (snapshot_read(&s, p->st, p->cfg, &p->cache, err, sizeof(err)) < 0) {
         log_warn("metric snapshot not read", "error=\"%s\"", err);
         pthread_mutex_lock(&p->mu);
         p->stats.snapshot_errors++;
@@ -543,6 +544,7 @@ static void publish_free(publish_t *p) {
     free(p->ast);
     if (p->rk) rd_kafka_destroy(p->rk);
     store_close(p->st);
+    snapshot_cache_free(&p->cache);
     prom_free(p->prom);
     free(p->prom_text);
     for (uint32_t i = 0; i < p->n; i++) free(p->v[i].key);

@@ -6,7 +6,13 @@
  * partition's windows are taken at that partition's watermark before the
  * partitions are summed (satisfaction.h).
  *
- * Owns: the snapshot's counts (snapshot_free()).
+ * The publisher reads a snapshot every second: with a snapshot_cache_t, a
+ * partition whose offset has not moved since the last read keeps its
+ * satisfaction counts (the largest part by far) from then, and only its
+ * small counters hash is read again (for its clock, hence its windows).
+ *
+ * Owns: the snapshot's counts (snapshot_free()), but for parts borrowed
+ * from a cache.
  */
 #include "snapshot.h"
 
@@ -40,20 +46,66 @@ static void snap_sat_log(const char *log, size_t len, void *opaque) {
         log_warn("unreadable satisfaction log record: the rest of the log is ignored", "records_bytes=%zu", len);
 }
 
+void snapshot_cache_free(snapshot_cache_t *c) {
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->names[i]);
+        sat_part_free(&c->parts[i]);
+    }
+    free(c->names);
+    free(c->offsets);
+    free(c->parts);
+    memset(c, 0, sizeof(*c));
+}
+
+/* The cache's entry for shard (created empty, offset -2: never read). */
+static size_t cache_slot(snapshot_cache_t *c, const char *shard) {
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->names[i], shard)) return i;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 16;
+        if (!(c->names = realloc(c->names, c->cap * sizeof(*c->names))) ||
+            !(c->offsets = realloc(c->offsets, c->cap * sizeof(*c->offsets))) ||
+            !(c->parts = realloc(c->parts, c->cap * sizeof(*c->parts))))
+            abort();
+    }
+    if (!(c->names[c->n] = strdup(shard))) abort();
+    c->offsets[c->n] = -2;
+    memset(&c->parts[c->n], 0, sizeof(c->parts[c->n]));
+    return c->n++;
+}
+
+/* Shard i's satisfaction counts into s->sat[i]: read, or the cache's. */
+static store_status_t read_sat(snapshot_t *s, store_t *st, snapshot_cache_t *cache, const char *shard,
+                               int64_t off, size_t i, char *errbuf, size_t errlen) {
+    size_t k = cache ? cache_slot(cache, shard) : 0;
+    if (cache && cache->offsets[k] == off) {
+        s->sat[i] = cache->parts[k];
+        return STORE_OK;
+    }
+    store_status_t rc = store_shard_sat(st, shard, snap_sat, snap_sat_log, s, errbuf, errlen);
+    if (!cache) return rc;
+    sat_part_free(&cache->parts[k]);
+    cache->parts[k] = s->sat[i];     /* the cache owns it from now on */
+    cache->offsets[k] = rc == STORE_OK ? off : -2;
+    return rc;
+}
+
 void snapshot_free(snapshot_t *s) {
     funnel_snap_free(&s->snap);
-    for (size_t i = 0; i < s->n_sat; i++) sat_part_free(&s->sat[i]);
+    for (size_t i = 0; !s->cached && i < s->n_sat; i++) sat_part_free(&s->sat[i]);
     free(s->sat);
     free(s->sat_wm);
     memset(s, 0, sizeof(*s));
 }
 
-int snapshot_read(snapshot_t *s, store_t *st, const config_t *cfg, char *errbuf, size_t errlen) {
+int snapshot_read(snapshot_t *s, store_t *st, const config_t *cfg, snapshot_cache_t *cache, char *errbuf,
+                  size_t errlen) {
     char **shards = NULL;
     size_t n = 0;
     int rc = -1;
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    s->cached = cache != NULL;
     s->snap.watermark = INT64_MAX;
     for (int k = 0; k < cfg->n_phases; k++) s->phases[k] = cfg->phases[k].name;
     sat_windows_init(&s->satw, cfg->sat_windows_ms, cfg->n_sat_windows, cfg->sat_buckets);
@@ -64,7 +116,7 @@ int snapshot_read(snapshot_t *s, store_t *st, const config_t *cfg, char *errbuf,
         s->clock = INT64_MIN + cfg->allowed_lateness_ms; /* none yet: no finite window holds anything */
         s->n_sat = i + 1;
         if (store_shard_stats(st, shards[i], &off, snap_field, s, errbuf, errlen) != STORE_OK ||
-            store_shard_sat(st, shards[i], snap_sat, snap_sat_log, s, errbuf, errlen) != STORE_OK)
+            read_sat(s, st, cache, shards[i], off, i, errbuf, errlen) != STORE_OK)
             goto out;
         s->sat_wm[i] = s->clock - cfg->allowed_lateness_ms;
         s->snap.shards++;

@@ -16,10 +16,25 @@
 #include "satisfaction.h"
 #include "store.h"
 
+/* Partitions' satisfaction counts as last read, by shard, with the offset
+ * they were read at: counts and answer log change only in a commit that
+ * moves the offset, so a partition whose offset has not moved is not read
+ * again (its windows are still taken at its new watermark). Owns the parts. */
+typedef struct snapshot_cache {
+    char **names;
+    int64_t *offsets;
+    sat_part_t *parts;
+    size_t n, cap;
+} snapshot_cache_t;
+
+void snapshot_cache_free(snapshot_cache_t *c);
+
 typedef struct snapshot {
     funnel_snap_t snap;
     const config_t *cfg;          /* borrowed */
-    sat_part_t *sat;              /* every partition's satisfaction counts; owned */
+    sat_part_t *sat;              /* every partition's satisfaction counts; owned, but the
+                                     parts themselves belong to the cache if one was used */
+    int cached;
     int64_t *sat_wm;              /* and its watermark; owned */
     size_t n_sat;
     int64_t clock;                /* while reading: the partition being read's clock */
@@ -28,8 +43,12 @@ typedef struct snapshot {
 } snapshot_t;
 
 /* Read every partition of the shard set; 0, or -1 with errbuf (nothing to
- * free then). An unreadable satisfaction field is logged and skipped. */
-int snapshot_read(snapshot_t *s, store_t *st, const config_t *cfg, char *errbuf, size_t errlen);
+ * free then). An unreadable satisfaction field is logged and skipped. With
+ * a cache (NULL: none), satisfaction counts come from it where the
+ * partition's offset has not moved; the snapshot then borrows them (valid
+ * until the next read with the same cache). */
+int snapshot_read(snapshot_t *s, store_t *st, const config_t *cfg, snapshot_cache_t *cache, char *errbuf,
+                  size_t errlen);
 void snapshot_free(snapshot_t *s);
 
 /* The full document (as `journeyctl metrics --json`), one line. With entry
