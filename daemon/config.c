@@ -1157,6 +1157,27 @@ int config_phase_index(const config_t *c, const char *name) {
 
 int config_parse_duration(const char *s, int64_t *ms) { return parse_duration(s, ms); }
 
+static int producer_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size_t errlen) {
+    char err[256];
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK) return 0;
+    snprintf(errbuf, errlen, "kafka.%s: %s", k, config_is_secret(k) ? "invalid value" : err);
+    return -1;
+}
+
+rd_kafka_conf_t *config_producer_conf(const config_t *cfg, const char *const *extra, char *errbuf,
+                                      size_t errlen) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    for (int i = 0; i < cfg->n_kafka; i++)
+        if (producer_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, errbuf, errlen) < 0) goto fail;
+    if (producer_set(conf, "enable.idempotence", "true", errbuf, errlen) < 0) goto fail;
+    for (; extra && extra[0]; extra += 2)
+        if (producer_set(conf, extra[0], extra[1], errbuf, errlen) < 0) goto fail;
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
 bool config_is_secret(const char *k) {
     return strstr(k, "password") || strstr(k, "secret") || strstr(k, "sasl.jaas") ||
            !strcmp(k, "ssl.key.pem") || !strcmp(k, "sasl.oauthbearer.config");

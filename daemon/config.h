@@ -10,6 +10,7 @@
 #ifndef JD_CONFIG_H
 #define JD_CONFIG_H
 
+#include <librdkafka/rdkafka.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -148,6 +149,13 @@ void config_dump(const config_t *cfg, FILE *out);
 
 /* Parse a duration ("500ms", "30s", "5m", "2h", "7d", "2w", or plain ms). 0 / -1. */
 int config_parse_duration(const char *s, int64_t *ms);
+
+/* A librdkafka configuration for an idempotent producer: the kafka.*
+ * passthrough, enable.idempotence, then the NULL-terminated key, value pairs
+ * of extra (linger.ms...). Caller owns it; NULL with "kafka.<key>: reason"
+ * (a secret's value never shown). */
+rd_kafka_conf_t *config_producer_conf(const config_t *cfg, const char *const *extra, char *errbuf,
+                                      size_t errlen);
 
 /* Whether a kafka.* property name holds a secret. */
 bool config_is_secret(const char *kafka_key);

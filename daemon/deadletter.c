@@ -37,23 +37,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf,
-                    size_t errlen) {
-    char err[256];
-    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK) return 0;
-    snprintf(errbuf, errlen, "kafka.%s: %s", k, config_is_secret(k) ? "invalid value" : err);
-    return -1;
-}
-
 deadletter_t *deadletter_open(const config_t *cfg, char *errbuf, size_t errlen) {
     deadletter_t *dl = calloc(1, sizeof(*dl));
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = NULL;
     char err[512];
     if (!dl || !(dl->topic = strdup(cfg->deadletter_topic))) goto fail;
-    for (int i = 0; i < cfg->n_kafka; i++)
-        if (conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, errbuf, errlen) < 0) goto fail;
-    if (conf_set(conf, "enable.idempotence", "true", errbuf, errlen) < 0 ||
-        conf_set(conf, "linger.ms", "5", errbuf, errlen) < 0)
+    if (!(conf = config_producer_conf(cfg, (const char *const[]){"linger.ms", "5", NULL}, errbuf, errlen)))
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, dl);

@@ -219,6 +219,23 @@ static void gauge_phase(prom_t *pr, const config_t *cfg, const char *seg, const 
     }
 }
 
+/* The phases of segment (NULL: every segment, summed) into ph; whether
+ * the snapshot has that segment. */
+static int sum_phases(const snapshot_t *s, const char *segment, funnel_phase_t ph[CFG_MAX_PHASES]) {
+    int found = 0;
+    memset(ph, 0, CFG_MAX_PHASES * sizeof(*ph));
+    for (int i = 0; i < s->snap.n_segs; i++) {
+        if (segment && strcmp(s->snap.segs[i].name, segment)) continue;
+        found = 1;
+        for (int k = 0; k < s->cfg->n_phases; k++) {
+            const funnel_phase_t *p = &s->snap.segs[i].ph[k];
+            ph[k].reached += p->reached, ph[k].active += p->active, ph[k].progressed += p->progressed;
+            ph[k].dropped += p->dropped, ph[k].completed += p->completed;
+        }
+    }
+    return found;
+}
+
 static void gauge_funnel(prom_t *pr, const snapshot_t *s) {
     static const char *const FAM[][2] = {
         {"journeyd_funnel_journeys", "Journeys per phase, segment and state (reached, active, progressed, dropped, completed)."},
@@ -226,13 +243,7 @@ static void gauge_funnel(prom_t *pr, const snapshot_t *s) {
         {"journeyd_funnel_conversion", "reached / reached in the first phase, per phase and segment."}};
     const config_t *cfg = s->cfg;
     funnel_phase_t all[CFG_MAX_PHASES];
-    memset(all, 0, sizeof(all));
-    for (int i = 0; i < s->snap.n_segs; i++)
-        for (int k = 0; k < cfg->n_phases; k++) {
-            const funnel_phase_t *p = &s->snap.segs[i].ph[k];
-            all[k].reached += p->reached, all[k].active += p->active, all[k].progressed += p->progressed;
-            all[k].dropped += p->dropped, all[k].completed += p->completed;
-        }
+    sum_phases(s, NULL, all);
     for (int f = 0; f < 3; f++) {
         prom_family(pr, FAM[f][0], PROM_GAUGE, FAM[f][1]);
         gauge_phase(pr, cfg, "all", all, FAM[f][0]);
@@ -346,17 +357,7 @@ static void pick_sat_row(const char *phase, const char *window, const char *brea
 /* The funnel value of r (counted since the start): 1, or 0 without data. */
 static int funnel_value(const snapshot_t *s, const alert_rule_t *r, double *v, int64_t *n) {
     funnel_phase_t ph[CFG_MAX_PHASES];
-    int found = 0;
-    memset(ph, 0, sizeof(ph));
-    for (int i = 0; i < s->snap.n_segs; i++) {
-        if (r->by == ALERT_BY_SEGMENT && strcmp(s->snap.segs[i].name, r->by_name)) continue;
-        found = 1;
-        for (int k = 0; k < s->cfg->n_phases; k++) {
-            const funnel_phase_t *p = &s->snap.segs[i].ph[k];
-            ph[k].reached += p->reached, ph[k].active += p->active, ph[k].progressed += p->progressed;
-            ph[k].dropped += p->dropped, ph[k].completed += p->completed;
-        }
-    }
+    int found = sum_phases(s, r->by == ALERT_BY_SEGMENT ? r->by_name : NULL, ph);
     const funnel_phase_t *p = &ph[r->phase];
     const int64_t counts[] = {p->reached, p->active, p->progressed, p->dropped, p->completed};
     int64_t done = p->dropped + p->progressed + p->completed;
@@ -531,13 +532,6 @@ static void *publish_main(void *arg) {
     return NULL;
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size_t errlen) {
-    char err[256];
-    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK) return 0;
-    snprintf(errbuf, errlen, "kafka.%s: %s", k, config_is_secret(k) ? "invalid value" : err);
-    return -1;
-}
-
 static void publish_free(publish_t *p) {
     if (p->topic) rd_kafka_topic_destroy(p->topic);
     if (p->atopic) rd_kafka_topic_destroy(p->atopic);
@@ -557,7 +551,7 @@ static void publish_free(publish_t *p) {
 
 publish_t *publish_start(const config_t *cfg, char *errbuf, size_t errlen) {
     publish_t *p = calloc(1, sizeof(*p));
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = NULL;
     char err[512];
     if (!p) abort();
     p->cfg = cfg;
@@ -565,11 +559,8 @@ publish_t *publish_start(const config_t *cfg, char *errbuf, size_t errlen) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if (!(p->st = store_open(cfg, errbuf, errlen))) goto fail;
-    for (int i = 0; i < cfg->n_kafka; i++)
-        if (conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, errbuf, errlen) < 0) goto fail;
-    if (conf_set(conf, "enable.idempotence", "true", errbuf, errlen) < 0 ||
-        conf_set(conf, "linger.ms", "20", errbuf, errlen) < 0 ||
-        conf_set(conf, "compression.codec", "lz4", errbuf, errlen) < 0)
+    if (!(conf = config_producer_conf(cfg, (const char *const[]){"linger.ms", "20", "compression.codec", "lz4", NULL},
+                                      errbuf, errlen)))
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, p);
