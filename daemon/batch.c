@@ -789,9 +789,11 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
         close_if_due(b, raw);
         if (raw->j->status == JOURNEY_OPEN) {
             int from = cust->j->phase;
+            int64_t before[CFG_MAX_PHASES];
+            memcpy(before, cust->j->phase_ts, sizeof(before));
             funnel_removed(&sh->fd, &sh->reg, b->cfg, raw->j);
             journey_merge(cust->j, raw->j, b->cfg);
-            funnel_moved(&sh->fd, &sh->reg, b->cfg, cust->j, from);
+            funnel_moved(&sh->fd, &sh->reg, b->cfg, cust->j, from, before);
             cust->deadline = deadline_or_none(b, cust->j);
             sh->stats[STAT_MERGED]++;
         }
@@ -944,17 +946,29 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
     q->n_stats = STAT__COUNT;
     q->stat_names = cb->stat_names;
     q->stat_deltas = sh->stats;
-    funnel_delta_render(&sh->fd, &sh->totals, &sh->reg, b->cfg);
+    /* funnel: the counters that changed, and, each time the watermark has
+     * moved on by the shortest window's bucket, the buckets no window holds
+     * any more (deleted, which bounds the hash) */
+    int64_t wm = watermark(b, sh->clock);
+    if (b->cfg->n_funnel_windows) {
+        int64_t res = b->cfg->funnel_windows_ms[0] / b->cfg->funnel_buckets;
+        if (sh->funnel_expired == INT64_MIN || wm / res != sh->funnel_expired / res) {
+            funnel_delta_expire(&sh->fd, &sh->totals, &sh->reg, b->cfg, sh->clock, wm);
+            sh->funnel_expired = wm;
+        }
+    }
+    funnel_delta_render(&sh->fd, &sh->totals, &sh->reg, b->cfg, sh->clock, wm);
     q->n_metrics = sh->fd.n_names;
     q->metric_names = (const char *const *)sh->fd.names;
     q->metric_values = sh->fd.totals;
+    q->n_metrics_gone = sh->fd.n_gone;
+    q->metrics_gone = (const char *const *)sh->fd.gone;
     q->clock = sh->clock;
     q->closed_through = sh->closing_through;
     q->closed_moved = sh->closing_through > sh->closed_through;
     /* satisfaction: what changed, and, each time the watermark has moved on
      * by the shortest window, the buckets no window holds any more (reading
      * ignores them anyway; deleting them bounds the hash) */
-    int64_t wm = watermark(b, sh->clock);
     if (b->satw.n && wm / b->satw.len_ms[0] != sh->sat_expired / b->satw.len_ms[0]) {
         sat_part_expire(&sh->sat, &b->satw, wm, &sh->sat_gone);
         sh->sat_expired = wm;
@@ -1054,7 +1068,7 @@ static void keep_close(batch_t *b, const entry_t *e) {
     if (e->state == ENT_JOURNEY && j->status == JOURNEY_OPEN && j->stored_deadline >= 0 &&
         (j->mseg[0] || j->phase < 0)) {
         funnel_close_t fc;
-        funnel_close_of(j, &fc);
+        funnel_close_of(j, b->cfg, &fc);
         if (closes_put(b->closes, e->sh, e->id, e->hash, j->stored_deadline, &fc)) return;
     }
     closes_del(b->closes, e->sh, e->id, e->hash);

@@ -221,6 +221,7 @@ int closes_get(const closes_t *c, const void *owner, const char *id, uint64_t ha
     const rec_t *r = c->slots[find(c, o, id, (uint32_t)hash)];
     if (!r) return 0;
     *deadline = r->deadline;
+    fc->at = r->deadline;
     fc->phase = r->phase;
     memset(fc->tip, FUNNEL_TIP_SKIPPED, sizeof(fc->tip));
     memcpy(fc->tip, r->data, REC_TIPS(r));

@@ -27,6 +27,7 @@
 #include <yaml.h>
 
 #include "log.h"
+#include "text.h"
 
 /* ---- the document tree ----------------------------------------------------- */
 
@@ -249,6 +250,9 @@ static const key_t_ KEYS[] = {
     {"processing.idle_advance", T_DUR, OFF(idle_advance_ms), "1s", 10, 3600000, NULL, 0, 0, 0},
     {"metrics.segments_max", T_INT, OFF(segments_max), "20", 1, 1000, NULL, 0, 0, 0},
     {"metrics.touchpoints_max", T_INT, OFF(touchpoints_max), "50", 1, 1000, NULL, 0, 0, 0},
+    {"metrics.windows", T_DURLIST, OFF(funnel_windows_ms), "1h, 24h", 60000, 365LL * 86400000, NULL, 0,
+     OFF(n_funnel_windows), CFG_MAX_FUNNEL_WINDOWS},
+    {"metrics.buckets_per_window", T_INT, OFF(funnel_buckets), "12", 1, 1000, NULL, 0, 0, 0},
     {"satisfaction.windows", T_DURLIST, OFF(sat_windows_ms), "1h, 24h, 7d, 30d", 60000, 365LL * 86400000,
      NULL, 0, OFF(n_sat_windows), CFG_MAX_SAT_WINDOWS},
     {"satisfaction.buckets_per_window", T_INT, OFF(sat_buckets), "12", 1, 1000, NULL, 0, 0, 0},
@@ -308,18 +312,6 @@ static int parse_int(const char *s, int64_t *v) {
     return 0;
 }
 
-static void format_duration(int64_t ms, char *buf, size_t cap) {
-    static const struct { const char *unit; int64_t mult; } U[] = {
-        {"w", 7 * 86400000LL}, {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000},
-    };
-    for (size_t i = 0; i < sizeof(U) / sizeof(U[0]); i++)
-        if (ms && ms % U[i].mult == 0) {
-            snprintf(buf, cap, "%lld%s", (long long)(ms / U[i].mult), U[i].unit);
-            return;
-        }
-    snprintf(buf, cap, "%lldms", (long long)ms);
-}
-
 static int not_a_duration(loader_t *L, const key_t_ *k, const char *text, int line) {
     return fail(L, line, "%s: '%s' is not a duration (e.g. 500ms, 30s, 5m, 2h, 7d, 2w)", k->name, text);
 }
@@ -328,8 +320,8 @@ static int not_a_duration(loader_t *L, const key_t_ *k, const char *text, int li
 static int out_of_range(loader_t *L, const key_t_ *k, const char *text, int line) {
     char a[32], b[32];
     if (k->type == T_DUR || k->type == T_DURLIST) {
-        format_duration(k->min, a, sizeof(a));
-        format_duration(k->max, b, sizeof(b));
+        text_duration_unit(k->min, a, sizeof(a));
+        text_duration_unit(k->max, b, sizeof(b));
     } else {
         snprintf(a, sizeof(a), "%lld", (long long)k->min);
         snprintf(b, sizeof(b), "%lld", (long long)k->max);
@@ -787,29 +779,35 @@ static int alert_name(loader_t *L, const config_t *c, const alert_src_t *a, aler
 }
 
 /* The window as the snapshot names it: `all` (the default) or one of the
- * satisfaction windows, however it is spelt ("24h" is "1d"). */
+ * satisfaction windows (satisfaction metrics) or of the funnel windows
+ * (metrics.windows: the funnel's outcomes, not `active`, which is a count
+ * now), however it is spelt ("24h" is "1d"). */
 static int alert_window(loader_t *L, const config_t *c, const alert_src_t *a, alert_rule_t *r) {
     const char *w = a->v[A_WINDOW];
     char list[CFG_MAX_SAT_WINDOWS * 24 + 8], name[24];
     size_t used = 0;
     int64_t ms = -1;
+    int sat = alert_metric_is_sat(r->metric);
+    const int64_t *wins = sat ? c->sat_windows_ms : c->funnel_windows_ms;
+    int n = sat ? c->n_sat_windows : c->n_funnel_windows;
     snprintf(r->window, sizeof(r->window), "all");
+    r->window_ix = -1;
     if (!w || !strcmp(w, "all")) return 0;
-    if (!alert_metric_is_sat(r->metric))
-        return alert_fail(L, a->line[A_WINDOW], r, "window: %s is counted since the start (window all only)",
-                          alert_metric_names[r->metric]);
+    if (r->metric == ALERT_ACTIVE)
+        return alert_fail(L, a->line[A_WINDOW], r, "window: active is the journeys in the phase now (window all only)");
     if (parse_duration(w, &ms) < 0) ms = -1;
-    for (int i = 0; i < c->n_sat_windows; i++) {
-        format_duration(c->sat_windows_ms[i], name, sizeof(name));
-        if (c->sat_windows_ms[i] == ms) {
+    for (int i = 0; i < n; i++) {
+        text_duration_unit(wins[i], name, sizeof(name));
+        if (wins[i] == ms) {
             snprintf(r->window, sizeof(r->window), "%s", name);
+            r->window_ix = i;
             return 0;
         }
         used += (size_t)snprintf(list + used, sizeof(list) - used, "%s, ", name);
     }
     snprintf(list + used, sizeof(list) - used, "all");
-    return alert_fail(L, a->line[A_WINDOW], r, "window '%s' is not one of the satisfaction windows (%s)", w,
-                      list);
+    return alert_fail(L, a->line[A_WINDOW], r, "window '%s' is not one of the %s windows (%s)", w,
+                      sat ? "satisfaction" : "funnel (metrics.windows)", list);
 }
 
 /* Overall, or one segment or one touchpoint (satisfaction metrics only). */
@@ -1042,14 +1040,15 @@ static int lateness_line(const node_t *root, int phases_line) {
     return v ? v->line : phases_line;
 }
 
-/* The line and the text as written of finite satisfaction window i: its
- * list item if the windows are given, else satisfaction.buckets_per_window. */
-static int sat_window_where(const node_t *root, const config_t *c, int i, char *text, size_t cap) {
-    const node_t *s = map_get(root, "satisfaction");
+/* The line and the text as written of finite window i of section sec
+ * (satisfaction or metrics): its list item if the windows are given, else
+ * the section's buckets_per_window. */
+static int window_where(const node_t *root, const char *sec, int64_t ms, int i, char *text, size_t cap) {
+    const node_t *s = map_get(root, sec);
     const node_t *w = s && s->type == N_MAP ? map_get(s, "windows") : NULL;
     const node_t *b = s && s->type == N_MAP ? map_get(s, "buckets_per_window") : NULL;
     int finite = 0;
-    format_duration(c->sat_windows_ms[i], text, cap);
+    text_duration_unit(ms, text, cap);
     for (int j = 0; w && w->type == N_SEQ && j < w->n; j++) {
         if (!strcmp(w->kids[j]->value, "all")) continue;
         if (finite++ != i) continue;
@@ -1059,14 +1058,13 @@ static int sat_window_where(const node_t *root, const config_t *c, int i, char *
     return b ? b->line : 0;
 }
 
-/* Every finite window splits into buckets_per_window buckets of whole ms. */
-static int check_sat_buckets(loader_t *L, const config_t *c, const node_t *root) {
+/* Every finite window of sec splits into k buckets of whole ms. */
+static int check_buckets(loader_t *L, const node_t *root, const char *sec, const int64_t *ms, int n, int k) {
     char text[64];
-    for (int i = 0; i < c->n_sat_windows; i++) {
-        if (c->sat_windows_ms[i] % c->sat_buckets == 0) continue;
-        int line = sat_window_where(root, c, i, text, sizeof(text));
-        return fail(L, line, "satisfaction.windows: %s is not a multiple of %d ms buckets", text,
-                    c->sat_buckets);
+    for (int i = 0; i < n; i++) {
+        if (ms[i] % k == 0) continue;
+        int line = window_where(root, sec, ms[i], i, text, sizeof(text));
+        return fail(L, line, "%s.windows: %s is not a multiple of %d ms buckets", sec, text, k);
     }
     return 0;
 }
@@ -1098,7 +1096,8 @@ static int load_root(loader_t *L, config_t *c, const node_t *root) {
         if (c->allowed_lateness_ms >= c->phases[k].timeout_ms)
             return fail(L, lateness_line(root, phases_line), "journey.allowed_lateness must be shorter than "
                         "every phase timeout (phase '%s')", c->phases[k].name);
-    return check_sat_buckets(L, c, root);
+    if (check_buckets(L, root, "satisfaction", c->sat_windows_ms, c->n_sat_windows, c->sat_buckets) < 0) return -1;
+    return check_buckets(L, root, "metrics", c->funnel_windows_ms, c->n_funnel_windows, c->funnel_buckets);
 }
 
 static int has_kafka_key(const config_t *c, const char *k) {
@@ -1217,13 +1216,13 @@ static void dump_key(const config_t *c, const key_t_ *k, FILE *out) {
     case T_DURLIST:
         fputc('[', out);
         for (int i = 0; i < *(const int *)(base + k->n_off); i++) {
-            format_duration(((const int64_t *)(base + k->off))[i], buf, sizeof(buf));
+            text_duration_unit(((const int64_t *)(base + k->off))[i], buf, sizeof(buf));
             fprintf(out, "%s%s", i ? ", " : "", buf);
         }
         fputc(']', out);
         break;
     case T_DUR:
-        format_duration(k->off == OFF(allowed_lateness_ms) ? *(const int64_t *)(base + k->off)
+        text_duration_unit(k->off == OFF(allowed_lateness_ms) ? *(const int64_t *)(base + k->off)
                                                            : *(const int *)(base + k->off),
                         buf, sizeof(buf));
         fputs(buf, out);
@@ -1276,7 +1275,7 @@ static void dump_alert(const alert_rule_t *r, FILE *out) {
     fprintf(out, "    op: \"%s\"\n    threshold: %s\n", alert_op_names[r->op], buf);
     alert_format_number(r->resolve, buf, sizeof(buf));
     fprintf(out, "    resolve: %s\n", buf);
-    format_duration(r->for_ms, buf, sizeof(buf));
+    text_duration_unit(r->for_ms, buf, sizeof(buf));
     fprintf(out, "    for: %s\n    min_n: %lld\n    no_data: %s\n    severity: ", buf, (long long)r->min_n,
             alert_nodata_names[r->no_data]);
     dump_str(out, r->severity);
@@ -1311,7 +1310,7 @@ void config_dump(const config_t *c, FILE *out) {
     }
     fputs("phases:\n", out);
     for (int i = 0; i < c->n_phases; i++) {
-        format_duration(c->phases[i].timeout_ms, buf, sizeof(buf));
+        text_duration_unit(c->phases[i].timeout_ms, buf, sizeof(buf));
         fprintf(out, "  - name: %s\n    timeout: %s\n", c->phases[i].name, buf);
     }
     fputs("rules:\n", out);

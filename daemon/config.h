@@ -24,6 +24,7 @@
 #define CFG_MAX_RULES 512
 #define CFG_MAX_KAFKA 128
 #define CFG_MAX_SAT_WINDOWS 8   /* finite satisfaction windows (the `all` window is implied) */
+#define CFG_MAX_FUNNEL_WINDOWS 8 /* finite funnel windows (likewise) */
 #define CFG_MAX_ALERTS 256
 
 typedef struct cfg_phase {
@@ -109,6 +110,11 @@ typedef struct config {
     /* metrics */
     int segments_max;           /* segments with their own counters per partition; more: "other" */
     int touchpoints_max;        /* drop-off touchpoints per partition; more: "other" */
+    /* the funnel's outcomes over finite windows of event time (funnel.h),
+     * each a multiple of funnel_buckets ms, increasing */
+    int64_t funnel_windows_ms[CFG_MAX_FUNNEL_WINDOWS];
+    int n_funnel_windows;
+    int funnel_buckets;                            /* buckets per window */
 
     /* satisfaction: rolling NPS/CSAT/CES (SPEC §6). Every window is a
      * multiple of sat_buckets ms; the all-time window is always reported and

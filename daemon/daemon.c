@@ -182,6 +182,7 @@ static int shard_load_offset(ctx_t *c, shard_t *sh) {
         store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err, sizeof(err)) == STORE_OK &&
         store_shard_sat(c->st, sh->name, learn_sat, learn_sat_log, &l, err, sizeof(err)) == STORE_OK) {
         sh->sat_expired = sh->clock - c->live_cfg->allowed_lateness_ms;
+        sh->funnel_expired = INT64_MIN; /* expire at the first commit: windows may have changed */
         c->backoff_ms = 0;
         sh->next_due = INT64_MIN; /* ask Redis for due timers on the next batch */
         sh->timers_more = 0;

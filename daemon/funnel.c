@@ -77,6 +77,11 @@ static int split_field(char *f, char **phase, char **seg, char **kind, char **x)
 enum { K_REACHED = 0, K_ACTIVE, K_PROGRESSED, K_DROPPED, K_COMPLETED, K_DROP, K_TIP, K__COUNT };
 static const char *const KIND_NAMES[] = {"reached", "active", "progressed", "dropped", "completed",
                                          "drop", "tip"};
+/* A windowed outcome's kind: K_WIN + window * FUNNEL_OUTCOMES + outcome,
+ * its x the low 32 bits of the bucket number (win_bucket() gets the rest
+ * back from the partition's clock: every live bucket is within 2^32 of it). */
+#define K_WIN K__COUNT
+static const int OUTCOME_KIND[FUNNEL_OUTCOMES] = {K_REACHED, K_PROGRESSED, K_DROPPED, K_COMPLETED};
 #define IX_NONE 0xffffu
 #define IX_OTHER 0xfffeu
 #define TP_OTHER 0xffffffffu
@@ -86,6 +91,66 @@ static uint64_t key_of(int phase, int kind, unsigned seg, unsigned x) {
 }
 
 static void delta_add(funnel_delta_t *d, uint64_t key, int64_t delta);
+
+/* ---- windows ---------------------------------------------------------------------- */
+
+static int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return a % b < 0 ? q - 1 : q;
+}
+
+static int64_t win_res(const config_t *cfg, int w) {
+    return cfg->funnel_windows_ms[w] / cfg->funnel_buckets;
+}
+
+/* The first bucket window w holds at watermark wm (it holds k of them). */
+static int64_t win_first(const config_t *cfg, int w, int64_t wm) {
+    return floor_div(wm, win_res(cfg, w)) - cfg->funnel_buckets + 1;
+}
+
+/* The bucket number whose low 32 bits are x, the nearest to the clock's. */
+static int64_t win_bucket(const config_t *cfg, int w, uint32_t x, int64_t clock) {
+    int64_t top = floor_div(clock, win_res(cfg, w));
+    return top - (int32_t)((uint32_t)top - x);
+}
+
+/* Count delta outcomes o of phase p at event time ts, in every window. */
+static void win_add(funnel_delta_t *d, const config_t *cfg, int p, unsigned seg, int o, int64_t ts,
+                    int64_t delta) {
+    if (ts == JOURNEY_NO_TIME) return;
+    for (int w = 0; w < cfg->n_funnel_windows; w++)
+        delta_add(d, key_of(p, K_WIN + w * FUNNEL_OUTCOMES + o, seg, (uint32_t)floor_div(ts, win_res(cfg, w))),
+                  delta);
+}
+
+void funnel_window_name(const config_t *cfg, int w, char *buf, size_t cap) {
+    if (w < 0 || w >= cfg->n_funnel_windows) snprintf(buf, cap, "all");
+    else text_duration_unit(cfg->funnel_windows_ms[w], buf, cap);
+}
+
+static int outcome_of(const char *kind) {
+    for (int o = 0; o < FUNNEL_OUTCOMES; o++)
+        if (!strcmp(KIND_NAMES[OUTCOME_KIND[o]], kind)) return o;
+    return -1;
+}
+
+/* "<res_ms>|<bucket>" of outcome `kind`: its window, outcome and bucket; 0,
+ * or -1 if it is not one, or of a window no longer configured. */
+static int win_parse(const config_t *cfg, const char *kind, const char *x, int *w, int *o, int64_t *bucket) {
+    char *end;
+    if ((*o = outcome_of(kind)) < 0) return -1;
+    long long res = strtoll(x, &end, 10);
+    if (end == x || *end != '|') return -1;
+    const char *b = end + 1;
+    long long no = strtoll(b, &end, 10);
+    if (end == b || *end) return -1;
+    for (*w = 0; *w < cfg->n_funnel_windows; (*w)++)
+        if (win_res(cfg, *w) == res) {
+            *bucket = no;
+            return 0;
+        }
+    return -1;
+}
 
 void funnel_learn(funnel_reg_t *r, funnel_delta_t *totals, const config_t *cfg, const char *field,
                   int64_t value) {
@@ -99,9 +164,15 @@ void funnel_learn(funnel_reg_t *r, funnel_delta_t *totals, const config_t *cfg, 
     int p = 0, k = 0;
     while (p < cfg->n_phases && strcmp(cfg->phases[p].name, phase)) p++;
     while (k < K__COUNT && strcmp(KIND_NAMES[k], kind)) k++;
-    if (p == cfg->n_phases || k == K__COUNT || (k >= K_DROP) != (x != NULL)) return;
     unsigned s = !strcmp(seg, FUNNEL_NONE) ? IX_NONE : !strcmp(seg, FUNNEL_OTHER) ? IX_OTHER
                                                       : (unsigned)names_find(&r->segments, seg);
+    int w, o;
+    int64_t bucket;
+    if (p < cfg->n_phases && x && win_parse(cfg, kind, x, &w, &o, &bucket) == 0) {
+        delta_add(totals, key_of(p, K_WIN + w * FUNNEL_OUTCOMES + o, s, (uint32_t)bucket), value);
+        return;
+    }
+    if (p == cfg->n_phases || k == K__COUNT || (k >= K_DROP) != (x != NULL)) return;
     unsigned ix = 0;
     if (k == K_DROP) {
         ix = !strcmp(x, FUNNEL_OTHER) ? TP_OTHER : (unsigned)names_find(&r->touchpoints, x);
@@ -127,6 +198,10 @@ static void names_free_rendered(funnel_delta_t *d) {
     d->names = NULL;
     d->totals = NULL;
     d->n_names = 0;
+    for (size_t i = 0; i < d->n_gone; i++) free(d->gone[i]);
+    free(d->gone);
+    d->gone = NULL;
+    d->n_gone = 0;
 }
 
 void funnel_delta_free(funnel_delta_t *d) {
@@ -181,14 +256,19 @@ static void put_str(char **p, const char *s) {
     while (*s) *(*p)++ = *s++;
 }
 
-static void put_uint(char **p, unsigned v) {
-    char tmp[12];
+static void put_u64(char **p, uint64_t v) {
+    char tmp[20];
     int n = 0;
     do {
         tmp[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
     while (n) *(*p)++ = tmp[--n];
+}
+
+static void put_i64(char **p, int64_t v) {
+    if (v < 0) *(*p)++ = '-';
+    put_u64(p, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
 }
 
 static const char *ix_name(const funnel_names_t *s, unsigned ix) {
@@ -203,8 +283,49 @@ static int64_t delta_add_get(funnel_delta_t *d, uint64_t key, int64_t delta) {
     return d->vals[d->slots[k] - 1];
 }
 
+/* The field name of key k (the clock gives a bucket's number back). */
+static char *key_name(uint64_t k, const funnel_reg_t *r, const config_t *cfg, int64_t clock) {
+    int phase = (int)(k >> 56), kind = (int)(k >> 48 & 0xff);
+    unsigned seg = (unsigned)(k >> 32 & 0xffff), x = (unsigned)(k & 0xffffffffu);
+    /* "f|" phase "|" segment "|" kind ["|" touchpoint or bucket | "|" res "|" bucket]:
+     * names <= JD_NAME_MAX */
+    char buf[3 * (JD_NAME_MAX + 1) + 64], *p = buf;
+    put_str(&p, FUNNEL_PREFIX);
+    put_str(&p, cfg->phases[phase].name);
+    *p++ = '|';
+    put_str(&p, ix_name(&r->segments, seg));
+    *p++ = '|';
+    if (kind >= K_WIN) {
+        int w = (kind - K_WIN) / FUNNEL_OUTCOMES;
+        put_str(&p, KIND_NAMES[OUTCOME_KIND[(kind - K_WIN) % FUNNEL_OUTCOMES]]);
+        *p++ = '|';
+        put_i64(&p, win_res(cfg, w));
+        *p++ = '|';
+        put_i64(&p, win_bucket(cfg, w, x, clock));
+    } else {
+        put_str(&p, KIND_NAMES[kind]);
+        if (kind == K_DROP) {
+            *p++ = '|';
+            put_str(&p, x == TP_OTHER ? FUNNEL_OTHER : r->touchpoints.v[x]);
+        } else if (kind == K_TIP) {
+            *p++ = '|';
+            put_u64(&p, x);
+        }
+    }
+    *p = '\0';
+    return dup_str(buf);
+}
+
+/* Whether key k is a windowed bucket that no window holds at wm any more. */
+static int key_dead(uint64_t k, const config_t *cfg, int64_t clock, int64_t wm) {
+    int kind = (int)(k >> 48 & 0xff);
+    if (kind < K_WIN) return 0;
+    int w = (kind - K_WIN) / FUNNEL_OUTCOMES;
+    return w >= cfg->n_funnel_windows || win_bucket(cfg, w, (uint32_t)k, clock) < win_first(cfg, w, wm);
+}
+
 void funnel_delta_render(funnel_delta_t *d, funnel_delta_t *totals, const funnel_reg_t *r,
-                         const config_t *cfg) {
+                         const config_t *cfg, int64_t clock, int64_t wm) {
     names_free_rendered(d);
     if (!d->n) return;
     d->names = malloc(d->n * sizeof(*d->names));
@@ -213,27 +334,37 @@ void funnel_delta_render(funnel_delta_t *d, funnel_delta_t *totals, const funnel
     for (size_t i = 0; i < d->n; i++) {
         uint64_t k = d->keys[i];
         if (!d->vals[i]) continue; /* moved and back within the batch */
-        int phase = (int)(k >> 56), kind = (int)(k >> 48 & 0xff);
-        unsigned seg = (unsigned)(k >> 32 & 0xffff), x = (unsigned)(k & 0xffffffffu);
-        /* "f|" phase "|" segment "|" kind ["|" touchpoint or bucket]: names <= JD_NAME_MAX */
-        char buf[3 * (JD_NAME_MAX + 1) + 32], *p = buf;
-        put_str(&p, FUNNEL_PREFIX);
-        put_str(&p, cfg->phases[phase].name);
-        *p++ = '|';
-        put_str(&p, ix_name(&r->segments, seg));
-        *p++ = '|';
-        put_str(&p, KIND_NAMES[kind]);
-        if (kind == K_DROP) {
-            *p++ = '|';
-            put_str(&p, x == TP_OTHER ? FUNNEL_OTHER : r->touchpoints.v[x]);
-        } else if (kind == K_TIP) {
-            *p++ = '|';
-            put_uint(&p, x);
-        }
-        *p = '\0';
+        if (key_dead(k, cfg, clock, wm)) continue; /* no window holds it */
         d->totals[d->n_names] = delta_add_get(totals, k, d->vals[i]);
-        d->names[d->n_names++] = dup_str(buf);
+        d->names[d->n_names++] = key_name(k, r, cfg, clock);
     }
+}
+
+size_t funnel_delta_expire(funnel_delta_t *d, funnel_delta_t *totals, const funnel_reg_t *r,
+                           const config_t *cfg, int64_t clock, int64_t wm) {
+    size_t n = 0, dead = 0;
+    for (size_t i = 0; i < totals->n; i++) dead += key_dead(totals->keys[i], cfg, clock, wm);
+    if (!dead) return 0;
+    char **gone = realloc(d->gone, (d->n_gone + dead) * sizeof(*gone));
+    if (!gone) abort();
+    d->gone = gone;
+    for (size_t i = 0; i < totals->n; i++) {
+        if (key_dead(totals->keys[i], cfg, clock, wm)) {
+            d->gone[d->n_gone++] = key_name(totals->keys[i], r, cfg, clock);
+            continue;
+        }
+        totals->keys[n] = totals->keys[i];
+        totals->vals[n++] = totals->vals[i];
+    }
+    /* the table without them: its slots rebuilt */
+    totals->n = n;
+    memset(totals->slots, 0, totals->cap * sizeof(*totals->slots));
+    for (size_t i = 0; i < n; i++) {
+        size_t k = key_hash(totals->keys[i]) & (totals->cap - 1);
+        while (totals->slots[k]) k = (k + 1) & (totals->cap - 1);
+        totals->slots[k] = (uint32_t)i + 1;
+    }
+    return dead;
 }
 
 /* ---- time in phase ---------------------------------------------------------------- */
@@ -282,43 +413,84 @@ static unsigned seg_ix(funnel_reg_t *r, const config_t *cfg, const char *seg) {
     return name_ix(&r->segments, seg, cfg->segments_max, 1);
 }
 
-/* Take back what an open journey in phase p counts under segment seg. */
-static void take_back(funnel_delta_t *d, unsigned seg, int p) {
-    for (int k = 0; k <= p; k++) delta_add(d, key_of(k, K_REACHED, seg, 0), -1);
-    for (int k = 0; k < p; k++) delta_add(d, key_of(k, K_PROGRESSED, seg, 0), -1);
+/* Take back what an open journey in phase p, with entry times ts[],
+ * counts under segment seg. */
+static void take_back(funnel_delta_t *d, const config_t *cfg, unsigned seg, int p, const int64_t *ts) {
+    for (int k = 0; k <= p; k++) {
+        delta_add(d, key_of(k, K_REACHED, seg, 0), -1);
+        win_add(d, cfg, k, seg, FUNNEL_W_REACHED, ts[k], -1);
+    }
+    for (int k = 0; k < p; k++) {
+        delta_add(d, key_of(k, K_PROGRESSED, seg, 0), -1);
+        win_add(d, cfg, k, seg, FUNNEL_W_PROGRESSED, ts[k + 1], -1);
+    }
     delta_add(d, key_of(p, K_ACTIVE, seg, 0), -1);
 }
 
-void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from) {
+/* The windowed counts of phases 0..from (counted at entry times before[])
+ * follow the entry times that moved (earlier: an earlier event, or a merge). */
+static void retime(funnel_delta_t *d, const config_t *cfg, unsigned seg, const journey_t *j, int from,
+                   const int64_t *before) {
+    if (!cfg->n_funnel_windows) return;
+    for (int k = 0; k <= from; k++) {
+        if (before[k] == j->phase_ts[k]) continue;
+        win_add(d, cfg, k, seg, FUNNEL_W_REACHED, before[k], -1);
+        win_add(d, cfg, k, seg, FUNNEL_W_REACHED, j->phase_ts[k], 1);
+        if (!k) continue;
+        win_add(d, cfg, k - 1, seg, FUNNEL_W_PROGRESSED, before[k], -1);
+        win_add(d, cfg, k - 1, seg, FUNNEL_W_PROGRESSED, j->phase_ts[k], 1);
+    }
+}
+
+/* Whether an entry time of phases 0..from moved. */
+static int moved_times(const journey_t *j, int from, const int64_t *before) {
+    for (int k = 0; k <= from; k++)
+        if (before[k] != j->phase_ts[k]) return 1;
+    return 0;
+}
+
+void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from,
+                  const int64_t *before) {
     if (j->phase < 0) return;
     if (!j->mseg[0]) from = -1; /* never counted (a version 1 journey): count it whole now */
     /* The segment is the journey's (its latest event carrying one), so it
      * does not depend on arrival order; if it changed, the journey's counts
      * move with it. */
     const char *seg_now = j->segment[0] ? j->segment : FUNNEL_NONE;
-    if (j->phase <= from && !strcmp(seg_now, j->mseg)) return; /* the usual event: nothing moves */
+    if (j->phase <= from && !strcmp(seg_now, j->mseg)) { /* the usual event: nothing moves ... */
+        if (cfg->n_funnel_windows && moved_times(j, from, before)) /* ... but perhaps an entry time */
+            retime(d, cfg, seg_ix(r, cfg, j->mseg), j, from, before);
+        return;
+    }
     char want[JD_NAME_MAX + 1];
     field_name(want, seg_now);
-    if (j->phase <= from && !strcmp(want, j->mseg)) return;
     unsigned seg;
     if (from < 0 || strcmp(want, j->mseg)) {
         seg = seg_ix(r, cfg, want);
         const char *name = ix_name(&r->segments, seg);
         if (from >= 0 && strcmp(name, j->mseg)) {
-            take_back(d, seg_ix(r, cfg, j->mseg), from);
+            take_back(d, cfg, seg_ix(r, cfg, j->mseg), from, before);
             from = -1;
         }
         if (from < 0) snprintf(j->mseg, sizeof(j->mseg), "%s", name);
     }
-    if (j->phase <= from) return;
     seg = seg_ix(r, cfg, j->mseg);
-    for (int k = from + 1; k <= j->phase; k++) delta_add(d, key_of(k, K_REACHED, seg, 0), 1);
-    for (int k = from < 0 ? 0 : from; k < j->phase; k++) delta_add(d, key_of(k, K_PROGRESSED, seg, 0), 1);
+    if (from >= 0) retime(d, cfg, seg, j, from, before);
+    if (j->phase <= from) return;
+    for (int k = from + 1; k <= j->phase; k++) {
+        delta_add(d, key_of(k, K_REACHED, seg, 0), 1);
+        win_add(d, cfg, k, seg, FUNNEL_W_REACHED, j->phase_ts[k], 1);
+    }
+    for (int k = from < 0 ? 0 : from; k < j->phase; k++) {
+        delta_add(d, key_of(k, K_PROGRESSED, seg, 0), 1);
+        win_add(d, cfg, k, seg, FUNNEL_W_PROGRESSED, j->phase_ts[k + 1], 1);
+    }
     if (from >= 0) delta_add(d, key_of(from, K_ACTIVE, seg, 0), -1);
     delta_add(d, key_of(j->phase, K_ACTIVE, seg, 0), 1);
 }
 
-void funnel_close_of(const journey_t *j, funnel_close_t *c) {
+void funnel_close_of(const journey_t *j, const config_t *cfg, funnel_close_t *c) {
+    c->at = journey_deadline(j, cfg);
     c->phase = j->phase;
     c->mseg = j->mseg;
     c->last_tp = j->last_tp[0] ? j->last_tp : "unknown";
@@ -335,10 +507,12 @@ void funnel_count_close(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg,
     delta_add(d, key_of(p, K_ACTIVE, seg, 0), -1);
     if (p == cfg->n_phases - 1) { /* journey_close(): completed */
         delta_add(d, key_of(p, K_COMPLETED, seg, 0), 1);
+        win_add(d, cfg, p, seg, FUNNEL_W_COMPLETED, c->at, 1);
     } else {
         unsigned tp = name_ix(&r->touchpoints, c->last_tp, cfg->touchpoints_max, 0);
         delta_add(d, key_of(p, K_DROPPED, seg, 0), 1);
         delta_add(d, key_of(p, K_DROP, seg, tp), 1);
+        win_add(d, cfg, p, seg, FUNNEL_W_DROPPED, c->at, 1);
     }
     for (int k = 0; k < p; k++)
         if (c->tip[k] != FUNNEL_TIP_SKIPPED) delta_add(d, key_of(k, K_TIP, seg, c->tip[k]), 1);
@@ -346,19 +520,19 @@ void funnel_count_close(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg,
 
 void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j) {
     funnel_close_t c;
-    funnel_close_of(j, &c);
+    funnel_close_of(j, cfg, &c);
     funnel_count_close(d, r, cfg, &c);
 }
 
 void funnel_removed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j) {
     if (j->phase < 0 || j->status != JOURNEY_OPEN || !j->mseg[0]) return;
-    take_back(d, seg_ix(r, cfg, j->mseg), j->phase);
+    take_back(d, cfg, seg_ix(r, cfg, j->mseg), j->phase, j->phase_ts);
 }
 
 /* ---- the life of a journey ------------------------------------------------------ */
 
 static void close_now(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j) {
-    if (j->phase >= 0 && !j->mseg[0]) funnel_moved(d, r, cfg, j, -1); /* a version 1 journey */
+    if (j->phase >= 0 && !j->mseg[0]) funnel_moved(d, r, cfg, j, -1, NULL); /* a version 1 journey */
     journey_close(j, cfg);
     funnel_closed(d, r, cfg, j);
 }
@@ -385,8 +559,10 @@ funnel_result_t funnel_event(funnel_delta_t *d, funnel_reg_t *r, const config_t 
     }
     if (j->status != JOURNEY_OPEN) journey_restart(j, cfg);
     int from = j->phase;
+    int64_t before[CFG_MAX_PHASES];
+    memcpy(before, j->phase_ts, sizeof(before));
     journey_apply(j, cfg, ev, mid, phase, tp);
-    funnel_moved(d, r, cfg, j, from);
+    funnel_moved(d, r, cfg, j, from, before);
     return FUNNEL_APPLIED;
 }
 
@@ -431,6 +607,8 @@ static void phase_add(funnel_phase_t *dst, const funnel_phase_t *src) {
     dst->progressed += src->progressed;
     dst->dropped += src->dropped;
     dst->completed += src->completed;
+    for (int w = 0; w < CFG_MAX_FUNNEL_WINDOWS; w++)
+        for (int o = 0; o < FUNNEL_OUTCOMES; o++) dst->win[w][o] += src->win[w][o];
     for (int i = 0; i < src->n_drops; i++) count_add(dst, src->drops[i].name, src->drops[i].n);
     for (int b = 0; b < FUNNEL_TIP_BUCKETS; b++) dst->tip[b] += src->tip[b];
 }
@@ -441,6 +619,19 @@ void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *name, in
     if (split_field(buf, &phase, &seg, &kind, &x) < 0) return;
     int k = config_phase_index(cfg, phase);
     if (k < 0) return; /* a phase no longer configured */
+    int w, o;
+    int64_t bucket;
+    if (x && win_parse(cfg, kind, x, &w, &o, &bucket) == 0) { /* until the partition's watermark is known */
+        if (s->n_pend == s->cap_pend) {
+            s->cap_pend = s->cap_pend ? 2 * s->cap_pend : 256;
+            if (!(s->pend = realloc(s->pend, s->cap_pend * sizeof(*s->pend)))) abort();
+        }
+        funnel_pend_t *q = &s->pend[s->n_pend++];
+        snprintf(q->seg, sizeof(q->seg), "%s", seg);
+        q->phase = (int8_t)k, q->window = (int8_t)w, q->outcome = (int8_t)o;
+        q->bucket = bucket, q->n = value;
+        return;
+    }
     funnel_phase_t *p = &snap_seg(s, seg)->ph[k];
     if (!strcmp(kind, "reached")) p->reached += value;
     else if (!strcmp(kind, "active")) p->active += value;
@@ -455,6 +646,16 @@ void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *name, in
     }
 }
 
+void funnel_snap_end_part(funnel_snap_t *s, const config_t *cfg, int64_t wm) {
+    for (size_t i = 0; i < s->n_pend; i++) {
+        const funnel_pend_t *q = &s->pend[i];
+        int64_t first = win_first(cfg, q->window, wm);
+        if (q->bucket >= first && q->bucket < first + cfg->funnel_buckets)
+            snap_seg(s, q->seg)->ph[q->phase].win[q->window][q->outcome] += q->n;
+    }
+    s->n_pend = 0;
+}
+
 static void seg_free(funnel_seg_t *g) {
     for (int k = 0; k < CFG_MAX_PHASES; k++) free(g->ph[k].drops);
 }
@@ -462,6 +663,7 @@ static void seg_free(funnel_seg_t *g) {
 void funnel_snap_free(funnel_snap_t *s) {
     for (int i = 0; i < s->n_segs; i++) seg_free(&s->segs[i]);
     free(s->segs);
+    free(s->pend);
     memset(s, 0, sizeof(*s));
 }
 
@@ -584,8 +786,22 @@ static void json_phase(FILE *out, const config_t *cfg, const funnel_seg_t *g, in
     }
     int64_t n = tip_n(p);
     fprintf(out, "],\"time_in_phase\":{\"n\":%lld,\"median_s\":", (long long)n);
-    if (n) fprintf(out, "%.0f,\"p90_s\":%.0f}}", tip_quantile(p, 0.5), tip_quantile(p, 0.9));
-    else fputs("null,\"p90_s\":null}}", out);
+    if (n) fprintf(out, "%.0f,\"p90_s\":%.0f}", tip_quantile(p, 0.5), tip_quantile(p, 0.9));
+    else fputs("null,\"p90_s\":null}", out);
+    fputs(",\"windows\":{", out);
+    for (int w = 0; w < cfg->n_funnel_windows; w++) {
+        const int64_t *c = p->win[w];
+        char name[32];
+        funnel_window_name(cfg, w, name, sizeof(name));
+        fprintf(out, "%s\"%s\":{\"reached\":%lld,\"progressed\":%lld,\"dropped\":%lld,\"completed\":%lld", w ? "," : "",
+                name, (long long)c[FUNNEL_W_REACHED], (long long)c[FUNNEL_W_PROGRESSED],
+                (long long)c[FUNNEL_W_DROPPED], (long long)c[FUNNEL_W_COMPLETED]);
+        json_ratio(out, "dropoff_rate", c[FUNNEL_W_DROPPED],
+                   c[FUNNEL_W_DROPPED] + c[FUNNEL_W_PROGRESSED] + c[FUNNEL_W_COMPLETED]);
+        json_ratio(out, "conversion", c[FUNNEL_W_REACHED], g->ph[0].win[w][FUNNEL_W_REACHED]);
+        fputc('}', out);
+    }
+    fputs("}}", out);
 }
 
 /* A segment's phase, also handed to o->entry (keyed funnel|<segment>|<phase>). */
@@ -621,6 +837,13 @@ void funnel_print_json(const funnel_snap_t *s, const config_t *cfg, const funnel
     for (int k = 0; k < cfg->n_phases; k++) {
         if (k) fputc(',', out);
         text_json_str(out, cfg->phases[k].name);
+    }
+    fputs("],\"funnel_windows\":[", out);
+    for (int w = 0; w < cfg->n_funnel_windows; w++) {
+        char name[32];
+        funnel_window_name(cfg, w, name, sizeof(name));
+        fprintf(out, "%s{\"window\":\"%s\",\"length_ms\":%lld,\"bucket_ms\":%lld}", w ? "," : "", name,
+                (long long)cfg->funnel_windows_ms[w], (long long)win_res(cfg, w));
     }
     fputs("],\"funnel\":[", out);
     for (int i = 0; i < v.n; i++) {

@@ -8,8 +8,20 @@
  *     f|<phase>|<segment>|reached|active|progressed|dropped|completed
  *     f|<phase>|<segment>|drop|<touchpoint>      dropped journeys by last touchpoint
  *     f|<phase>|<segment>|tip|<bucket>           time in phase before moving on
+ *     f|<phase>|<segment>|<outcome>|<res_ms>|<n> outcomes in time bucket n of a window
  * kept per partition in Redis and summed when read, so partitions merge
  * exactly. A '|' in a segment or touchpoint name is written as '/'.
+ *
+ * Windows (metrics.windows): the outcomes reached, progressed, dropped and
+ * completed are also counted by the event time they happened at, in
+ * buckets of res_ms = window / metrics.buckets_per_window numbered
+ * floor(ts / res_ms), as satisfaction counts its answers: a journey reached
+ * phase k at phase_ts[k], progressed from it at phase_ts[k + 1], dropped or
+ * completed at its deadline. An open journey's counts follow its phase_ts
+ * (an earlier event arriving late moves them), so taking them back is
+ * exact. A window at watermark wm holds bucket floor(wm / res_ms) and the
+ * k - 1 before it; a bucket before those is dead: deltas to it are
+ * dropped and its field deleted (funnel_delta_expire()).
  */
 #ifndef JD_FUNNEL_H
 #define JD_FUNNEL_H
@@ -24,6 +36,8 @@
 #define FUNNEL_NONE "none"    /* segment of journeys that carry none */
 #define FUNNEL_OTHER "other"  /* segments / touchpoints beyond the caps */
 #define FUNNEL_TIP_BUCKETS 128
+#define FUNNEL_OUTCOMES 4     /* windowed: reached, progressed, dropped, completed */
+enum { FUNNEL_W_REACHED = 0, FUNNEL_W_PROGRESSED, FUNNEL_W_DROPPED, FUNNEL_W_COMPLETED };
 
 /* A small set of names (segments or touchpoints) with a cap. */
 typedef struct funnel_names {
@@ -43,6 +57,8 @@ typedef struct funnel_delta {
     char **names;         /* after funnel_delta_render(): field names, owned, */
     int64_t *totals;      /* and each one's new total */
     size_t n_names;
+    char **gone;          /* after funnel_delta_expire(): fields to delete, owned */
+    size_t n_gone;
 } funnel_delta_t;
 
 /* The names a partition's counters use, to keep their number capped. */
@@ -60,9 +76,18 @@ void funnel_reg_free(funnel_reg_t *r);
 void funnel_learn(funnel_reg_t *r, funnel_delta_t *totals, const config_t *cfg, const char *field,
                   int64_t value);
 /* Add d to the totals and name every counter that changed: d->names and
- * d->totals[0..n_names), with the registry d was built with. */
+ * d->totals[0..n_names), with the registry d was built with; deltas to
+ * buckets dead at watermark wm are dropped. clock: the partition's (every
+ * bucket counted is at or before it). */
 void funnel_delta_render(funnel_delta_t *d, funnel_delta_t *totals, const funnel_reg_t *r,
-                         const config_t *cfg);
+                         const config_t *cfg, int64_t clock, int64_t wm);
+/* Remove the buckets dead at wm from the totals, naming their fields in
+ * d->gone (appended); how many. */
+size_t funnel_delta_expire(funnel_delta_t *d, funnel_delta_t *totals, const funnel_reg_t *r,
+                           const config_t *cfg, int64_t clock, int64_t wm);
+
+/* Finite funnel window w's name in the snapshot ("1h", "1d"; w < 0: "all"). */
+void funnel_window_name(const config_t *cfg, int w, char *buf, size_t cap);
 
 /* Time-in-phase histogram: bucket of a duration and the upper edge (ms) of a
  * bucket. Four buckets per doubling of seconds: the edge is at most 25 % high. */
@@ -73,16 +98,18 @@ int64_t funnel_tip_upper_ms(int bucket);
  * A journey's contribution, counted under its segment (j->mseg: its latest
  * segment, capped; "none" if it has none):
  *  - funnel_moved(): j was applied an event or merged, and was in phase
- *    `from` before (-1: not yet counted): reached and progressed for the
- *    phases passed, active moves; if its segment changed, its counts move
- *    to the new one;
+ *    `from` before (-1: not yet counted) with entry times before[] (NULL if
+ *    from < 0): reached and progressed for the phases passed, active moves,
+ *    windowed counts follow entry times that moved; if its segment changed,
+ *    its counts move to the new one;
  *  - funnel_closed(): j has just been closed (j->status): active ends,
  *    dropped (by last touchpoint) or completed, time in each phase passed
  *    (not in phases it skipped: entered by the same event as the next);
  *  - funnel_removed(): an open journey merged into another: everything it
  *    counted is taken back.
  */
-void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from);
+void funnel_moved(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int from,
+                  const int64_t *before);
 
 /* What closing a counted journey counts, taken from it while it is open
  * (funnel_close_of(); the names point into j): funnel_count_close() counts
@@ -94,8 +121,9 @@ typedef struct funnel_close {
     uint8_t tip[CFG_MAX_PHASES - 1];     /* time-in-phase bucket of each phase left, or
                                             FUNNEL_TIP_SKIPPED (entered with the next) */
     const char *mseg, *last_tp;
+    int64_t at;                          /* when it closes: its deadline */
 } funnel_close_t;
-void funnel_close_of(const journey_t *j, funnel_close_t *c);
+void funnel_close_of(const journey_t *j, const config_t *cfg, funnel_close_t *c);
 void funnel_count_close(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const funnel_close_t *c);
 void funnel_closed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j);
 void funnel_removed(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, const journey_t *j);
@@ -129,6 +157,8 @@ typedef struct funnel_count {
 
 typedef struct funnel_phase {
     int64_t reached, active, progressed, dropped, completed;
+    int64_t win[CFG_MAX_FUNNEL_WINDOWS][FUNNEL_OUTCOMES]; /* per finite window: reached, progressed,
+                                                             dropped, completed */
     funnel_count_t *drops;        /* by touchpoint; owned */
     int n_drops, cap_drops;
     int64_t tip[FUNNEL_TIP_BUCKETS];
@@ -139,15 +169,27 @@ typedef struct funnel_seg {
     funnel_phase_t ph[CFG_MAX_PHASES];
 } funnel_seg_t;
 
+/* A windowed counter read, waiting for its partition's watermark. */
+typedef struct funnel_pend {
+    char seg[JD_NAME_MAX + 1];
+    int8_t phase, window, outcome;
+    int64_t bucket, n;
+} funnel_pend_t;
+
 typedef struct funnel_snap {
     funnel_seg_t *segs;           /* owned */
     int n_segs, cap_segs;
+    funnel_pend_t *pend;          /* the partition being read's windowed counters; owned */
+    size_t n_pend, cap_pend;
     int64_t watermark;            /* lowest partition watermark, INT64_MAX: none */
     int64_t late, shards;
 } funnel_snap_t;
 
-/* Add one stored counter (any field; others than f|... are ignored). */
+/* Add one stored counter of a partition (any field; others than f|... are
+ * ignored); then, once all its fields are added, funnel_snap_end_part()
+ * with its watermark adds its windowed counters those windows hold. */
 void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *field, int64_t value);
+void funnel_snap_end_part(funnel_snap_t *s, const config_t *cfg, int64_t wm);
 void funnel_snap_free(funnel_snap_t *s);
 
 /* One entry of the snapshot as it is printed: kind "funnel" (segment set:

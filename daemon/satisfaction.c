@@ -589,20 +589,9 @@ static int64_t row_total(const row_t *r) {
     return total;
 }
 
-static void window_name(char *buf, size_t cap, int64_t ms) {
-    static const struct { const char *u; int64_t ms; } U[] = {
-        {"w", 604800000LL}, {"d", 86400000LL}, {"h", 3600000LL}, {"m", 60000LL}, {"s", 1000LL}};
-    for (size_t i = 0; i < sizeof(U) / sizeof(U[0]); i++)
-        if (ms % U[i].ms == 0) {
-            snprintf(buf, cap, "%lld%s", (long long)(ms / U[i].ms), U[i].u);
-            return;
-        }
-    snprintf(buf, cap, "%lldms", (long long)ms);
-}
-
 void sat_window_name(const sat_windows_t *w, int window, char *buf, size_t cap) {
     if (window < 0 || window >= w->n) snprintf(buf, cap, "all");
-    else window_name(buf, cap, w->len_ms[window]);
+    else text_duration_unit(w->len_ms[window], buf, cap);
 }
 
 int sat_window_find(const sat_windows_t *w, const char *name, int *window) {
@@ -813,7 +802,7 @@ void sat_print_json_each(const sat_part_t *parts, const int64_t *wms, size_t n_p
     fprintf(out, "{\"min_n\":%lld,\"windows\":[", (long long)min_n);
     for (int i = 0; i < w->n; i++) {
         char wn[32];
-        window_name(wn, sizeof(wn), w->len_ms[i]);
+        text_duration_unit(w->len_ms[i], wn, sizeof(wn));
         fprintf(out, "{\"window\":\"%s\",\"length_ms\":%lld,\"bucket_ms\":%lld},", wn, (long long)w->len_ms[i],
                 (long long)w->res_ms[i]);
     }
@@ -1016,8 +1005,8 @@ static void table_blocks(table_t *t, const row_t *rows, size_t n, const sat_wind
             if (win < 0) {
                 snprintf(heading, sizeof(heading), "%s \xe2\x80\x94 all time", phases[k]);
             } else {
-                window_name(wn, sizeof(wn), w->len_ms[win]);
-                window_name(res, sizeof(res), w->res_ms[win]);
+                text_duration_unit(w->len_ms[win], wn, sizeof(wn));
+                text_duration_unit(w->res_ms[win], res, sizeof(res));
                 snprintf(heading, sizeof(heading), "%s \xe2\x80\x94 %s window (%d buckets of %s)", phases[k], wn,
                          w->buckets, res);
             }

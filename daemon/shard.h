@@ -66,6 +66,7 @@ typedef struct shard {
     int sat_checkpoint;         /* the open batch's commit is a checkpoint */
     size_t sat_log_bytes;       /* answer log in Redis (as of the last commit prepared) */
     int64_t sat_expired;        /* watermark of the last expiry of old buckets */
+    int64_t funnel_expired;     /* the same for the funnel's windowed counters, INT64_MIN: none yet */
 } shard_t;
 
 /* Release what the shard owns (the struct itself is the caller's). */

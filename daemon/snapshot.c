@@ -119,6 +119,7 @@ int snapshot_read(snapshot_t *s, store_t *st, const config_t *cfg, snapshot_cach
             read_sat(s, st, cache, shards[i], off, i, errbuf, errlen) != STORE_OK)
             goto out;
         s->sat_wm[i] = s->clock - cfg->allowed_lateness_ms;
+        funnel_snap_end_part(&s->snap, cfg, s->sat_wm[i]);
         s->snap.shards++;
     }
     rc = 0;

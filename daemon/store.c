@@ -714,6 +714,13 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
         resp_str(&r, q->metric_names[i]);
         resp_i64(&r, q->metric_values[i]);
     }
+    if (q->n_metrics_gone) {
+        resp_cmd(&r, 2 + q->n_metrics_gone);
+        resp_str(&r, "HDEL");
+        resp_key(&r, pre, q->shard, "s", NULL);
+        for (size_t i = 0; i < q->n_metrics_gone; i++) resp_str(&r, q->metrics_gone[i]);
+        queued++;
+    }
     if (q->n_sat) { /* satisfaction counts that changed: their new values */
         resp_cmd(&r, 2 + 2 * q->n_sat);
         resp_str(&r, "HSET");

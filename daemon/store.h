@@ -62,6 +62,8 @@ typedef struct store_commit_req {
     size_t n_metrics;         /* funnel counters' new values (same hash as the counters) */
     const char *const *metric_names;
     const int64_t *metric_values;
+    size_t n_metrics_gone;    /* funnel counters to delete (windowed buckets expired) */
+    const char *const *metrics_gone;
     int64_t clock;            /* the shard's event-time clock after this commit */
     int64_t closed_through;   /* its closed-through mark after this commit (batch.c) */
     int closed_moved;         /* the mark moved: remove every timer at or before it */

@@ -69,3 +69,14 @@ size_t text_dec(char *buf, int64_t v) {
     buf[k] = '\0';
     return k;
 }
+
+void text_duration_unit(int64_t ms, char *buf, size_t cap) {
+    static const struct { const char *unit; int64_t ms; } U[] = {
+        {"w", 604800000LL}, {"d", 86400000LL}, {"h", 3600000LL}, {"m", 60000LL}, {"s", 1000LL}};
+    for (size_t i = 0; i < sizeof(U) / sizeof(U[0]); i++)
+        if (ms && ms % U[i].ms == 0) {
+            snprintf(buf, cap, "%lld%s", (long long)(ms / U[i].ms), U[i].unit);
+            return;
+        }
+    snprintf(buf, cap, "%lldms", (long long)ms);
+}

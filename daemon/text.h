@@ -21,6 +21,10 @@ void text_time(int64_t ms, char *buf, size_t cap);
 /* Format a duration in ms as "1h02m03s" / "850ms" into buf (>= 32 bytes). */
 void text_duration(int64_t ms, char *buf, size_t cap);
 
+/* A duration in ms in its largest whole unit, as configs write it and the
+ * snapshot names windows: "1w", "30d", "90m", "1500ms" (0: "0ms"). */
+void text_duration_unit(int64_t ms, char *buf, size_t cap);
+
 /* The decimal of v into buf (>= 21 bytes, NUL-terminated); its length.
  * Without printf: for the hot paths that write many numbers. */
 size_t text_dec(char *buf, int64_t v);

@@ -107,7 +107,16 @@ static void idle(part_t *p, int64_t ms) { p->clock += ms; }
 /* What batch.c does at a commit: render the batch's deltas onto the
  * totals, write the changed totals into the hash (HSET), clear the deltas. */
 static void commit(part_t *p) {
-    funnel_delta_render(&p->d, &p->totals, &p->r, &cfg);
+    if (cfg.n_funnel_windows) funnel_delta_expire(&p->d, &p->totals, &p->r, &cfg, p->clock, wm(p));
+    funnel_delta_render(&p->d, &p->totals, &p->r, &cfg, p->clock, wm(p));
+    for (size_t i = 0; i < p->d.n_gone; i++) /* HDEL */
+        for (int k = 0; k < p->n_hash; k++)
+            if (!strcmp(p->hash_f[k], p->d.gone[i])) {
+                free(p->hash_f[k]);
+                p->hash_f[k] = p->hash_f[--p->n_hash];
+                p->hash_v[k] = p->hash_v[p->n_hash];
+                break;
+            }
     for (size_t i = 0; i < p->d.n_names; i++) {
         int k = 0;
         while (k < p->n_hash && strcmp(p->hash_f[k], p->d.names[i])) k++;
@@ -118,6 +127,16 @@ static void commit(part_t *p) {
         p->hash_v[k] = p->d.totals[i];
     }
     funnel_delta_clear(&p->d);
+}
+
+/* What batch.c does when customer i absorbs the open journey of k. */
+static void merge(part_t *p, int i, int k) {
+    int64_t before[CFG_MAX_PHASES];
+    memcpy(before, p->j[i].phase_ts, sizeof(before));
+    int from = p->j[i].phase;
+    funnel_removed(&p->d, &p->r, &cfg, &p->j[k]);
+    journey_merge(&p->j[i], &p->j[k], &cfg);
+    funnel_moved(&p->d, &p->r, &cfg, &p->j[i], from, before);
 }
 
 static int64_t get(part_t *p, const char *field) {
@@ -296,10 +315,7 @@ Test(funnel, a_merged_journey_is_taken_back) {
     ev(&p, 0, "a1", 0, 0, "ads", "smb");               /* anonymous */
     ev(&p, 0, "a2", MIN, 1, "reviews", "smb");
     ev(&p, 1, "u1", 2 * MIN, -1, NULL, NULL);          /* the identify, on the customer */
-    funnel_removed(&p.d, &p.r, &cfg, &p.j[0]);
-    int from = p.j[1].phase;
-    journey_merge(&p.j[1], &p.j[0], &cfg);
-    funnel_moved(&p.d, &p.r, &cfg, &p.j[1], from);
+    merge(&p, 1, 0);
     cr_assert_str_eq(counters(&p), "f|information|smb|active=1;f|information|smb|reached=1;"
                                    "f|search|smb|progressed=1;f|search|smb|reached=1;");
     part_free(&p);
@@ -431,42 +447,42 @@ Test(funnel, partitions_merge_into_one_snapshot) {
     const char *phase_rest =
         "{\"phase\":\"purchase\",\"reached\":0,\"active\":0,\"progressed\":0,\"dropped\":0,\"completed\":0,"
         "\"dropoff_rate\":null,\"conversion\":0.000000,\"dropoff_points\":[],"
-        "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},"
+        "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null},\"windows\":{}},"
         "{\"phase\":\"loyalty\",\"reached\":0,\"active\":0,\"progressed\":0,\"dropped\":0,\"completed\":0,"
         "\"dropoff_rate\":null,\"conversion\":0.000000,\"dropoff_points\":[],"
-        "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}}]}";
+        "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null},\"windows\":{}}]}";
     char want[8192];
     snprintf(want, sizeof(want),
              "{\"schema\":\"journeyd.metrics\",\"version\":1,\"computed_at\":\"1970-01-01T00:00:00.000Z\","
              "\"complete_to\":\"1970-01-01T00:01:00.000Z\",\"partitions\":2,\"late_events\":0,"
-             "\"phases\":[\"search\",\"information\",\"purchase\",\"loyalty\"],\"funnel\":["
+             "\"phases\":[\"search\",\"information\",\"purchase\",\"loyalty\"],\"funnel_windows\":[],\"funnel\":["
              /* all */
              "{\"segment\":\"all\",\"phases\":["
              "{\"phase\":\"search\",\"reached\":5,\"active\":0,\"progressed\":1,\"dropped\":4,\"completed\":0,"
              "\"dropoff_rate\":0.800000,\"conversion\":1.000000,\"dropoff_points\":["
              "{\"touchpoint\":\"ads\",\"dropped\":2},{\"touchpoint\":\"forum\",\"dropped\":2}],"
-             "\"time_in_phase\":{\"n\":1,\"median_s\":1,\"p90_s\":1}},"
+             "\"time_in_phase\":{\"n\":1,\"median_s\":1,\"p90_s\":1},\"windows\":{}},"
              "{\"phase\":\"information\",\"reached\":1,\"active\":1,\"progressed\":0,\"dropped\":0,\"completed\":0,"
              "\"dropoff_rate\":null,\"conversion\":0.200000,\"dropoff_points\":[],"
-             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},%s,"
+             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null},\"windows\":{}},%s,"
              /* top 1: a */
              "{\"segment\":\"a\",\"phases\":["
              "{\"phase\":\"search\",\"reached\":4,\"active\":0,\"progressed\":1,\"dropped\":3,\"completed\":0,"
              "\"dropoff_rate\":0.750000,\"conversion\":1.000000,\"dropoff_points\":["
              "{\"touchpoint\":\"ads\",\"dropped\":2},{\"touchpoint\":\"forum\",\"dropped\":1}],"
-             "\"time_in_phase\":{\"n\":1,\"median_s\":1,\"p90_s\":1}},"
+             "\"time_in_phase\":{\"n\":1,\"median_s\":1,\"p90_s\":1},\"windows\":{}},"
              "{\"phase\":\"information\",\"reached\":1,\"active\":1,\"progressed\":0,\"dropped\":0,\"completed\":0,"
              "\"dropoff_rate\":null,\"conversion\":0.250000,\"dropoff_points\":[],"
-             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},%s,"
+             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null},\"windows\":{}},%s,"
              /* the rest: other */
              "{\"segment\":\"other\",\"phases\":["
              "{\"phase\":\"search\",\"reached\":1,\"active\":0,\"progressed\":0,\"dropped\":1,\"completed\":0,"
              "\"dropoff_rate\":1.000000,\"conversion\":1.000000,\"dropoff_points\":["
              "{\"touchpoint\":\"forum\",\"dropped\":1}],"
-             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},"
+             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null},\"windows\":{}},"
              "{\"phase\":\"information\",\"reached\":0,\"active\":0,\"progressed\":0,\"dropped\":0,\"completed\":0,"
              "\"dropoff_rate\":null,\"conversion\":0.000000,\"dropoff_points\":[],"
-             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null}},%s]}\n",
+             "\"time_in_phase\":{\"n\":0,\"median_s\":null,\"p90_s\":null},\"windows\":{}},%s]}\n",
              phase_rest, phase_rest, phase_rest);
     /* the per-segment closing "]}" of phase_rest is followed by "," or "]}" */
     cr_assert_str_eq(j, want);
@@ -496,7 +512,7 @@ Test(funnel, a_close_taken_while_open_counts_the_same) {
         counters(p);
     }
     funnel_close_t fc[2];
-    for (int i = 0; i < 2; i++) funnel_close_of(&b.j[i], &fc[i]);
+    for (int i = 0; i < 2; i++) funnel_close_of(&b.j[i], &cfg, &fc[i]);
     cr_assert_eq(fc[0].phase, 3);
     cr_assert_eq(fc[0].tip[0], funnel_tip_bucket(20 * MIN));
     cr_assert_eq(fc[0].tip[1], FUNNEL_TIP_SKIPPED);
