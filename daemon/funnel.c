@@ -198,6 +198,9 @@ static void names_free_rendered(funnel_delta_t *d) {
     d->names = NULL;
     d->totals = NULL;
     d->n_names = 0;
+}
+
+static void gone_free(funnel_delta_t *d) {
     for (size_t i = 0; i < d->n_gone; i++) free(d->gone[i]);
     free(d->gone);
     d->gone = NULL;
@@ -206,6 +209,7 @@ static void names_free_rendered(funnel_delta_t *d) {
 
 void funnel_delta_free(funnel_delta_t *d) {
     names_free_rendered(d);
+    gone_free(d);
     free(d->keys);
     free(d->vals);
     free(d->slots);
@@ -214,6 +218,7 @@ void funnel_delta_free(funnel_delta_t *d) {
 
 void funnel_delta_clear(funnel_delta_t *d) {
     names_free_rendered(d);
+    gone_free(d);
     if (d->slots && d->n) memset(d->slots, 0, d->cap * sizeof(*d->slots));
     d->n = 0;
 }
@@ -632,6 +637,7 @@ void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *name, in
         q->bucket = bucket, q->n = value;
         return;
     }
+    if (x && outcome_of(kind) >= 0) return; /* a window no longer configured */
     funnel_phase_t *p = &snap_seg(s, seg)->ph[k];
     if (!strcmp(kind, "reached")) p->reached += value;
     else if (!strcmp(kind, "active")) p->active += value;

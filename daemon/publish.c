@@ -216,6 +216,21 @@ static void gauge_phase(prom_t *pr, const config_t *cfg, const char *seg, const 
         else if (!strcmp(family, "journeyd_funnel_conversion") && ph[0].reached)
             prom_sample(pr, (const char *[]){"phase", cfg->phases[k].name, "segment", seg, NULL},
                         (double)p->reached / (double)ph[0].reached);
+        for (int w = 0; w < cfg->n_funnel_windows; w++) {
+            static const char *const OUTCOMES[] = {"reached", "progressed", "dropped", "completed"};
+            const int64_t *c = p->win[w];
+            int64_t wdone = c[FUNNEL_W_PROGRESSED] + c[FUNNEL_W_DROPPED] + c[FUNNEL_W_COMPLETED];
+            char wn[32];
+            funnel_window_name(cfg, w, wn, sizeof(wn));
+            if (!strcmp(family, "journeyd_funnel_window_journeys"))
+                for (int o = 0; o < FUNNEL_OUTCOMES; o++)
+                    prom_sample(pr, (const char *[]){"phase", cfg->phases[k].name, "segment", seg, "window", wn,
+                                                     "state", OUTCOMES[o], NULL},
+                                (double)c[o]);
+            else if (!strcmp(family, "journeyd_funnel_window_dropoff_rate") && wdone)
+                prom_sample(pr, (const char *[]){"phase", cfg->phases[k].name, "segment", seg, "window", wn, NULL},
+                            (double)c[FUNNEL_W_DROPPED] / (double)wdone);
+        }
     }
 }
 
@@ -231,6 +246,8 @@ static int sum_phases(const snapshot_t *s, const char *segment, funnel_phase_t p
             const funnel_phase_t *p = &s->snap.segs[i].ph[k];
             ph[k].reached += p->reached, ph[k].active += p->active, ph[k].progressed += p->progressed;
             ph[k].dropped += p->dropped, ph[k].completed += p->completed;
+            for (int w = 0; w < s->cfg->n_funnel_windows; w++)
+                for (int o = 0; o < FUNNEL_OUTCOMES; o++) ph[k].win[w][o] += p->win[w][o];
         }
     }
     return found;
@@ -240,11 +257,17 @@ static void gauge_funnel(prom_t *pr, const snapshot_t *s) {
     static const char *const FAM[][2] = {
         {"journeyd_funnel_journeys", "Journeys per phase, segment and state (reached, active, progressed, dropped, completed)."},
         {"journeyd_funnel_dropoff_rate", "dropped / (dropped + progressed + completed) per phase and segment."},
-        {"journeyd_funnel_conversion", "reached / reached in the first phase, per phase and segment."}};
+        {"journeyd_funnel_conversion", "reached / reached in the first phase, per phase and segment."},
+        {"journeyd_funnel_window_journeys",
+         "Journeys per phase, segment and outcome (reached, progressed, dropped, completed) whose outcome's "
+         "event time is in the window (metrics.windows)."},
+        {"journeyd_funnel_window_dropoff_rate",
+         "dropped / (dropped + progressed + completed) per phase and segment over the window."}};
     const config_t *cfg = s->cfg;
     funnel_phase_t all[CFG_MAX_PHASES];
     sum_phases(s, NULL, all);
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < 5; f++) {
+        if (f >= 3 && !cfg->n_funnel_windows) break;
         prom_family(pr, FAM[f][0], PROM_GAUGE, FAM[f][1]);
         gauge_phase(pr, cfg, "all", all, FAM[f][0]);
         for (int i = 0; i < s->snap.n_segs; i++) gauge_phase(pr, cfg, s->snap.segs[i].name, s->snap.segs[i].ph, FAM[f][0]);
@@ -354,15 +377,23 @@ static void pick_sat_row(const char *phase, const char *window, const char *brea
     k->n = res->n;
 }
 
-/* The funnel value of r (counted since the start): 1, or 0 without data. */
+/* The funnel value of r (since the start, or over its window): 1, or 0
+ * without data. */
 static int funnel_value(const snapshot_t *s, const alert_rule_t *r, double *v, int64_t *n) {
     funnel_phase_t ph[CFG_MAX_PHASES];
     int found = sum_phases(s, r->by == ALERT_BY_SEGMENT ? r->by_name : NULL, ph);
     const funnel_phase_t *p = &ph[r->phase];
-    const int64_t counts[] = {p->reached, p->active, p->progressed, p->dropped, p->completed};
-    int64_t done = p->dropped + p->progressed + p->completed;
-    if (r->metric == ALERT_DROPOFF_RATE) *n = done, *v = done ? (double)p->dropped / (double)done : 0;
-    else if (r->metric == ALERT_CONVERSION) *n = ph[0].reached, *v = *n ? (double)p->reached / (double)*n : 0;
+    int64_t reached = p->reached, first = ph[0].reached, progressed = p->progressed, dropped = p->dropped,
+            completed = p->completed;
+    if (r->window_ix >= 0) { /* config.c: a funnel window, and not `active` */
+        const int64_t *c = p->win[r->window_ix];
+        reached = c[FUNNEL_W_REACHED], first = ph[0].win[r->window_ix][FUNNEL_W_REACHED];
+        progressed = c[FUNNEL_W_PROGRESSED], dropped = c[FUNNEL_W_DROPPED], completed = c[FUNNEL_W_COMPLETED];
+    }
+    const int64_t counts[] = {reached, p->active, progressed, dropped, completed};
+    int64_t done = dropped + progressed + completed;
+    if (r->metric == ALERT_DROPOFF_RATE) *n = done, *v = done ? (double)dropped / (double)done : 0;
+    else if (r->metric == ALERT_CONVERSION) *n = first, *v = *n ? (double)reached / (double)*n : 0;
     else *n = counts[r->metric - ALERT_REACHED], *v = (double)*n;
     return found && *n > 0;
 }

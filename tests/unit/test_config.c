@@ -125,6 +125,13 @@ Test(config, refusals_name_file_line_and_reason) {
         {"satisfaction:\n  windows: [30s]\n", "2: satisfaction.windows: 30s is out of range 1m..365d"},
         {"satisfaction:\n  windows: [1h, 366d]\n", "2: satisfaction.windows: 366d is out of range 1m..365d"},
         {"satisfaction:\n  buckets_per_window: 0\n", "2: satisfaction.buckets_per_window: 0 is out of range 1..1000"},
+        {"metrics:\n  windows: [1h, 30m]\n",
+         "2: metrics.windows: 30m is not longer than the duration before it (the list must be strictly increasing)"},
+        {"metrics:\n  windows: [30s]\n", "2: metrics.windows: 30s is out of range 1m..365d"},
+        {"metrics:\n  buckets_per_window: 1001\n", "2: metrics.buckets_per_window: 1001 is out of range 1..1000"},
+        {"metrics:\n  windows:\n    - 70m\n    - 2h\n  buckets_per_window: 7\n",
+         "4: metrics.windows: 2h is not a multiple of 7 ms buckets"},
+        {"metrics:\n  buckets_per_window: 7\n", "2: metrics.windows: 1h is not a multiple of 7 ms buckets"},
         {"satisfaction:\n  buckets_per_window: 1001\n",
          "2: satisfaction.buckets_per_window: 1001 is out of range 1..1000"},
         {"satisfaction:\n  min_n: 0\n", "2: satisfaction.min_n: 0 is out of range 1..1000000"},
@@ -224,7 +231,12 @@ Test(config, satisfaction_defaults) {
     cr_assert_eq(c->sat_buckets, 12);
     cr_assert_eq(c->sat_min_n, 30);
     char *d = dump(c);
-    cr_assert(strstr(d, "\nmetrics:\n  segments_max: 20\n  touchpoints_max: 50\n"
+    cr_assert_eq(c->n_funnel_windows, 2);
+    cr_assert_eq(c->funnel_windows_ms[0], 3600000);
+    cr_assert_eq(c->funnel_windows_ms[1], 86400000);
+    cr_assert_eq(c->funnel_buckets, 12);
+    cr_assert(strstr(d, "\nmetrics:\n  segments_max: 20\n  touchpoints_max: 50\n  windows: [1h, 1d]\n"
+                        "  buckets_per_window: 12\n"
                         "satisfaction:\n  windows: [1h, 1d, 1w, 30d]\n  buckets_per_window: 12\n  min_n: 30\n"
                         "  log_max_bytes: 262144\nlog:\n"), "%s", d);
     free(d);
@@ -496,8 +508,13 @@ Test(config, alert_refusals_name_file_line_and_reason) {
          "2: alert 'a': window '1h' is not one of the satisfaction windows (90m, all)"},
         {RULE "    segment: smb\n    touchpoint: chat\n", "8: alert 'a': give a segment or a touchpoint, not both"},
         {RULE "    touchpoint: chat\n    segment: smb\n", "8: alert 'a': give a segment or a touchpoint, not both"},
-        {"alerts:\n  - {name: a, metric: dropoff_rate, phase: loyalty, window: 1h}\n",
-         "2: alert 'a': window: dropoff_rate is counted since the start (window all only)"},
+        {"alerts:\n  - {name: a, metric: dropoff_rate, phase: loyalty, window: 1w}\n",
+         "2: alert 'a': window '1w' is not one of the funnel (metrics.windows) windows (1h, 1d, all)"},
+        {"alerts:\n  - {name: a, metric: dropoff_rate, phase: loyalty, window: 2h}\n"
+         "metrics:\n  windows: [30m, 2h]\n",
+         "2: alert 'a': 'op' is required"}, /* the funnel windows of the file: 2h is one */
+        {"alerts:\n  - {name: a, metric: active, phase: loyalty, window: 1h}\n",
+         "2: alert 'a': window: active is the journeys in the phase now (window all only)"},
         {"alerts:\n  - {name: a, metric: dropoff_rate, phase: loyalty, touchpoint: chat}\n",
          "2: alert 'a': touchpoint is only for nps, csat and ces (dropoff_rate is not counted per touchpoint)"},
         {"alerts:\n  - {name: a, metric: nps, phase: loyalty, segment: \"\"}\n",

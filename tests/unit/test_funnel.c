@@ -40,7 +40,7 @@ TestSuite(funnel, .init = setup);
 
 /* One partition: its journeys, the open batch's deltas, its totals, and
  * the stored counters hash (what the commit's HSET writes). */
-#define HASH_MAX 256
+#define HASH_MAX 1024
 typedef struct part {
     int64_t clock;
     funnel_delta_t d, totals;
@@ -148,7 +148,7 @@ static int64_t get(part_t *p, const char *field) {
 
 /* Every non-zero stored counter, sorted, as "name=value;" */
 static char *counters(part_t *p) {
-    static char buf[4096];
+    static char buf[16384];
     const char *names[HASH_MAX];
     size_t n = 0;
     commit(p);
@@ -528,4 +528,163 @@ Test(funnel, a_close_taken_while_open_counts_the_same) {
     cr_assert(strstr(want, "f|information|smb|drop|unknown=1;") != NULL);
     part_free(&a);
     part_free(&b);
+}
+
+/* ---- windows ------------------------------------------------------------------ */
+
+static void windows(int64_t len, int k) {
+    cfg.n_funnel_windows = 1;
+    cfg.funnel_windows_ms[0] = len;
+    cfg.funnel_buckets = k;
+}
+
+/* The windowed counters only (fields with a bucket: five '|'). */
+static char *windowed(part_t *p) {
+    static char buf[16384];
+    const char *all = counters(p), *s = all;
+    buf[0] = '\0';
+    while (*s) {
+        const char *end = strchr(s, ';');
+        int bars = 0;
+        for (const char *c = s; c < end; c++) bars += *c == '|';
+        if (bars == 5) snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%.*s", (int)(end - s + 1), s);
+        s = end + 1;
+    }
+    return buf;
+}
+
+Test(funnel, windowed_outcomes_are_counted_at_their_event_time) {
+    windows(HOUR, 4); /* 15 min buckets */
+    part_t p;
+    part_init(&p, 1);
+    ev(&p, 0, "m1", 0, 0, "search_engine", "consumer");
+    ev(&p, 0, "m2", 20 * MIN, 2, "cart", NULL); /* reaches information and purchase */
+    cr_assert_str_eq(windowed(&p), "f|information|consumer|progressed|900000|1=1;"
+                                   "f|information|consumer|reached|900000|1=1;"
+                                   "f|purchase|consumer|reached|900000|1=1;"
+                                   "f|search|consumer|progressed|900000|1=1;"
+                                   "f|search|consumer|reached|900000|0=1;");
+    /* dropped at its deadline, 2h20m: bucket 9; at watermark 2h20m the
+     * window holds buckets 6..9, so the others are deleted */
+    heartbeat(&p, 145 * MIN);
+    cr_assert_eq(sweep(&p), 1);
+    cr_assert_str_eq(windowed(&p), "f|purchase|consumer|dropped|900000|9=1;");
+    cr_assert_eq(get(&p, "f|purchase|consumer|dropped"), 1); /* the all-time counters stay */
+    cr_assert_eq(get(&p, "f|search|consumer|reached"), 1);
+    part_free(&p);
+}
+
+Test(funnel, windowed_counts_do_not_depend_on_arrival_order) {
+    windows(HOUR, 60); /* 1 min buckets */
+    part_t a, b;
+    part_init(&a, 1);
+    part_init(&b, 1);
+    ev(&a, 0, "m1", 10 * MIN, 0, "ads", "smb");
+    ev(&a, 0, "m2", 12 * MIN, 1, "reviews", NULL);
+    ev(&a, 0, "m3", 14 * MIN, 2, "cart", NULL);
+    ev(&b, 0, "m3", 14 * MIN, 2, "cart", NULL);       /* reaches every phase at 14 min ... */
+    ev(&b, 0, "m2", 12 * MIN, 1, "reviews", NULL);    /* ... then search and information earlier */
+    ev(&b, 0, "m1", 10 * MIN, 0, "ads", "smb");
+    const char *want = "f|information|smb|progressed|60000|14=1;f|information|smb|reached|60000|12=1;"
+                       "f|purchase|smb|reached|60000|14=1;f|search|smb|progressed|60000|12=1;"
+                       "f|search|smb|reached|60000|10=1;";
+    cr_assert_str_eq(windowed(&a), want);
+    cr_assert_str_eq(windowed(&b), want);
+    char *ca = strdup(counters(&a));
+    cr_assert_str_eq(counters(&b), ca);
+    free(ca);
+    part_free(&a);
+    part_free(&b);
+}
+
+/* A segment change and a merge take back what was counted, at the times it
+ * was counted at, so they end as if every event had gone to one journey. */
+Test(funnel, windowed_counts_move_with_segment_and_merge) {
+    windows(HOUR, 60);
+    part_t a, b;
+    part_init(&a, 2);
+    part_init(&b, 1);
+    ev(&a, 0, "m1", 12 * MIN, 0, "ads", "smb");
+    ev(&a, 0, "m2", 14 * MIN, 1, "reviews", "smb");
+    cr_assert_str_eq(windowed(&a), "f|information|smb|reached|60000|14=1;f|search|smb|progressed|60000|14=1;"
+                                   "f|search|smb|reached|60000|12=1;");
+    ev(&a, 0, "m3", 15 * MIN, 1, "reviews", "consumer"); /* the latest segment: counts move */
+    ev(&a, 0, "m4", 11 * MIN, 0, "forum", NULL);          /* earlier: search entered at 11 */
+    cr_assert_str_eq(windowed(&a), "f|information|consumer|reached|60000|14=1;"
+                                   "f|search|consumer|progressed|60000|14=1;"
+                                   "f|search|consumer|reached|60000|11=1;");
+    ev(&a, 1, "u1", 13 * MIN, 1, "login", "consumer");   /* the customer, then the link */
+    ev(&a, 1, "u2", 16 * MIN, 2, "cart", NULL);
+    merge(&a, 1, 0);
+    const char *in_order[] = {"m4", "m1", "u1", "m2", "m3", "u2"};
+    const int64_t ts[] = {11 * MIN, 12 * MIN, 13 * MIN, 14 * MIN, 15 * MIN, 16 * MIN};
+    const int ph[] = {0, 0, 1, 1, 1, 2};
+    const char *seg[] = {NULL, "smb", "consumer", "smb", "consumer", NULL};
+    for (int i = 0; i < 6; i++) ev(&b, 0, in_order[i], ts[i], ph[i], "tp", seg[i]);
+    const char *want = "f|information|consumer|progressed|60000|16=1;f|information|consumer|reached|60000|13=1;"
+                       "f|purchase|consumer|reached|60000|16=1;f|search|consumer|progressed|60000|13=1;"
+                       "f|search|consumer|reached|60000|11=1;";
+    cr_assert_str_eq(windowed(&a), want);
+    cr_assert_str_eq(windowed(&b), want);
+    part_free(&a);
+    part_free(&b);
+}
+
+Test(funnel, an_outcome_no_window_holds_is_not_counted_in_one) {
+    windows(HOUR, 60);
+    part_t p;
+    part_init(&p, 2);
+    ev(&p, 0, "m1", 3 * HOUR, 0, "ads", NULL);
+    ev(&p, 1, "n1", 0, 0, "ads", NULL); /* late, a new journey: 3 h before the window */
+    cr_assert_eq(p.late, 1);
+    cr_assert_str_eq(windowed(&p), "f|search|none|reached|60000|180=1;");
+    cr_assert_eq(get(&p, "f|search|none|reached"), 2);
+    part_free(&p);
+}
+
+Test(funnel, a_close_record_counts_its_windowed_outcome_the_same) {
+    windows(HOUR, 60);
+    part_t a, b;
+    part_init(&a, 1);
+    part_init(&b, 1);
+    ev(&a, 0, "m1", 0, 0, "ads", "smb");
+    ev(&b, 0, "m1", 0, 0, "ads", "smb");
+    funnel_close_t fc;
+    funnel_close_of(&b.j[0], &cfg, &fc);
+    cr_assert_eq(fc.at, 30 * MIN);
+    heartbeat(&a, 40 * MIN);
+    heartbeat(&b, 40 * MIN);
+    cr_assert_eq(sweep(&a), 1);
+    funnel_count_close(&b.d, &b.r, &cfg, &fc);
+    cr_assert_str_eq(windowed(&a), "f|search|smb|dropped|60000|30=1;f|search|smb|reached|60000|0=1;");
+    char *ca = strdup(counters(&a));
+    cr_assert_str_eq(counters(&b), ca);
+    free(ca);
+    part_free(&a);
+    part_free(&b);
+}
+
+/* Each partition's windows at its own watermark, then summed. */
+Test(funnel, windowed_counters_of_partitions_at_their_watermarks) {
+    windows(HOUR, 60);
+    funnel_snap_t s;
+    memset(&s, 0, sizeof(s));
+    s.watermark = 80 * MIN;
+    s.shards = 2;
+    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|100", 2);
+    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|40", 5);     /* before the window */
+    funnel_snap_add(&s, &cfg, "f|purchase|a|progressed|60000|101", 7); /* after the watermark */
+    funnel_snap_add(&s, &cfg, "f|purchase|a|completed|900000|3", 9);   /* a window not configured */
+    funnel_snap_end_part(&s, &cfg, 100 * MIN);                         /* buckets 41..100 */
+    funnel_snap_add(&s, &cfg, "f|purchase|a|progressed|60000|60", 6);
+    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|50", 1);
+    funnel_snap_end_part(&s, &cfg, 80 * MIN);                          /* buckets 21..80 */
+    char *j = snapshot_json(&s, "a", 1);
+    cr_assert(strstr(j, "\"funnel_windows\":[{\"window\":\"1h\",\"length_ms\":3600000,\"bucket_ms\":60000}]"), "%s", j);
+    cr_assert(strstr(j, "{\"phase\":\"purchase\",\"reached\":0,\"active\":0,\"progressed\":0,\"dropped\":0,"
+                        "\"completed\":0,"), "%s", j);
+    cr_assert(strstr(j, "\"windows\":{\"1h\":{\"reached\":0,\"progressed\":6,\"dropped\":3,\"completed\":0,"
+                        "\"dropoff_rate\":0.333333,\"conversion\":null}}"), "%s", j);
+    free(j);
+    funnel_snap_free(&s);
 }
