@@ -4,6 +4,7 @@ broker and Redis started by deploy/local/up.sh.
 Environment: JD_BUILD_DIR (journeyd, journeyctl), JD_KAFKA_BROKERS
 (default 127.0.0.1:19092), JD_REDIS_PORT (default 16379).
 """
+import calendar
 import json
 import os
 import random
@@ -77,6 +78,15 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def parse_time(text):
+    """Epoch ms of an ISO-8601 UTC time as journeyd prints it
+    ("2026-01-05T10:00:00.123Z")."""
+    day, rest = text.rstrip("Z").split("T")
+    hms, _, frac = rest.partition(".")
+    t = time.strptime(day + "T" + hms, "%Y-%m-%dT%H:%M:%S")
+    return calendar.timegm(t) * 1000 + int((frac + "000")[:3])
 
 
 def write_config(topic, deadletter, prefix, group, extra="", http=True):

@@ -28,6 +28,10 @@ PARTITIONS = 6
 CUSTOMERS = int(os.environ.get("JD_FUNNEL_CUSTOMERS", "19000"))
 KILLS = int(os.environ.get("JD_FUNNEL_KILLS", "3"))
 PHASES = ["search", "information", "purchase", "loyalty"]
+TIMEOUTS = [30 * 60000, 3 * 86400000, 2 * 3600000, 28 * 86400000]  # the default phases
+# the funnel's windows: 365d holds every outcome, the others part of them
+WINDOWS = {"30d": 30 * 86400000, "144d": 144 * 86400000, "365d": 365 * 86400000}
+WINDOWS_CONFIG = "metrics:\n  windows: [30d, 144d, 365d]\n  buckets_per_window: 12\n"
 
 
 metrics = jdtest.metrics
@@ -45,10 +49,12 @@ class FunnelTest(unittest.TestCase):
         jdtest.create_topic(cls.dlq, 1)
         d = tempfile.mkdtemp(prefix="jd-funnel-")
         cls.tpath = os.path.join(d, "truth.json")
+        cls.jpath = os.path.join(d, "journeys.ndjson")
         r = subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "11", "--customers", str(CUSTOMERS),
                             "--topic", cls.topic, "--brokers", jdtest.BROKERS,
                             "--dup-rate", "0.02", "--ooo-rate", "0.05", "--anon-rate", "0.2",
-                            "--invalid-rate", "0.01", "--return-rate", "0.1", "--truth", cls.tpath],
+                            "--invalid-rate", "0.01", "--return-rate", "0.1", "--truth", cls.tpath,
+                            "--journeys", cls.jpath],
                            capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError(r.stderr)
@@ -59,7 +65,7 @@ class FunnelTest(unittest.TestCase):
         # clean run
         prefix, group = jdtest.unique("fclean"), jdtest.unique("g")
         cls.prefixes.append(prefix)
-        cls.clean = jdtest.static_config(cls.topic, cls.dlq, prefix, group)
+        cls.clean = jdtest.static_config(cls.topic, cls.dlq, prefix, group, WINDOWS_CONFIG)
         dmn = jdtest.Daemon(cls.clean)
         jdtest.wait_committed(prefix, cls.topic, PARTITIONS, timeout=300, proc=dmn.proc)
         assert dmn.stop() == 0
@@ -91,6 +97,45 @@ class FunnelTest(unittest.TestCase):
             done = want["dropped"] + want["progressed"] + want["completed"]
             self.assertAlmostEqual(g["dropoff_rate"], round(want["dropped"] / done, 6), places=6)
             self.assertAlmostEqual(g["conversion"], round(want["reached"] / first, 6), places=6)
+
+    def test_windowed_funnel_equals_the_truth(self):
+        """Each outcome counts in a window by the event time it happened at
+        (reached: entering the phase; progressed: entering the next;
+        dropped, completed: the deadline), in buckets of window / 12, the
+        window holding the bucket of the watermark and the 11 before it."""
+        wm = jdtest.parse_time(self.snap["complete_to"])
+        got = funnel_of(self.snap)
+        self.assertEqual([w["window"] for w in self.snap["funnel_windows"]], list(WINDOWS))
+        want = {w: {ph: {k: 0 for k in ("reached", "progressed", "dropped", "completed")} for ph in PHASES}
+                for w in WINDOWS}
+
+        def count(ph, kind, ts):
+            for w, length in WINDOWS.items():
+                res = length // 12
+                if wm // res - 11 <= ts // res <= wm // res:
+                    want[w][ph][kind] += 1
+
+        with open(self.jpath) as f:
+            for line in f:
+                j = json.loads(line)
+                entered = [jdtest.parse_time(j["phase_entered"][ph]) for ph in PHASES if ph in j["phase_entered"]]
+                for k, ts in enumerate(entered):
+                    count(PHASES[k], "reached", ts)
+                    if k + 1 < len(entered):
+                        count(PHASES[k], "progressed", entered[k + 1])
+                if entered and j["outcome"] != "in_progress":
+                    k = len(entered) - 1
+                    count(PHASES[k], j["outcome"], j["last_ts"] + TIMEOUTS[k])
+        for w in WINDOWS:
+            for ph in PHASES:
+                self.assertEqual({k: got[ph]["windows"][w][k] for k in want[w][ph]}, want[w][ph], (w, ph))
+        for ph in PHASES:  # 365d holds everything
+            for k in ("reached", "progressed", "dropped", "completed"):
+                self.assertEqual(got[ph]["windows"]["365d"][k], got[ph][k], (ph, k))
+        # the run's events span two days some 145 days before its last
+        # heartbeat: the 144d window ends among them
+        self.assertGreater(got["search"]["windows"]["144d"]["reached"], 0)
+        self.assertLess(got["search"]["windows"]["144d"]["reached"], got["search"]["reached"])
 
     def test_dropoff_points_equal_the_truth(self):
         got = funnel_of(self.snap)
@@ -136,7 +181,7 @@ class FunnelTest(unittest.TestCase):
     def test_kill9_restarts_give_the_identical_snapshot(self):
         prefix, group = jdtest.unique("fcrash"), jdtest.unique("g")
         self.prefixes.append(prefix)
-        cfg = jdtest.static_config(self.topic, self.dlq, prefix, group)
+        cfg = jdtest.static_config(self.topic, self.dlq, prefix, group, WINDOWS_CONFIG)
         jdtest.run_with_kills(self, cfg, prefix, self.topic, PARTITIONS, self.total, KILLS, 7)
         a, b = dict(self.snap), metrics(cfg)
         for d in (a, b):  # when it was read, and idle advance by wall clock
