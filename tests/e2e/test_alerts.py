@@ -8,7 +8,9 @@ the restart keeps its id), shaped like an Alertmanager webhook
 (schemas/alert.schema.json). And the drop-off rate of `purchase` (counted
 since the start) jumping when journeys drop off and coming back when more
 move on, with a kill -9 while firing: one firing and one resolved message,
-the values those of the snapshots that crossed the thresholds."""
+the values those of the snapshots that crossed the thresholds; and the same
+stream watched over the 1h funnel window, which fires at 1.0 (only
+drop-offs in the window) and resolves at 0.0 (only journeys that moved on)."""
 import json
 import os
 import sys
@@ -231,6 +233,55 @@ class DropoffAlertTest(AlertBase):
         self.assertEqual((purchase["dropped"], purchase["progressed"]), (100, 300))
         self.assertEqual(firing["alerts"][0]["labels"]["metric"], "dropoff_rate")
         self.assertEqual(firing["alerts"][0]["labels"]["window"], "all")
+
+
+
+class WindowedDropoffAlertTest(AlertBase):
+    """The same stream, watched over the 1h funnel window (5 min buckets):
+    at watermark 195 min the window holds 140..200 min, so the 100 drop-offs
+    (deadlines 180..182 min) are all it has, and not the 100 journeys that
+    moved on at 0..2 min: 1.0 > 0.8, firing. At watermark 240 min it holds
+    185..245 min: the 200 journeys that moved on at 240..244 min, none of
+    the drop-offs: 0 < 0.5, resolved."""
+    RULES = """alerts:
+  - name: purchase-dropoff-1h
+    metric: dropoff_rate
+    phase: purchase
+    window: 60m
+    op: ">"
+    threshold: 0.8
+    resolve: 0.5
+    min_n: 50
+"""
+
+    def test_dropoff_over_a_window_jumps_and_recovers(self):
+        d = jdtest.Daemon(self.cfg)
+        self.feed(journeys(0, 100, T0, True), T0 + 10 * MIN)
+        jdtest.wait_committed(self.prefix, self.topic, 1, timeout=60, proc=d.proc)
+        self.read(1.5)
+        self.assertEqual(self.msgs, [])
+        self.feed(journeys(100, 100, T0 + 60 * MIN, False), T0 + 200 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "firing" for s, _ in self.statuses())), d.logtext()[-3000:])
+        d.kill9()
+        d = jdtest.Daemon(self.cfg)
+        self.feed(journeys(200, 200, T0 + 240 * MIN, True), T0 + 250 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "resolved" for s, _ in self.statuses())), d.logtext()[-3000:])
+        self.read(1)
+        self.assertEqual(d.stop(), 0)
+        firing, resolved = self.episode()
+        # only drop-offs in the window: 1.0 from the first 50 of them on
+        self.assertEqual(firing["value"], 1.0)
+        self.assertGreaterEqual(firing["n"], 50)
+        self.assertLessEqual(firing["n"], 100)
+        self.assertEqual(firing["alerts"][0]["labels"]["window"], "1h")
+        # no drop-off left in the window, and at least min_n moved on
+        self.assertEqual(resolved["value"], 0.0)
+        self.assertGreaterEqual(resolved["n"], 50)
+        self.assertLessEqual(resolved["n"], 200)
+        purchase = jdtest.metrics(self.cfg)["funnel"][0]["phases"][2]
+        self.assertEqual((purchase["dropped"], purchase["progressed"]), (100, 300))
+        self.assertEqual(purchase["windows"]["1h"], {"reached": 200, "progressed": 200, "dropped": 0, "completed": 0,
+                                                     "dropoff_rate": 0.0, "conversion": 1.0})
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ class HttpTest(unittest.TestCase):
         cls.prefix = jdtest.unique("http")
         cls.cfg = jdtest.write_config(cls.topic, cls.dlq, cls.prefix, jdtest.unique("g"),
                                       "  retry_backoff_max: 300ms\n  idle_advance: 1h\n"
-                                      "output:\n  publish_interval: 100ms\n")
+                                      "output:\n  publish_interval: 100ms\n"
+                                      "metrics:\n  windows: [365d]\n")
         cls.port = jdtest.HTTP_PORTS[cls.cfg]
         cls.d = jdtest.Daemon(cls.cfg)
         jdtest.wait_committed(cls.prefix, cls.topic, PARTITIONS, timeout=120, proc=cls.d.proc)
@@ -111,6 +112,16 @@ class HttpTest(unittest.TestCase):
             self.assertEqual(sample(fams, "journeyd_consumer_lag", partition="%s:%d" % (self.topic, p)), 0)
         self.assertEqual(fams["journeyd_batch_seconds"]["type"], "histogram")
         self.assertEqual(sample(fams, "journeyd_ready"), 1)
+        # the funnel over its window (365d: every outcome so far)
+        for p in want["funnel"][0]["phases"]:
+            w = p["windows"]["365d"]
+            for state in ("reached", "progressed", "dropped", "completed"):
+                self.assertEqual(sample(fams, "journeyd_funnel_window_journeys", phase=p["phase"], segment="all",
+                                        window="365d", state=state), w[state], (p["phase"], state))
+                self.assertEqual(w[state], p[state])
+            if w["dropoff_rate"] is not None:
+                self.assertAlmostEqual(sample(fams, "journeyd_funnel_window_dropoff_rate", phase=p["phase"],
+                                              segment="all", window="365d"), w["dropoff_rate"], places=6)
         # satisfaction gauges: the all-time N of each phase with answers
         for s in want["satisfaction"]["series"]:
             if s["breakdown"] != "all" or s["window"] != "all":
