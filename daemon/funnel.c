@@ -7,7 +7,17 @@
  * crash, which re-applies the same events to the same committed state, adds
  * the same deltas. `active` is the only counter that goes down.
  *
+ * Windowed outcomes are the same deltas, also added to the time bucket of
+ * each window the outcome's event time falls in (win_add()); an open
+ * journey's buckets follow its entry times (retime()), so whatever takes
+ * them back later finds them where they are. A bucket no window holds at
+ * the partition's watermark is dead: deltas to it are dropped at render and
+ * its total is deleted by funnel_delta_expire(). Since the watermark only
+ * moves forward, a bucket once dead stays dead, and the live buckets hold
+ * exactly the sum of every delta made to them, whatever the batching.
+ *
  * Reading: the counters of all partitions are summed per (segment, phase);
+ * windowed ones per partition at its own watermark (funnel_snap_end_part());
  * derived values (dropoff_rate, conversion, quantiles) are computed from the
  * sums, never stored. Segments beyond the requested top N, by journeys
  * reached in the first phase, are folded into "other".
