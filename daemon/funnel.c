@@ -202,8 +202,7 @@ static uint64_t key_hash(uint64_t k) {
 }
 
 static void names_free_rendered(funnel_delta_t *d) {
-    for (size_t i = 0; i < d->n_names; i++) free(d->names[i]);
-    free(d->names);
+    free(d->names); /* the names themselves are the totals' */
     free(d->totals);
     d->names = NULL;
     d->totals = NULL;
@@ -220,6 +219,8 @@ static void gone_free(funnel_delta_t *d) {
 void funnel_delta_free(funnel_delta_t *d) {
     names_free_rendered(d);
     gone_free(d);
+    for (size_t i = 0; i < d->n; i++) free(d->knames[i]);
+    free(d->knames);
     free(d->keys);
     free(d->vals);
     free(d->slots);
@@ -229,6 +230,7 @@ void funnel_delta_free(funnel_delta_t *d) {
 void funnel_delta_clear(funnel_delta_t *d) {
     names_free_rendered(d);
     gone_free(d);
+    for (size_t i = 0; i < d->n; i++) free(d->knames[i]);
     if (d->slots && d->n) memset(d->slots, 0, d->cap * sizeof(*d->slots));
     d->n = 0;
 }
@@ -238,9 +240,11 @@ static void delta_grow(funnel_delta_t *d) {
     uint32_t *slots = calloc(ncap, sizeof(*slots));
     uint64_t *keys = realloc(d->keys, ncap / 2 * sizeof(*keys));
     int64_t *vals = realloc(d->vals, ncap / 2 * sizeof(*vals));
-    if (!slots || !keys || !vals) abort();
+    char **knames = realloc(d->knames, ncap / 2 * sizeof(*knames));
+    if (!slots || !keys || !vals || !knames) abort();
     d->keys = keys;
     d->vals = vals;
+    d->knames = knames;
     for (size_t i = 0; i < d->n; i++) {
         size_t k = key_hash(keys[i]) & (ncap - 1);
         while (slots[k]) k = (k + 1) & (ncap - 1);
@@ -251,20 +255,27 @@ static void delta_grow(funnel_delta_t *d) {
     d->cap = ncap;
 }
 
-static void delta_add(funnel_delta_t *d, uint64_t key, int64_t delta) {
+/* Add delta to key's value (a new key starts at 0); the key's index. */
+static size_t delta_add_ix(funnel_delta_t *d, uint64_t key, int64_t delta) {
     if ((d->n + 1) * 2 > d->cap) delta_grow(d);
     size_t k = key_hash(key) & (d->cap - 1);
     while (d->slots[k]) {
         size_t i = d->slots[k] - 1;
         if (d->keys[i] == key) {
             d->vals[i] += delta;
-            return;
+            return i;
         }
         k = (k + 1) & (d->cap - 1);
     }
     d->keys[d->n] = key;
     d->vals[d->n] = delta;
+    d->knames[d->n] = NULL;
     d->slots[k] = (uint32_t)++d->n;
+    return d->n - 1;
+}
+
+static void delta_add(funnel_delta_t *d, uint64_t key, int64_t delta) {
+    delta_add_ix(d, key, delta);
 }
 
 static void put_str(char **p, const char *s) {
@@ -290,13 +301,6 @@ static const char *ix_name(const funnel_names_t *s, unsigned ix) {
     return ix == IX_NONE ? FUNNEL_NONE : ix == IX_OTHER ? FUNNEL_OTHER : s->v[ix];
 }
 
-/* The value of key in d, after adding delta. */
-static int64_t delta_add_get(funnel_delta_t *d, uint64_t key, int64_t delta) {
-    delta_add(d, key, delta);
-    size_t k = key_hash(key) & (d->cap - 1);
-    while (d->keys[d->slots[k] - 1] != key) k = (k + 1) & (d->cap - 1);
-    return d->vals[d->slots[k] - 1];
-}
 
 /* The field name of key k (the clock gives a bucket's number back). */
 static char *key_name(uint64_t k, const funnel_reg_t *r, const config_t *cfg, int64_t clock) {
@@ -350,8 +354,10 @@ void funnel_delta_render(funnel_delta_t *d, funnel_delta_t *totals, const funnel
         uint64_t k = d->keys[i];
         if (!d->vals[i]) continue; /* moved and back within the batch */
         if (key_dead(k, cfg, clock, wm)) continue; /* no window holds it */
-        d->totals[d->n_names] = delta_add_get(totals, k, d->vals[i]);
-        d->names[d->n_names++] = key_name(k, r, cfg, clock);
+        size_t t = delta_add_ix(totals, k, d->vals[i]);
+        if (!totals->knames[t]) totals->knames[t] = key_name(k, r, cfg, clock); /* once per counter */
+        d->totals[d->n_names] = totals->vals[t];
+        d->names[d->n_names++] = totals->knames[t];
     }
 }
 
@@ -365,10 +371,11 @@ size_t funnel_delta_expire(funnel_delta_t *d, funnel_delta_t *totals, const funn
     d->gone = gone;
     for (size_t i = 0; i < totals->n; i++) {
         if (key_dead(totals->keys[i], cfg, clock, wm)) {
-            d->gone[d->n_gone++] = key_name(totals->keys[i], r, cfg, clock);
+            d->gone[d->n_gone++] = totals->knames[i] ? totals->knames[i] : key_name(totals->keys[i], r, cfg, clock);
             continue;
         }
         totals->keys[n] = totals->keys[i];
+        totals->knames[n] = totals->knames[i];
         totals->vals[n++] = totals->vals[i];
     }
     /* the table without them: its slots rebuilt */

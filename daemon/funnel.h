@@ -54,7 +54,8 @@ typedef struct funnel_delta {
     int64_t *vals;
     uint32_t *slots;      /* open addressing: index + 1, 0 = empty */
     size_t n, cap;        /* cap: slots, a power of two */
-    char **names;         /* after funnel_delta_render(): field names, owned, */
+    char **knames;        /* the totals: each key's field name once rendered (NULL: not yet); owned */
+    char **names;         /* after funnel_delta_render(): field names (the totals' knames), */
     int64_t *totals;      /* and each one's new total */
     size_t n_names;
     char **gone;          /* after funnel_delta_expire(): fields to delete, owned */
@@ -76,7 +77,8 @@ void funnel_reg_free(funnel_reg_t *r);
 void funnel_learn(funnel_reg_t *r, funnel_delta_t *totals, const config_t *cfg, const char *field,
                   int64_t value);
 /* Add d to the totals and name every counter that changed: d->names and
- * d->totals[0..n_names), with the registry d was built with; deltas to
+ * d->totals[0..n_names) (the names are the totals', valid until they next
+ * change), with the registry d was built with; deltas to
  * buckets dead at watermark wm are dropped. clock: the partition's (every
  * bucket counted is at or before it). */
 void funnel_delta_render(funnel_delta_t *d, funnel_delta_t *totals, const funnel_reg_t *r,

@@ -510,6 +510,7 @@ static void publish_tick(publish_t *p) {
         store_reconnect(p->st, e2, sizeof(e2));
         return;
     }
+    int64_t t_read = wall_ms();
     p->tick++;
     text_time(now, p->computed_at, sizeof(p->computed_at));
     if (s.snap.watermark != INT64_MAX && s.snap.watermark > INT64_MIN) {
@@ -535,9 +536,13 @@ static void publish_tick(publish_t *p) {
     p->stats.complete_to = s.snap.watermark != INT64_MAX ? s.snap.watermark : INT64_MIN;
     p->stats.entries = live;
     pthread_mutex_unlock(&p->mu);
+    int64_t t_print = wall_ms();
     alerts_eval(p, &s);
     render_gauges(p, &s);
     snapshot_free(&s);
+    log_debug("metric snapshot published", "read_ms=%lld print_ms=%lld eval_ms=%lld entries=%llu",
+              (long long)(t_read - now), (long long)(t_print - t_read), (long long)(wall_ms() - t_print),
+              (unsigned long long)live);
 }
 
 static void *publish_main(void *arg) {
