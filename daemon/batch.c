@@ -934,7 +934,7 @@ static void sat_commit(batch_t *b, shard_t *sh, store_commit_req_t *q) {
     q->sat_values = (const char *const *)sh->sat_vals.v;
     q->n_sat_gone = sh->sat_gone.n;
     q->sat_gone = (const char *const *)sh->sat_gone.v;
-    q->sat_log_reset = sh->sat_log_bytes > 0;
+    q->sat_log_reset = 1; /* readers tell a checkpoint by the log's header */
     sh->sat_log_bytes = 0;
 }
 

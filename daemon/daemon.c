@@ -180,7 +180,7 @@ static int shard_load_offset(ctx_t *c, shard_t *sh) {
     sat_strs_free(&sh->sat_gone);
     if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK &&
         store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err, sizeof(err)) == STORE_OK &&
-        store_shard_sat(c->st, sh->name, learn_sat, learn_sat_log, &l, err, sizeof(err)) == STORE_OK) {
+        store_shard_sat(c->st, sh->name, learn_sat, learn_sat_log, &l, NULL, 0, err, sizeof(err)) == STORE_OK) {
         sh->sat_expired = sh->clock - c->live_cfg->allowed_lateness_ms;
         sh->funnel_expired = INT64_MIN; /* expire at the first commit: windows may have changed */
         c->backoff_ms = 0;

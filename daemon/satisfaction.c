@@ -354,6 +354,10 @@ long sat_part_replay(sat_part_t *p, const sat_windows_t *w, const char *log, siz
     while (q < end) {
         const char *nul = memchr(q, '\0', (size_t)(end - q));
         if (!nul) return -1;
+        if (*q == '#') { /* a checkpoint's header */
+            q = nul + 1;
+            continue;
+        }
         char *e1, *e2;
         long long ts = strtoll(q, &e1, 10);
         if (e1 == q || *e1 != ' ') return -1;

@@ -172,8 +172,10 @@ void sat_part_add(sat_part_t *p, const sat_windows_t *w, const char *key, ev_met
  * and whoever reads the partition adds the log to the stored counts
  * (sat_part_replay()), so stored counts + log = the counts, exactly, at
  * every commit. A checkpoint writes every field changed since the last one
- * and empties the log: the Redis work per answer is an append, not a
- * field per window and series.
+ * and starts the log again with a header record "#<offset>\0" (store.c),
+ * which readers skip and the publisher compares to tell a checkpoint from
+ * more records: the Redis work per answer is an append, not a field per
+ * window and series.
  */
 /* Count every record of log[0..len) (not logged again; the series are marked
  * changed, to be written at the next checkpoint): how many, or -1 at the

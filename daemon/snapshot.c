@@ -9,7 +9,10 @@
  * The publisher reads a snapshot every second: with a snapshot_cache_t, a
  * partition whose offset has not moved since the last read keeps its
  * satisfaction counts (the largest part by far) from then, and only its
- * small counters hash is read again (for its clock, hence its windows).
+ * small counters hash is read again (for its clock, hence its windows); one
+ * whose answer log has not been restarted by a checkpoint since (the same
+ * header) gets only the log's new records, added to what it held. Only after
+ * a checkpoint are its counts read whole again.
  *
  * Owns: the snapshot's counts (snapshot_free()), but for parts borrowed
  * from a cache.
@@ -42,6 +45,7 @@ static void snap_sat(const char *field, const char *value, void *opaque) {
 
 static void snap_sat_log(const char *log, size_t len, void *opaque) {
     snapshot_t *s = opaque;
+    s->log_len = len;
     if (sat_part_replay(&s->sat[s->n_sat - 1], &s->satw, log, len) < 0)
         log_warn("unreadable satisfaction log record: the rest of the log is ignored", "records_bytes=%zu", len);
 }
@@ -53,6 +57,8 @@ void snapshot_cache_free(snapshot_cache_t *c) {
     }
     free(c->names);
     free(c->offsets);
+    free(c->hdr);
+    free(c->log_len);
     free(c->parts);
     memset(c, 0, sizeof(*c));
 }
@@ -65,16 +71,41 @@ static size_t cache_slot(snapshot_cache_t *c, const char *shard) {
         c->cap = c->cap ? 2 * c->cap : 16;
         if (!(c->names = realloc(c->names, c->cap * sizeof(*c->names))) ||
             !(c->offsets = realloc(c->offsets, c->cap * sizeof(*c->offsets))) ||
+            !(c->hdr = realloc(c->hdr, c->cap * sizeof(*c->hdr))) ||
+            !(c->log_len = realloc(c->log_len, c->cap * sizeof(*c->log_len))) ||
             !(c->parts = realloc(c->parts, c->cap * sizeof(*c->parts))))
             abort();
     }
     if (!(c->names[c->n] = strdup(shard))) abort();
     c->offsets[c->n] = -2;
+    c->hdr[c->n][0] = '\0';
+    c->log_len[c->n] = 0;
     memset(&c->parts[c->n], 0, sizeof(c->parts[c->n]));
     return c->n++;
 }
 
-/* Shard i's satisfaction counts into s->sat[i]: read, or the cache's. */
+/* The tail of a cached partition's log, added to its part if the log's
+ * header is still the one it was read with. */
+typedef struct tail {
+    const snapshot_t *s;
+    snapshot_cache_t *c;
+    size_t k;
+    const char *hdr;          /* the header now (filled before the tail is handed over) */
+    int same, bad;
+    size_t len;
+} tail_t;
+
+static void snap_sat_tail(const char *log, size_t len, void *opaque) {
+    tail_t *t = opaque;
+    t->same = !strcmp(t->hdr, t->c->hdr[t->k]);
+    if (!t->same) return;
+    t->len = len;
+    if (sat_part_replay(&t->c->parts[t->k], &t->s->satw, log, len) < 0) t->bad = 1;
+}
+
+/* Shard i's satisfaction counts into s->sat[i]: the cache's if the
+ * partition's offset has not moved, the cache's plus the log's new records
+ * if no checkpoint came since, else read whole. */
 static store_status_t read_sat(snapshot_t *s, store_t *st, snapshot_cache_t *cache, const char *shard,
                                int64_t off, size_t i, char *errbuf, size_t errlen) {
     size_t k = cache ? cache_slot(cache, shard) : 0;
@@ -82,11 +113,31 @@ static store_status_t read_sat(snapshot_t *s, store_t *st, snapshot_cache_t *cac
         s->sat[i] = cache->parts[k];
         return STORE_OK;
     }
-    store_status_t rc = store_shard_sat(st, shard, snap_sat, snap_sat_log, s, errbuf, errlen);
+    if (cache && cache->offsets[k] != -2) {
+        char hdr[STORE_LOG_HEADER_MAX];
+        tail_t t = {.s = s, .c = cache, .k = k, .hdr = hdr};
+        store_status_t rc = store_shard_sat_tail(st, shard, cache->log_len[k], hdr, sizeof(hdr), snap_sat_tail, &t,
+                                                 errbuf, errlen);
+        if (rc != STORE_OK) return rc;
+        if (t.bad) log_warn("unreadable satisfaction log record: the partition is read again", "shard=%s", shard);
+        if (t.same && !t.bad) {
+            cache->log_len[k] += t.len;
+            cache->offsets[k] = off;
+            cache->tail_reads++;
+            s->sat[i] = cache->parts[k];
+            return STORE_OK;
+        }
+    }
+    char hdr[STORE_LOG_HEADER_MAX] = "";
+    s->log_len = 0;
+    store_status_t rc = store_shard_sat(st, shard, snap_sat, snap_sat_log, s, hdr, sizeof(hdr), errbuf, errlen);
     if (!cache) return rc;
     sat_part_free(&cache->parts[k]);
     cache->parts[k] = s->sat[i];     /* the cache owns it from now on */
     cache->offsets[k] = rc == STORE_OK ? off : -2;
+    memcpy(cache->hdr[k], hdr, sizeof(hdr));
+    cache->log_len[k] = s->log_len;
+    cache->full_reads++;
     return rc;
 }
 

@@ -17,14 +17,19 @@
 #include "store.h"
 
 /* Partitions' satisfaction counts as last read, by shard, with the offset
- * they were read at: counts and answer log change only in a commit that
- * moves the offset, so a partition whose offset has not moved is not read
- * again (its windows are still taken at its new watermark). Owns the parts. */
+ * they were read at and how much of the answer log they hold: counts and
+ * log change only in a commit that moves the offset, so a partition whose
+ * offset has not moved is not read again (its windows are still taken at
+ * its new watermark), and one whose log has the same header (no checkpoint
+ * since) only has the log's new records read and added. Owns the parts. */
 typedef struct snapshot_cache {
     char **names;
-    int64_t *offsets;
+    int64_t *offsets;             /* -2: not read (or unreadable): read it all */
+    char (*hdr)[STORE_LOG_HEADER_MAX]; /* the log's header when read */
+    size_t *log_len;              /* bytes of the log the part holds */
     sat_part_t *parts;
     size_t n, cap;
+    uint64_t full_reads, tail_reads; /* how each partition was read (the benchmark) */
 } snapshot_cache_t;
 
 void snapshot_cache_free(snapshot_cache_t *c);
@@ -38,6 +43,7 @@ typedef struct snapshot {
     int64_t *sat_wm;              /* and its watermark; owned */
     size_t n_sat;
     int64_t clock;                /* while reading: the partition being read's clock */
+    size_t log_len;               /* and the length of its answer log */
     sat_windows_t satw;
     const char *phases[CFG_MAX_PHASES];
 } snapshot_t;

@@ -347,10 +347,47 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
     return s;
 }
 
+/* Send the commands between MULTI and EXEC and read EXEC's replies into
+ * r[0..n) (the caller frees them), one round trip: the commands see one
+ * state of Redis, with no commit between them. */
+static store_status_t read_atomic(store_t *st, size_t n, redisReply **r, const char *what, char *errbuf,
+                                  size_t errlen) {
+    redisReply *rep[2 + STORE_ATOMIC_MAX];
+    redisAppendCommand(st->c, "EXEC");
+    st->round_trips++;
+    st->commands += n + 2;
+    store_status_t s = read_replies(st, n + 2, rep, errbuf, errlen);
+    if (s != STORE_OK) return s;
+    redisReply *x = rep[n + 1];
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != n) {
+        snprintf(errbuf, errlen, "redis %s: %s", what, x->type == REDIS_REPLY_ERROR ? x->str : "unexpected reply");
+        s = STORE_RETRY;
+    }
+    for (size_t i = 0; s == STORE_OK && i < n; i++) {
+        r[i] = x->element[i];
+        x->element[i] = NULL; /* the caller's now */
+        if (r[i]->type == REDIS_REPLY_ERROR) {
+            snprintf(errbuf, errlen, "redis %s: %s", what, r[i]->str);
+            for (size_t k = 0; k <= i; k++) freeReplyObject(r[k]);
+            s = STORE_FATAL;
+        }
+    }
+    for (size_t i = 0; i < n + 2; i++) freeReplyObject(rep[i]);
+    return s;
+}
+
+static void log_header(const redisReply *r, char *hdr, size_t cap) {
+    size_t n = 0;
+    if (r->type == REDIS_REPLY_STRING && r->len && r->str[0] == '#')
+        while (n < r->len && r->str[n] && n + 1 < cap) n++;
+    memcpy(hdr, r->type == REDIS_REPLY_STRING ? r->str : "", n);
+    hdr[n] = '\0';
+}
+
 store_status_t store_shard_sat(store_t *st, const char *shard,
                                void (*fn)(const char *field, const char *value, void *opaque),
                                void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
-                               char *errbuf, size_t errlen) {
+                               char *hdr, size_t hdr_cap, char *errbuf, size_t errlen) {
     char key[512], lkey[512];
     redisReply *r[2];
     if (store_key(st->cfg->redis_prefix, shard, "q", NULL, key, sizeof(key)) < 0 ||
@@ -358,26 +395,41 @@ store_status_t store_shard_sat(store_t *st, const char *shard,
         snprintf(errbuf, errlen, "shard name too long: %s", shard);
         return STORE_FATAL;
     }
+    redisAppendCommand(st->c, "MULTI");
     redisAppendCommand(st->c, "HGETALL %s", key);
     redisAppendCommand(st->c, "GET %s", lkey);
-    st->round_trips++;
-    st->commands += 2;
-    store_status_t s = read_replies(st, 2, r, errbuf, errlen);
+    store_status_t s = read_atomic(st, 2, r, key, errbuf, errlen);
     if (s != STORE_OK) return s;
-    for (int k = 0; k < 2; k++)
-        if (r[k]->type == REDIS_REPLY_ERROR) {
-            snprintf(errbuf, errlen, "redis %s: %s", k ? lkey : key, r[k]->str);
-            s = STORE_FATAL;
-        }
-    if (s == STORE_OK) {
-        for (size_t i = 0; r[0]->type == REDIS_REPLY_ARRAY && i + 1 < r[0]->elements; i += 2)
-            fn(r[0]->element[i]->str, r[0]->element[i + 1]->str, opaque);
-        log_fn(r[1]->type == REDIS_REPLY_STRING ? r[1]->str : "", r[1]->type == REDIS_REPLY_STRING ? r[1]->len : 0,
-               opaque);
-    }
+    for (size_t i = 0; r[0]->type == REDIS_REPLY_ARRAY && i + 1 < r[0]->elements; i += 2)
+        fn(r[0]->element[i]->str, r[0]->element[i + 1]->str, opaque);
+    log_fn(r[1]->type == REDIS_REPLY_STRING ? r[1]->str : "", r[1]->type == REDIS_REPLY_STRING ? r[1]->len : 0,
+           opaque);
+    if (hdr) log_header(r[1], hdr, hdr_cap);
     freeReplyObject(r[0]);
     freeReplyObject(r[1]);
     return s;
+}
+
+store_status_t store_shard_sat_tail(store_t *st, const char *shard, size_t from, char *hdr, size_t hdr_cap,
+                                    void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
+                                    char *errbuf, size_t errlen) {
+    char lkey[512];
+    redisReply *r[2];
+    if (store_key(st->cfg->redis_prefix, shard, "ql", NULL, lkey, sizeof(lkey)) < 0) {
+        snprintf(errbuf, errlen, "shard name too long: %s", shard);
+        return STORE_FATAL;
+    }
+    redisAppendCommand(st->c, "MULTI");
+    redisAppendCommand(st->c, "GETRANGE %s 0 %d", lkey, STORE_LOG_HEADER_MAX - 1);
+    redisAppendCommand(st->c, "GETRANGE %s %lld -1", lkey, (long long)from);
+    store_status_t s = read_atomic(st, 2, r, lkey, errbuf, errlen);
+    if (s != STORE_OK) return s;
+    log_header(r[0], hdr, hdr_cap);
+    log_fn(r[1]->type == REDIS_REPLY_STRING ? r[1]->str : "", r[1]->type == REDIS_REPLY_STRING ? r[1]->len : 0,
+           opaque); /* GETRANGE past the end: "" */
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
+    return STORE_OK;
 }
 
 store_status_t store_alerts_load(store_t *st, void (*fn)(const char *field, const char *value, void *opaque),
@@ -738,10 +790,15 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
         for (size_t i = 0; i < q->n_sat_gone; i++) resp_str(&r, q->sat_gone[i]);
         queued++;
     }
-    if (q->sat_log_reset) { /* a checkpoint: the counts above include the log */
-        resp_cmd(&r, 2);
-        resp_str(&r, "DEL");
+    if (q->sat_log_reset) { /* a checkpoint: the counts above include the log, which starts
+                               * again with the checkpoint's header, "#<new offset>" */
+        char hdr[STORE_LOG_HEADER_MAX];
+        hdr[0] = '#';
+        size_t n = 1 + text_dec(hdr + 1, q->new_offset) + 1; /* and its NUL */
+        resp_cmd(&r, 3);
+        resp_str(&r, "SET");
         resp_key(&r, pre, q->shard, "ql", NULL);
+        resp_arg(&r, hdr, n);
         queued++;
     }
     if (q->sat_log_len) { /* the answers since */

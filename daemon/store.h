@@ -80,7 +80,8 @@ typedef struct store_commit_req {
     const char *const *sat_gone;
     const char *sat_log;      /* answer log records to append (string <prefix>:{shard}:ql) */
     size_t sat_log_len;
-    int sat_log_reset;        /* a checkpoint: empty the answer log first */
+    int sat_log_reset;        /* a checkpoint: the answer log starts again, with the header
+                                 "#<new_offset>" (a record of its own) */
     store_status_t status;    /* out: result for this shard */
 } store_commit_req_t;
 
@@ -113,13 +114,25 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
                                  char *errbuf, size_t errlen);
 
 /* A shard's satisfaction counts (hash <prefix>:{shard}:q) and answer log
- * (string <prefix>:{shard}:ql), in one round trip: fn is called for each
- * field and value (sat_part_learn()), then log_fn once with the log (len 0
- * if there is none; sat_part_replay()). */
+ * (string <prefix>:{shard}:ql), as of one moment (MULTI/EXEC, one round
+ * trip): fn is called for each field and value (sat_part_learn()), then
+ * log_fn once with the log (len 0 if there is none; sat_part_replay()).
+ * If hdr is not NULL it gets the log's header: its first record if that is
+ * a checkpoint's "#<offset>", else "" (a log no checkpoint has started). */
+#define STORE_LOG_HEADER_MAX 24
+#define STORE_ATOMIC_MAX 2
 store_status_t store_shard_sat(store_t *st, const char *shard,
                                void (*fn)(const char *field, const char *value, void *opaque),
                                void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
-                               char *errbuf, size_t errlen);
+                               char *hdr, size_t hdr_cap, char *errbuf, size_t errlen);
+/* The answer log's header (as above) and the log from byte `from` on, as of
+ * one moment: a reader that has read the counts and the log up to `from`
+ * while the log had the same header adds the tail and has the counts of
+ * now. A different header: a checkpoint came in between (the counts
+ * changed), read it all again. */
+store_status_t store_shard_sat_tail(store_t *st, const char *shard, size_t from, char *hdr, size_t hdr_cap,
+                                    void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
+                                    char *errbuf, size_t errlen);
 
 /* The alert rules' state (hash <prefix>:alerts, schemas/redis.md): fn is
  * called for each field and value, with one HGETALL. */

@@ -18,11 +18,14 @@ With --baseline REV, every run also drains the topic with journeyd built
 from git revision REV (in /var/tmp/journeyd-baseline-REV), the two in
 alternating order, and the table gives the ratio of their medians and the
 median of the per-pair ratios: what a feature costs, measured in the same
-runs. Before every run Redis is let settle (background frees of the last
+runs. With --baseline-extra TEXT instead, the baseline is this same build
+with TEXT added to its config: --baseline-extra "output:\n  publish_interval: 1h\n"
+gives the cost of publishing the metrics and evaluating the alert rules
+(issue #6), with no other difference between the two. Before every run Redis is let settle (background frees of the last
 run's keys, an AOF rewrite), so neither binary pays for the other.
 
 Usage: tests/bench/throughput.py [--events N] [--customers N] [--runs N]
-       [--encodings msgpack,json] [--baseline REV]
+       [--encodings msgpack,json] [--baseline REV | --baseline-extra TEXT]
 Needs the local services (deploy/local/up.sh) and a build in build/.
 """
 import argparse
@@ -134,10 +137,10 @@ def knows_http(binary):
     return subprocess.run([binary or jdtest.JOURNEYD, "--check-config", cfg], capture_output=True).returncode == 0
 
 
-def run_journeyd(topic, dlq, total, binary=None, inspect=None):
+def run_journeyd(topic, dlq, total, binary=None, inspect=None, extra=""):
     r = jdtest.redis_client()
     prefix, group = jdtest.unique("bench"), jdtest.unique("bench-g")
-    cfg = jdtest.write_config(topic, dlq, prefix, group, http=knows_http(binary))
+    cfg = jdtest.write_config(topic, dlq, prefix, group, extra, http=knows_http(binary))
     settle(r)
     mem0 = r.info("memory")["used_memory"]
     cmds0 = redis_cmdstats(r)
@@ -211,8 +214,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--encodings", default="msgpack,json")
     ap.add_argument("--baseline", help="git revision to compare with, in the same runs")
+    ap.add_argument("--baseline-extra", help="compare with this build run with TEXT added to its config")
     a = ap.parse_args()
-    base_bin = build_baseline(a.baseline) if a.baseline else None
+    if a.baseline and a.baseline_extra:
+        ap.error("--baseline and --baseline-extra exclude each other")
+    base_extra = a.baseline_extra.replace("\\n", "\n") if a.baseline_extra else ""
+    base_bin = build_baseline(a.baseline) if a.baseline else jdtest.JOURNEYD if a.baseline_extra else None
+    if a.baseline_extra:
+        a.baseline = "same build + %r" % base_extra
     commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     date = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -232,10 +241,10 @@ def main():
         for i in range(a.runs):
             ceiling = kcat_ceiling(topic, total)
             if base_bin and i % 2 == 0:
-                base.append(run_journeyd(topic, dlq, total, base_bin))
+                base.append(run_journeyd(topic, dlq, total, base_bin, extra=base_extra))
             m = run_journeyd(topic, dlq, total)
             if base_bin and i % 2 == 1:
-                base.append(run_journeyd(topic, dlq, total, base_bin))
+                base.append(run_journeyd(topic, dlq, total, base_bin, extra=base_extra))
             if base_bin:
                 m["baseline_eps"] = base[-1]["eps_owned"]
                 m["baseline_cpu_s"] = base[-1]["cpu_s"]

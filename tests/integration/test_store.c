@@ -210,3 +210,64 @@ Test(store, unix_socket) {
     cr_assert_eq(store_ping(st, err, sizeof(err)), STORE_OK);
     store_close(st);
 }
+
+/* ---- the answer log: appended between checkpoints, restarted with a header ---- */
+
+typedef struct got {
+    char log[256];
+    size_t len;
+    int fields;
+} got_t;
+
+static void got_field(const char *f, const char *v, void *o) {
+    (void)f, (void)v;
+    ((got_t *)o)->fields++;
+}
+
+static void got_log(const char *log, size_t len, void *o) {
+    got_t *g = o;
+    cr_assert_lt(len, sizeof(g->log));
+    memcpy(g->log, log, len);
+    g->len = len;
+}
+
+static void commit_sat(store_t *st, int64_t expected, int64_t next, const char *log, int checkpoint) {
+    char err[256];
+    const char *names[1] = {"p|touchpoint|all|all|csat|all"}, *vals[1] = {"0,0,0,1,1"};
+    store_commit_req_t q = {.shard = "events:3", .expected_offset = expected, .new_offset = next,
+                            .sat_log = checkpoint ? NULL : log, .sat_log_len = checkpoint ? 0 : strlen(log) + 1,
+                            .sat_log_reset = checkpoint, .n_sat = checkpoint, .sat_names = names, .sat_values = vals};
+    cr_assert_eq(store_commit(st, &q, 1, err, sizeof(err)), STORE_OK, "%s", err);
+    cr_assert_eq(q.status, STORE_OK);
+}
+
+Test(store, answer_log_tail_and_checkpoint_header) {
+    store_t *st = open_store();
+    char err[256], hdr[STORE_LOG_HEADER_MAX];
+    got_t g = {.len = 0};
+    commit_sat(st, -1, 10, "1000 5 a", 0);
+    commit_sat(st, 10, 20, "2000 4 a", 0);
+    /* the whole: no checkpoint yet, no header */
+    cr_assert_eq(store_shard_sat(st, "events:3", got_field, got_log, &g, hdr, sizeof(hdr), err, sizeof(err)), STORE_OK);
+    cr_assert_eq(g.len, 18);
+    cr_assert(!memcmp(g.log, "1000 5 a\0" "2000 4 a\0", 18));
+    cr_assert_str_eq(hdr, "");
+    cr_assert_eq(g.fields, 0);
+    /* what came after byte 9, under the same header */
+    cr_assert_eq(store_shard_sat_tail(st, "events:3", 9, hdr, sizeof(hdr), got_log, &g, err, sizeof(err)), STORE_OK, "%s", err);
+    cr_assert_eq(g.len, 9);
+    cr_assert(!memcmp(g.log, "2000 4 a\0", 9));
+    cr_assert_eq(store_shard_sat_tail(st, "events:3", 18, hdr, sizeof(hdr), got_log, &g, err, sizeof(err)), STORE_OK, "%s", err);
+    cr_assert_eq(g.len, 0);
+    /* a checkpoint: the counts, and the log starts again with its header */
+    commit_sat(st, 20, 30, NULL, 1);
+    commit_sat(st, 30, 40, "3000 3 a", 0);
+    cr_assert_eq(store_shard_sat_tail(st, "events:3", 18, hdr, sizeof(hdr), got_log, &g, err, sizeof(err)), STORE_OK, "%s", err);
+    cr_assert_str_eq(hdr, "#30");
+    cr_assert_eq(store_shard_sat(st, "events:3", got_field, got_log, &g, hdr, sizeof(hdr), err, sizeof(err)), STORE_OK);
+    cr_assert_str_eq(hdr, "#30");
+    cr_assert_eq(g.len, 13);
+    cr_assert(!memcmp(g.log, "#30\0" "3000 3 a\0", 13));
+    cr_assert_eq(g.fields, 1);
+    store_close(st);
+}
