@@ -541,10 +541,11 @@ static void publish_tick(publish_t *p) {
     render_gauges(p, &s);
     snapshot_free(&s);
     log_debug("metric snapshot published",
-              "read_ms=%lld print_ms=%lld eval_ms=%lld entries=%llu sat_full_reads=%llu sat_tail_reads=%llu",
+              "read_ms=%lld print_ms=%lld eval_ms=%lld entries=%llu sat_full_reads=%llu sat_tail_reads=%llu "
+              "sat_catchup_reads=%llu",
               (long long)(t_read - now), (long long)(t_print - t_read), (long long)(wall_ms() - t_print),
               (unsigned long long)live, (unsigned long long)p->cache.full_reads,
-              (unsigned long long)p->cache.tail_reads);
+              (unsigned long long)p->cache.tail_reads, (unsigned long long)p->cache.catchup_reads);
 }
 
 static void *publish_main(void *arg) {

@@ -59,6 +59,7 @@ void snapshot_cache_free(snapshot_cache_t *c) {
     free(c->offsets);
     free(c->hdr);
     free(c->log_len);
+    free(c->expired);
     free(c->parts);
     memset(c, 0, sizeof(*c));
 }
@@ -73,6 +74,7 @@ static size_t cache_slot(snapshot_cache_t *c, const char *shard) {
             !(c->offsets = realloc(c->offsets, c->cap * sizeof(*c->offsets))) ||
             !(c->hdr = realloc(c->hdr, c->cap * sizeof(*c->hdr))) ||
             !(c->log_len = realloc(c->log_len, c->cap * sizeof(*c->log_len))) ||
+            !(c->expired = realloc(c->expired, c->cap * sizeof(*c->expired))) ||
             !(c->parts = realloc(c->parts, c->cap * sizeof(*c->parts))))
             abort();
     }
@@ -80,6 +82,7 @@ static size_t cache_slot(snapshot_cache_t *c, const char *shard) {
     c->offsets[c->n] = -2;
     c->hdr[c->n][0] = '\0';
     c->log_len[c->n] = 0;
+    c->expired[c->n] = 0;
     memset(&c->parts[c->n], 0, sizeof(c->parts[c->n]));
     return c->n++;
 }
@@ -103,6 +106,37 @@ static void snap_sat_tail(const char *log, size_t len, void *opaque) {
     if (sat_part_replay(&t->c->parts[t->k], &t->s->satw, log, len) < 0) t->bad = 1;
 }
 
+/* After one checkpoint: the rest of the previous log, then the new log
+ * whole, if the previous log is the one the part was read from. */
+typedef struct catchup {
+    tail_t t;
+    const char *prev;         /* the previous log's header */
+    int calls;
+} catchup_t;
+
+static void snap_sat_catchup(const char *log, size_t len, void *opaque) {
+    catchup_t *c = opaque;
+    if (c->calls++ == 0) {
+        c->t.same = !strcmp(c->prev, c->t.c->hdr[c->t.k]);
+        if (c->t.same && sat_part_replay(&c->t.c->parts[c->t.k], &c->t.s->satw, log, len) < 0) c->t.bad = 1;
+        return;
+    }
+    c->t.len = len;
+    if (c->t.same && !c->t.bad && sat_part_replay(&c->t.c->parts[c->t.k], &c->t.s->satw, log, len) < 0)
+        c->t.bad = 1;
+}
+
+/* The cached part of shard k holds what it was read with and the log since:
+ * drop the buckets no window holds at wm (as the daemon does at its
+ * checkpoints), each time wm has moved on by the shortest window. */
+static void cache_expire(snapshot_cache_t *c, size_t k, const sat_windows_t *w, int64_t wm) {
+    if (!w->n || wm / w->len_ms[0] == c->expired[k] / w->len_ms[0]) return;
+    sat_strs_t gone = {0};
+    sat_part_expire(&c->parts[k], w, wm, &gone);
+    sat_strs_free(&gone);
+    c->expired[k] = wm;
+}
+
 /* Shard i's satisfaction counts into s->sat[i]: the cache's if the
  * partition's offset has not moved, the cache's plus the log's new records
  * if no checkpoint came since, else read whole. */
@@ -119,11 +153,29 @@ static store_status_t read_sat(snapshot_t *s, store_t *st, snapshot_cache_t *cac
         store_status_t rc = store_shard_sat_tail(st, shard, cache->log_len[k], hdr, sizeof(hdr), snap_sat_tail, &t,
                                                  errbuf, errlen);
         if (rc != STORE_OK) return rc;
+        if (!t.same && !t.bad) { /* a checkpoint since: perhaps just the one */
+            char prev[STORE_LOG_HEADER_MAX];
+            catchup_t c = {.t = {.s = s, .c = cache, .k = k, .hdr = hdr}, .prev = prev};
+            rc = store_shard_sat_catchup(st, shard, cache->log_len[k], prev, sizeof(prev), hdr, sizeof(hdr),
+                                         snap_sat_catchup, &c, errbuf, errlen);
+            if (rc != STORE_OK) {
+                cache->offsets[k] = -2; /* the tail may be in the part already */
+                return rc;
+            }
+            t = c.t;
+            if (t.same && !t.bad) {
+                memcpy(cache->hdr[k], hdr, sizeof(hdr));
+                cache->log_len[k] = 0; /* the new log, whole, below */
+                cache->catchup_reads++;
+            }
+        } else if (t.same && !t.bad) {
+            cache->tail_reads++;
+        }
         if (t.bad) log_warn("unreadable satisfaction log record: the partition is read again", "shard=%s", shard);
         if (t.same && !t.bad) {
             cache->log_len[k] += t.len;
             cache->offsets[k] = off;
-            cache->tail_reads++;
+            cache_expire(cache, k, &s->satw, s->clock - s->cfg->allowed_lateness_ms);
             s->sat[i] = cache->parts[k];
             return STORE_OK;
         }
@@ -137,6 +189,7 @@ static store_status_t read_sat(snapshot_t *s, store_t *st, snapshot_cache_t *cac
     cache->offsets[k] = rc == STORE_OK ? off : -2;
     memcpy(cache->hdr[k], hdr, sizeof(hdr));
     cache->log_len[k] = s->log_len;
+    cache->expired[k] = s->clock - s->cfg->allowed_lateness_ms;
     cache->full_reads++;
     return rc;
 }

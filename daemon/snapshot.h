@@ -21,15 +21,17 @@
  * log change only in a commit that moves the offset, so a partition whose
  * offset has not moved is not read again (its windows are still taken at
  * its new watermark), and one whose log has the same header (no checkpoint
- * since) only has the log's new records read and added. Owns the parts. */
+ * since) only has the log's new records read and added; after one
+ * checkpoint, the rest of the previous log and the new one. Owns the parts. */
 typedef struct snapshot_cache {
     char **names;
     int64_t *offsets;             /* -2: not read (or unreadable): read it all */
     char (*hdr)[STORE_LOG_HEADER_MAX]; /* the log's header when read */
     size_t *log_len;              /* bytes of the log the part holds */
+    int64_t *expired;             /* watermark the part's old buckets were last dropped at */
     sat_part_t *parts;
     size_t n, cap;
-    uint64_t full_reads, tail_reads; /* how each partition was read (the benchmark) */
+    uint64_t full_reads, tail_reads, catchup_reads; /* how partitions were read (logged) */
 } snapshot_cache_t;
 
 void snapshot_cache_free(snapshot_cache_t *c);

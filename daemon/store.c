@@ -410,6 +410,32 @@ store_status_t store_shard_sat(store_t *st, const char *shard,
     return s;
 }
 
+store_status_t store_shard_sat_catchup(store_t *st, const char *shard, size_t from, char *prev_hdr, size_t prev_cap,
+                                       char *hdr, size_t hdr_cap,
+                                       void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
+                                       char *errbuf, size_t errlen) {
+    char lkey[512], pkey[512];
+    redisReply *r[3];
+    if (store_key(st->cfg->redis_prefix, shard, "ql", NULL, lkey, sizeof(lkey)) < 0 ||
+        store_key(st->cfg->redis_prefix, shard, "qp", NULL, pkey, sizeof(pkey)) < 0) {
+        snprintf(errbuf, errlen, "shard name too long: %s", shard);
+        return STORE_FATAL;
+    }
+    redisAppendCommand(st->c, "MULTI");
+    redisAppendCommand(st->c, "GETRANGE %s 0 %d", pkey, STORE_LOG_HEADER_MAX - 1);
+    redisAppendCommand(st->c, "GETRANGE %s %lld -1", pkey, (long long)from);
+    redisAppendCommand(st->c, "GET %s", lkey);
+    store_status_t s = read_atomic(st, 3, r, lkey, errbuf, errlen);
+    if (s != STORE_OK) return s;
+    log_header(r[0], prev_hdr, prev_cap);
+    log_header(r[2], hdr, hdr_cap);
+    for (int k = 1; k <= 2; k++)
+        log_fn(r[k]->type == REDIS_REPLY_STRING ? r[k]->str : "", r[k]->type == REDIS_REPLY_STRING ? r[k]->len : 0,
+               opaque);
+    for (int k = 0; k < 3; k++) freeReplyObject(r[k]);
+    return STORE_OK;
+}
+
 store_status_t store_shard_sat_tail(store_t *st, const char *shard, size_t from, char *hdr, size_t hdr_cap,
                                     void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
                                     char *errbuf, size_t errlen) {
@@ -795,6 +821,18 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
         char hdr[STORE_LOG_HEADER_MAX];
         hdr[0] = '#';
         size_t n = 1 + text_dec(hdr + 1, q->new_offset) + 1; /* and its NUL */
+        /* the log that ends becomes the previous log (:qp; created first if
+         * the shard has none, RENAME wants one): a reader one checkpoint
+         * behind finds the records it had not read yet there */
+        resp_cmd(&r, 3);
+        resp_str(&r, "APPEND");
+        resp_key(&r, pre, q->shard, "ql", NULL);
+        resp_arg(&r, "", 0);
+        resp_cmd(&r, 3);
+        resp_str(&r, "RENAME");
+        resp_key(&r, pre, q->shard, "ql", NULL);
+        resp_key(&r, pre, q->shard, "qp", NULL);
+        queued += 2;
         resp_cmd(&r, 3);
         resp_str(&r, "SET");
         resp_key(&r, pre, q->shard, "ql", NULL);

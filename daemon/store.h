@@ -120,7 +120,7 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
  * If hdr is not NULL it gets the log's header: its first record if that is
  * a checkpoint's "#<offset>", else "" (a log no checkpoint has started). */
 #define STORE_LOG_HEADER_MAX 24
-#define STORE_ATOMIC_MAX 2
+#define STORE_ATOMIC_MAX 3
 store_status_t store_shard_sat(store_t *st, const char *shard,
                                void (*fn)(const char *field, const char *value, void *opaque),
                                void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
@@ -133,6 +133,16 @@ store_status_t store_shard_sat(store_t *st, const char *shard,
 store_status_t store_shard_sat_tail(store_t *st, const char *shard, size_t from, char *hdr, size_t hdr_cap,
                                     void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
                                     char *errbuf, size_t errlen);
+/* After a checkpoint: the previous log's header (<prefix>:{shard}:qp, the
+ * log the last checkpoint ended) into prev_hdr and its bytes from `from` on,
+ * then the whole log and its header into hdr, as of one moment; log_fn is
+ * called twice (the previous log's tail, then the log). A reader whose log
+ * had prev_hdr's header adds both and has the counts of now; otherwise more
+ * than one checkpoint came in between, read it all again. */
+store_status_t store_shard_sat_catchup(store_t *st, const char *shard, size_t from, char *prev_hdr, size_t prev_cap,
+                                       char *hdr, size_t hdr_cap,
+                                       void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
+                                       char *errbuf, size_t errlen);
 
 /* The alert rules' state (hash <prefix>:alerts, schemas/redis.md): fn is
  * called for each field and value, with one HGETALL. */

@@ -231,6 +231,20 @@ static void got_log(const char *log, size_t len, void *o) {
     g->len = len;
 }
 
+typedef struct caught {
+    char log[2][64];
+    size_t len[2];
+    int n;
+} caught_t;
+
+static void caught(const char *log, size_t len, void *o) {
+    caught_t *c = o;
+    cr_assert_lt(c->n, 2);
+    cr_assert_lt(len, sizeof(c->log[0]));
+    memcpy(c->log[c->n], log, len);
+    c->len[c->n++] = len;
+}
+
 static void commit_sat(store_t *st, int64_t expected, int64_t next, const char *log, int checkpoint) {
     char err[256];
     const char *names[1] = {"p|touchpoint|all|all|csat|all"}, *vals[1] = {"0,0,0,1,1"};
@@ -269,5 +283,27 @@ Test(store, answer_log_tail_and_checkpoint_header) {
     cr_assert_eq(g.len, 13);
     cr_assert(!memcmp(g.log, "#30\0" "3000 3 a\0", 13));
     cr_assert_eq(g.fields, 1);
+    /* a reader that had read 9 bytes of the log before the checkpoint: the
+     * rest of the previous log, then the new one */
+    char prev[STORE_LOG_HEADER_MAX];
+    caught_t c = {0};
+    cr_assert_eq(store_shard_sat_catchup(st, "events:3", 9, prev, sizeof(prev), hdr, sizeof(hdr), caught, &c, err,
+                                         sizeof(err)), STORE_OK, "%s", err);
+    cr_assert_str_eq(prev, "");
+    cr_assert_str_eq(hdr, "#30");
+    cr_assert_eq(c.n, 2);
+    cr_assert_eq(c.len[0], 9);
+    cr_assert(!memcmp(c.log[0], "2000 4 a\0", 9));
+    cr_assert_eq(c.len[1], 13);
+    /* one more checkpoint: the previous log is the one that began at #30 */
+    commit_sat(st, 40, 50, NULL, 1);
+    c.n = 0;
+    cr_assert_eq(store_shard_sat_catchup(st, "events:3", 4, prev, sizeof(prev), hdr, sizeof(hdr), caught, &c, err,
+                                         sizeof(err)), STORE_OK, "%s", err);
+    cr_assert_str_eq(prev, "#30");
+    cr_assert_str_eq(hdr, "#50");
+    cr_assert_eq(c.len[0], 9);
+    cr_assert(!memcmp(c.log[0], "3000 3 a\0", 9));
+    cr_assert_eq(c.len[1], 4);
     store_close(st);
 }
