@@ -550,6 +550,7 @@ static void publish_tick(publish_t *p) {
 
 static void *publish_main(void *arg) {
     publish_t *p = arg;
+    pthread_setname_np(pthread_self(), "jd-publish"); /* for top -H, perf and the benchmarks */
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         struct timespec until;
