@@ -900,8 +900,23 @@ void funnel_print_text(const funnel_snap_t *s, const config_t *cfg, const funnel
         text_time(s->watermark, t, sizeof(t));
         fprintf(out, "complete to %s (lowest partition watermark), %lld late events\n", t, (long long)s->late);
     }
+    int w = o->window >= 0 && o->window < cfg->n_funnel_windows ? o->window : -1;
+    if (w >= 0) {
+        funnel_window_name(cfg, w, d1, sizeof(d1));
+        text_duration(win_res(cfg, w), d2, sizeof(d2));
+        fprintf(out, "window %s (%d buckets of %s): what happened in it by event time; active is now\n", d1,
+                cfg->funnel_buckets, d2);
+    }
     for (int i = 0; i < v.n; i++) {
-        const funnel_seg_t *g = &v.segs[i];
+        funnel_seg_t *g = &v.segs[i];
+        if (w >= 0) /* the window's counts in place of the totals */
+            for (int k = 0; k < cfg->n_phases; k++) {
+                funnel_phase_t *p = &g->ph[k];
+                p->reached = p->win[w][FUNNEL_W_REACHED], p->progressed = p->win[w][FUNNEL_W_PROGRESSED];
+                p->dropped = p->win[w][FUNNEL_W_DROPPED], p->completed = p->win[w][FUNNEL_W_COMPLETED];
+                p->n_drops = 0; /* drop-off points and time in phase are counted since the start */
+                memset(p->tip, 0, sizeof(p->tip));
+            }
         int64_t max = g->ph[0].reached;
         fprintf(out, "\nsegment %s\n", g->name);
         fprintf(out, "  %-12s %-30s %9s %6s %8s %10s %8s %10s %8s  %s\n", "phase", "reached", "", "conv",

@@ -205,6 +205,7 @@ typedef struct funnel_print_opts {
     int top_segments;             /* segments listed besides "all" (rest folded into "other") */
     int top_touchpoints;          /* drop-off points listed per phase */
     int64_t now_ms;               /* computed_at */
+    int window;                   /* funnel_print_text(): a finite window's counts (-1: since the start) */
     /* if set: prints more members of the document (",\"name\":value...") */
     void (*more)(FILE *out, void *opaque);
     void *more_opaque;

@@ -25,9 +25,10 @@ static void usage(FILE *out) {
             "                                print a customer's journey (phase, times, history)\n"
             "       journeyctl [-c FILE] stats [--json]\n"
             "                                per-partition offsets and event counters\n"
-            "       journeyctl [-c FILE] funnel [--segment S] [--top N] [--json]\n"
+            "       journeyctl [-c FILE] funnel [--segment S] [--top N] [--window W | --json]\n"
             "                                the funnel per phase: reached, active, moved on, dropped,\n"
-            "                                drop-off rate, drop-off touchpoints, time in phase\n"
+            "                                drop-off rate, drop-off touchpoints, time in phase; with\n"
+            "                                --window (metrics.windows: 1h, 1d, ...) what happened in it\n"
             "       journeyctl [-c FILE] satisfaction [--touchpoint] [--segment] [--window W] [--phase P]\n"
             "                                NPS, CSAT and CES per phase and window (W as named in\n"
             "                                metrics --json: 1h, 1d, ..., all) in touchpoint and journey\n"
@@ -49,7 +50,7 @@ typedef struct cli {
     const char *segment;    /* funnel --segment */
     int top;                /* funnel --top */
     sat_text_opts_t sat;    /* satisfaction --touchpoint, --segment */
-    const char *window;     /* satisfaction --window */
+    const char *window;     /* satisfaction and funnel --window */
     const char *phase;      /* satisfaction --phase */
 } cli_t;
 
@@ -319,7 +320,24 @@ static int cmd_funnel(cli_t *c, int full) {
     snapshot_t s;
     if (read_snapshot(c, &s) < 0) return 1;
     funnel_print_opts_t o = {.segment = c->segment, .top_segments = c->top, .top_touchpoints = 10,
-                             .now_ms = wall_ms()};
+                             .now_ms = wall_ms(), .window = -1};
+    if (c->window) {
+        char wn[32];
+        for (int w = 0; w < c->cfg->n_funnel_windows && o.window < 0; w++) {
+            funnel_window_name(c->cfg, w, wn, sizeof(wn));
+            if (!strcmp(wn, c->window)) o.window = w;
+        }
+        if (o.window < 0) {
+            fprintf(stderr, "journeyctl funnel: unknown window '%s' (metrics.windows:", c->window);
+            for (int w = 0; w < c->cfg->n_funnel_windows; w++) {
+                funnel_window_name(c->cfg, w, wn, sizeof(wn));
+                fprintf(stderr, " %s", wn);
+            }
+            fputs(")\n", stderr);
+            snapshot_free(&s);
+            return 2;
+        }
+    }
     if (full) snapshot_print_json(&s, o.now_ms, NULL, NULL, stdout);
     else if (c->json) funnel_print_json(&s.snap, c->cfg, &o, stdout);
     else funnel_print_text(&s.snap, c->cfg, &o, stdout);
@@ -413,6 +431,7 @@ int main(int argc, char **argv) {
         else if (sat && !strcmp(argv[i], "--window") && i + 1 < argc) c.window = argv[++i];
         else if (sat && !strcmp(argv[i], "--phase") && i + 1 < argc) c.phase = argv[++i];
         else if (funnel && !strcmp(argv[i], "--segment") && i + 1 < argc) c.segment = argv[++i];
+        else if (funnel && !strcmp(argv[i], "--window") && i + 1 < argc) c.window = argv[++i];
         else if (funnel && !strcmp(argv[i], "--top") && i + 1 < argc &&
                  (c.top = (int)strtol(argv[++i], &end, 10)) >= 0 && end && !*end && argv[i][0]) continue;
         else if (!arg && argv[i][0] != '-') arg = argv[i];
@@ -425,7 +444,7 @@ int main(int argc, char **argv) {
     int known = !strcmp(cmd, "journey") || !strcmp(cmd, "stats") || !strcmp(cmd, "dump") || funnel || sat ||
                 !strcmp(cmd, "metrics");
     if (!known || (!strcmp(cmd, "journey") != (arg != NULL)) || (!strcmp(cmd, "metrics") && !c.json) ||
-        (sat && c.json)) {
+        (sat && c.json) || (funnel && c.json && c.window)) {
         fprintf(stderr, known ? "journeyctl %s: wrong arguments\n" : "journeyctl: unknown command '%s'\n", cmd);
         usage(stderr);
         return 2;

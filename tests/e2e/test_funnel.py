@@ -177,6 +177,17 @@ class FunnelTest(unittest.TestCase):
         line = next(l for l in out.splitlines() if l.strip().startswith("purchase"))
         self.assertIn(" %d " % got["purchase"]["reached"], line)
         self.assertIn("drop-off after: cart", out)
+        # over a window: its counts, no drop-off points (those are since the start)
+        out = jdtest.journeyctl(self.clean, "funnel", "--window", "144d").stdout
+        self.assertIn("window 144d (12 buckets of 12d00h00m)", out)
+        line = next(l for l in out.splitlines() if l.strip().startswith("search"))
+        self.assertIn(" %d " % got["search"]["windows"]["144d"]["reached"], line)
+        self.assertIn(" %d " % got["search"]["windows"]["144d"]["dropped"], line)
+        self.assertNotIn("drop-off after", out)
+        r = subprocess.run([jdtest.JOURNEYCTL, "-c", self.clean, "funnel", "--window", "2h"], capture_output=True,
+                           text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown window '2h' (metrics.windows: 30d 144d 365d)", r.stderr)
 
     def test_kill9_restarts_give_the_identical_snapshot(self):
         prefix, group = jdtest.unique("fcrash"), jdtest.unique("g")
