@@ -106,6 +106,22 @@ def proc_cpu(pid):
     return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def thread_cpu(pid, name):
+    """CPU seconds of pid's threads called name (the publisher is jd-publish)."""
+    total = 0.0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().strip() != name:
+                    continue
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            total += (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+        except FileNotFoundError:
+            pass
+    return total
+
+
 def rss_peak_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -163,6 +179,7 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None, extra=""):
         time.sleep(0.01)
     t1 = time.monotonic()
     rss = rss_peak_kb(d.proc.pid)
+    pub_cpu = thread_cpu(d.proc.pid, "jd-publish")
     cpu = proc_cpu(d.proc.pid) + redis_main_cpu(r) - rcpu0
     net1 = r.info("stats")  # bytes Redis received and sent (this script's polling included)
     net_in = net1["total_net_input_bytes"] - net0["total_net_input_bytes"]
@@ -189,7 +206,7 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None, extra=""):
     settle(r)
     return {
         "eps_owned": total / (t1 - (t_owned or t0)), "eps_start": total / (t1 - t0),
-        "cpu_s": cpu, "redis_in_mb": net_in / 1e6, "redis_out_mb": net_out / 1e6,
+        "cpu_s": cpu, "publisher_cpu_s": pub_cpu, "redis_in_mb": net_in / 1e6, "redis_out_mb": net_out / 1e6,
         "rss_kb": rss, "redis_cmds_per_event": cmds / total,
         "round_trips_per_event": rt / total if rt else float("nan"),
         "redis_bytes_per_journey": mem / max(journeys, 1), "journeys": journeys,
@@ -266,10 +283,12 @@ def main():
                     "%.3f" % m["ratio"], "%.4f" % m["redis_cmds_per_event"],
                     "%.5f" % m["round_trips_per_event"], m["rss_kb"],
                     "%.0f" % m["redis_bytes_per_journey"], m["journeys"], "%.0f" % m["redis_sets"]]) + "\n")
-            print("  run %d: %.0f ev/s (%.0f from start), cpu %.2f s, redis in/out %.1f/%.1f MB, kcat %.0f ev/s, "
+            print("  run %d: %.0f ev/s (%.0f from start), cpu %.2f s (publisher thread %.2f s), "
+                  "redis in/out %.1f/%.1f MB, kcat %.0f ev/s, "
                   "redis-benchmark -P 64 %.0f SET/s, ratio %.2f, "
                   "redis cmds/ev %.4f, round trips/ev %.5f, rss %d KiB, %.0f B/journey"
-                  % (i, m["eps_owned"], m["eps_start"], m["cpu_s"], m["redis_in_mb"], m["redis_out_mb"], ceiling,
+                  % (i, m["eps_owned"], m["eps_start"], m["cpu_s"], m["publisher_cpu_s"], m["redis_in_mb"],
+                     m["redis_out_mb"], ceiling,
                      m["redis_sets"], m["ratio"],
                      m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"],
                      m["redis_bytes_per_journey"]))
@@ -298,6 +317,9 @@ def main():
                       " ".join("%.2f" % x for x in pairs), statistics.median(pairs)))
             print("%-8s CPU seconds (journeyd + Redis main thread) baseline / this commit: per pair %s; "
                   "median %.3f" % (enc, " ".join("%.2f" % x for x in cpus), statistics.median(cpus)))
+            pub = [r["publisher_cpu_s"] / r["cpu_s"] for r in all_runs[enc]]
+            print("%-8s the publisher thread's share of those CPU seconds (this commit): per run %s; median %.3f" % (
+                enc, " ".join("%.3f" % x for x in pub), statistics.median(pub)))
 
 
 if __name__ == "__main__":
