@@ -922,9 +922,11 @@ static int timer_change(const entry_t *e, int64_t now, store_timer_t *t) {
 static void sat_commit(batch_t *b, shard_t *sh, store_commit_req_t *q) {
     size_t add = sh->sat.log_len;
     sh->sat_checkpoint = add && sh->sat_log_bytes + add > (size_t)b->cfg->sat_log_max;
+    /* the answers go to the log either way: at a checkpoint to the log that
+     * ends (kept as the previous log for readers one checkpoint behind) */
+    q->sat_log = sh->sat.log;
+    q->sat_log_len = add;
     if (!sh->sat_checkpoint) {
-        q->sat_log = sh->sat.log;
-        q->sat_log_len = add;
         sh->sat_log_bytes += add; /* as if committed: memory is dropped if it is not */
         return;
     }

@@ -816,35 +816,32 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
         for (size_t i = 0; i < q->n_sat_gone; i++) resp_str(&r, q->sat_gone[i]);
         queued++;
     }
-    if (q->sat_log_reset) { /* a checkpoint: the counts above include the log, which starts
-                               * again with the checkpoint's header, "#<new offset>" */
-        char hdr[STORE_LOG_HEADER_MAX];
-        hdr[0] = '#';
-        size_t n = 1 + text_dec(hdr + 1, q->new_offset) + 1; /* and its NUL */
-        /* the log that ends becomes the previous log (:qp; created first if
-         * the shard has none, RENAME wants one): a reader one checkpoint
-         * behind finds the records it had not read yet there */
+    if (q->sat_log_len || q->sat_log_reset) { /* the batch's answers (at a checkpoint perhaps none:
+                                                * the key must exist to be renamed) */
         resp_cmd(&r, 3);
         resp_str(&r, "APPEND");
         resp_key(&r, pre, q->shard, "ql", NULL);
-        resp_arg(&r, "", 0);
+        resp_arg(&r, q->sat_log ? q->sat_log : "", q->sat_log_len);
+        queued++;
+    }
+    if (q->sat_log_reset) {
+        /* a checkpoint: the counts above include the log, this batch's
+         * answers too. The log becomes the previous log (:qp), where a
+         * reader one checkpoint behind finds the records it has not read
+         * (their sum with what it had is the new counts), and starts again
+         * with the checkpoint's header, "#<new offset>" */
+        char hdr[STORE_LOG_HEADER_MAX];
+        hdr[0] = '#';
+        size_t n = 1 + text_dec(hdr + 1, q->new_offset) + 1; /* and its NUL */
         resp_cmd(&r, 3);
         resp_str(&r, "RENAME");
         resp_key(&r, pre, q->shard, "ql", NULL);
         resp_key(&r, pre, q->shard, "qp", NULL);
-        queued += 2;
         resp_cmd(&r, 3);
         resp_str(&r, "SET");
         resp_key(&r, pre, q->shard, "ql", NULL);
         resp_arg(&r, hdr, n);
-        queued++;
-    }
-    if (q->sat_log_len) { /* the answers since */
-        resp_cmd(&r, 3);
-        resp_str(&r, "APPEND");
-        resp_key(&r, pre, q->shard, "ql", NULL);
-        resp_arg(&r, q->sat_log, q->sat_log_len);
-        queued++;
+        queued += 2;
     }
     resp_cmd(&r, 3);
     resp_str(&r, "SET");

@@ -105,7 +105,9 @@ class PublishTest(unittest.TestCase):
         cls.prefix, group = jdtest.unique("pub"), jdtest.unique("g")
         cls.cfg = jdtest.static_config(cls.topic, cls.dlq, cls.prefix, group,
                                        "  idle_advance: 1h\noutput:\n  metrics_topic: %s\n"
-                                       "  publish_interval: 200ms\n" % cls.mtopic)
+                                       "  publish_interval: 200ms\n"
+                                       # many checkpoints between the publisher's reads
+                                       "satisfaction:\n  log_max_bytes: 8192\n" % cls.mtopic)
         cls.reader = TopicReader(cls.mtopic)
         dmn = jdtest.Daemon(cls.cfg)
         try:
@@ -212,6 +214,59 @@ class PublishTest(unittest.TestCase):
 
     def test_the_daemon_says_it_publishes(self):
         self.assertIn('msg="publishing metrics" topic=%s' % self.mtopic, self.log)
+
+
+
+class IncrementalReadTest(unittest.TestCase):
+    """The publisher keeps each partition's satisfaction counts as it read
+    them and adds what the answer log gained since (a tail read), or after
+    one checkpoint the rest of the previous log and the new one (a catch-up
+    read), or reads the partition whole. Answers arrive in bursts slower
+    than the publisher's 20 ms ticks, a checkpoint every third burst or so:
+    every way of reading is taken, and the published rows equal the
+    snapshot read whole."""
+
+    def test_every_way_of_reading_the_answers_gives_the_snapshot(self):
+        topic, dlq, mtopic = jdtest.unique("inc"), jdtest.unique("inc-dlq"), jdtest.unique("inc-metrics")
+        prefix = jdtest.unique("inc")
+        jdtest.create_topic(topic, 1)
+        jdtest.create_topic(dlq, 1)
+        jdtest.create_topic(mtopic, 1, {"cleanup.policy": "compact"})
+        cfg = jdtest.write_config(topic, dlq, prefix, jdtest.unique("g"),
+                                  "  idle_advance: 1h\noutput:\n  metrics_topic: %s\n  publish_interval: 20ms\n"
+                                  "satisfaction:\n  log_max_bytes: 2500\nlog:\n  level: debug\n" % mtopic)
+        reader, prod = TopicReader(mtopic), jdtest.Producer1()
+        dmn = jdtest.Daemon(cfg)
+        try:
+            t0 = 1767607200000
+            for burst in range(30):
+                for i in range(8):
+                    n = burst * 8 + i
+                    ev = {"messageId": "a-%d" % n, "type": "track", "userId": "c-%d" % (n % 50),
+                          "event": "Survey Answered", "timestamp": t0 + n * 1000,
+                          "properties": {"metric": "csat", "score": 1 + n % 5, "phase": "purchase",
+                                         "touchpoint": "checkout" if n % 3 else "chat"}}
+                    prod.p.produce(topic, json.dumps(ev).encode(), key=ev["userId"].encode())
+                prod.p.flush(30)
+                time.sleep(0.15)
+            jdtest.wait_committed(prefix, topic, 1, timeout=60, proc=dmn.proc)
+            want = from_snapshot(jdtest.metrics(cfg))[1]
+            deadline, got = time.time() + 30, None
+            while time.time() < deadline and got != want:
+                reader.drain(0.5)
+                got = assemble(reader.latest())[1]
+            log = dmn.logtext()
+        finally:
+            self.assertEqual(dmn.stop(), 0)
+            reader.close()
+            jdtest.drop_prefix(prefix)
+            jdtest.delete_topics(topic, dlq, mtopic)
+        self.assertEqual(got, want)
+        self.assertEqual(want["satisfaction|purchase|all|all|all"]["touchpoint_scope"]["csat"]["n"], 240)
+        last = [l for l in log.splitlines() if 'msg="metric snapshot published"' in l][-1]
+        reads = dict(kv.split("=") for kv in last.split() if kv.startswith("sat_"))
+        for way in ("sat_full_reads", "sat_tail_reads", "sat_catchup_reads"):
+            self.assertGreater(int(reads[way]), 0, last)
 
 
 if __name__ == "__main__":
