@@ -439,11 +439,16 @@ static int same_phases(const config_t *a, const config_t *b) {
     return 1;
 }
 
-/* The satisfaction counts in memory are bucketed by the windows. */
-static int same_sat_windows(const config_t *a, const config_t *b) {
-    if (a->n_sat_windows != b->n_sat_windows || a->sat_buckets != b->sat_buckets) return 0;
+/* The satisfaction counts and the funnel counters in memory are bucketed
+ * by their windows. */
+static int same_windows(const config_t *a, const config_t *b) {
+    if (a->n_sat_windows != b->n_sat_windows || a->sat_buckets != b->sat_buckets ||
+        a->n_funnel_windows != b->n_funnel_windows || a->funnel_buckets != b->funnel_buckets)
+        return 0;
     for (int i = 0; i < a->n_sat_windows; i++)
         if (a->sat_windows_ms[i] != b->sat_windows_ms[i]) return 0;
+    for (int i = 0; i < a->n_funnel_windows; i++)
+        if (a->funnel_windows_ms[i] != b->funnel_windows_ms[i]) return 0;
     return 1;
 }
 
@@ -456,9 +461,9 @@ static void reload(ctx_t *c) {
         return;
     }
     if (!same_phases(n, c->boot_cfg) || n->limits.max_message_bytes > c->boot_cfg->limits.max_message_bytes ||
-        n->batch_max_events > c->boot_cfg->batch_max_events || !same_sat_windows(n, c->boot_cfg)) {
+        n->batch_max_events > c->boot_cfg->batch_max_events || !same_windows(n, c->boot_cfg)) {
         log_error("reload refused, keeping the running configuration",
-                  "error=\"phases or their timeouts, satisfaction windows, input.max_message_bytes or "
+                  "error=\"phases or their timeouts, satisfaction or funnel windows, input.max_message_bytes or "
                   "processing.batch_max_events changed: restart required\"");
         config_free(n);
         return;

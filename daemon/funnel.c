@@ -301,7 +301,6 @@ static const char *ix_name(const funnel_names_t *s, unsigned ix) {
     return ix == IX_NONE ? FUNNEL_NONE : ix == IX_OTHER ? FUNNEL_OTHER : s->v[ix];
 }
 
-
 /* The field name of key k (the clock gives a bucket's number back). */
 static char *key_name(uint64_t k, const funnel_reg_t *r, const config_t *cfg, int64_t clock) {
     int phase = (int)(k >> 56), kind = (int)(k >> 48 & 0xff);

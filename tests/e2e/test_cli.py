@@ -146,6 +146,14 @@ class AuthAndReloadTest(unittest.TestCase):
         jdtest.wait_committed(prefix, self.topic, 1, proc=d.proc)
         j = json.loads(jdtest.journeyctl(valid, "journey", "hup-c", "--json").stdout)
         self.assertEqual((j["phase"], j["last_touchpoint"]), ("purchase", "gift_card"))
+        # a valid file whose funnel windows differ needs a restart: the
+        # counters in memory are bucketed by the windows
+        with open(valid) as f, open(path, "w") as g:
+            g.write(f.read() + "metrics:\n  windows: [2h]\n")
+        refused = d.logtext().count("reload refused")
+        d.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: d.logtext().count("reload refused") > refused), d.logtext())
+        self.assertIn("satisfaction or funnel windows", d.logtext())
         self.assertEqual(d.stop(), 0)
 
 
