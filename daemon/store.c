@@ -376,6 +376,21 @@ static store_status_t read_atomic(store_t *st, size_t n, redisReply **r, const c
     return s;
 }
 
+/* The key of one of shard's structures (store_key()); STORE_FATAL, said
+ * why, if the name does not fit. */
+static store_status_t shard_key(const store_t *st, const char *shard, const char *kind, char *buf, size_t cap,
+                                char *errbuf, size_t errlen) {
+    if (store_key(st->cfg->redis_prefix, shard, kind, NULL, buf, cap) >= 0) return STORE_OK;
+    snprintf(errbuf, errlen, "shard name too long: %s", shard);
+    return STORE_FATAL;
+}
+
+/* A log read (a string, or nil: none) handed to log_fn. */
+static void hand_log(void (*log_fn)(const char *, size_t, void *), const redisReply *r, void *opaque) {
+    int str = r->type == REDIS_REPLY_STRING;
+    log_fn(str ? r->str : "", str ? r->len : 0, opaque);
+}
+
 static void log_header(const redisReply *r, char *hdr, size_t cap) {
     size_t n = 0;
     if (r->type == REDIS_REPLY_STRING && r->len && r->str[0] == '#')
@@ -390,11 +405,9 @@ store_status_t store_shard_sat(store_t *st, const char *shard,
                                char *hdr, size_t hdr_cap, char *errbuf, size_t errlen) {
     char key[512], lkey[512];
     redisReply *r[2];
-    if (store_key(st->cfg->redis_prefix, shard, "q", NULL, key, sizeof(key)) < 0 ||
-        store_key(st->cfg->redis_prefix, shard, "ql", NULL, lkey, sizeof(lkey)) < 0) {
-        snprintf(errbuf, errlen, "shard name too long: %s", shard);
+    if (shard_key(st, shard, "q", key, sizeof(key), errbuf, errlen) != STORE_OK ||
+        shard_key(st, shard, "ql", lkey, sizeof(lkey), errbuf, errlen) != STORE_OK)
         return STORE_FATAL;
-    }
     redisAppendCommand(st->c, "MULTI");
     redisAppendCommand(st->c, "HGETALL %s", key);
     redisAppendCommand(st->c, "GET %s", lkey);
@@ -402,8 +415,7 @@ store_status_t store_shard_sat(store_t *st, const char *shard,
     if (s != STORE_OK) return s;
     for (size_t i = 0; r[0]->type == REDIS_REPLY_ARRAY && i + 1 < r[0]->elements; i += 2)
         fn(r[0]->element[i]->str, r[0]->element[i + 1]->str, opaque);
-    log_fn(r[1]->type == REDIS_REPLY_STRING ? r[1]->str : "", r[1]->type == REDIS_REPLY_STRING ? r[1]->len : 0,
-           opaque);
+    hand_log(log_fn, r[1], opaque);
     if (hdr) log_header(r[1], hdr, hdr_cap);
     freeReplyObject(r[0]);
     freeReplyObject(r[1]);
@@ -416,11 +428,9 @@ store_status_t store_shard_sat_catchup(store_t *st, const char *shard, size_t fr
                                        char *errbuf, size_t errlen) {
     char lkey[512], pkey[512];
     redisReply *r[3];
-    if (store_key(st->cfg->redis_prefix, shard, "ql", NULL, lkey, sizeof(lkey)) < 0 ||
-        store_key(st->cfg->redis_prefix, shard, "qp", NULL, pkey, sizeof(pkey)) < 0) {
-        snprintf(errbuf, errlen, "shard name too long: %s", shard);
+    if (shard_key(st, shard, "ql", lkey, sizeof(lkey), errbuf, errlen) != STORE_OK ||
+        shard_key(st, shard, "qp", pkey, sizeof(pkey), errbuf, errlen) != STORE_OK)
         return STORE_FATAL;
-    }
     redisAppendCommand(st->c, "MULTI");
     redisAppendCommand(st->c, "GETRANGE %s 0 %d", pkey, STORE_LOG_HEADER_MAX - 1);
     redisAppendCommand(st->c, "GETRANGE %s %lld -1", pkey, (long long)from);
@@ -429,9 +439,8 @@ store_status_t store_shard_sat_catchup(store_t *st, const char *shard, size_t fr
     if (s != STORE_OK) return s;
     log_header(r[0], prev_hdr, prev_cap);
     log_header(r[2], hdr, hdr_cap);
-    for (int k = 1; k <= 2; k++)
-        log_fn(r[k]->type == REDIS_REPLY_STRING ? r[k]->str : "", r[k]->type == REDIS_REPLY_STRING ? r[k]->len : 0,
-               opaque);
+    hand_log(log_fn, r[1], opaque);
+    hand_log(log_fn, r[2], opaque);
     for (int k = 0; k < 3; k++) freeReplyObject(r[k]);
     return STORE_OK;
 }
@@ -441,18 +450,14 @@ store_status_t store_shard_sat_tail(store_t *st, const char *shard, size_t from,
                                     char *errbuf, size_t errlen) {
     char lkey[512];
     redisReply *r[2];
-    if (store_key(st->cfg->redis_prefix, shard, "ql", NULL, lkey, sizeof(lkey)) < 0) {
-        snprintf(errbuf, errlen, "shard name too long: %s", shard);
-        return STORE_FATAL;
-    }
+    if (shard_key(st, shard, "ql", lkey, sizeof(lkey), errbuf, errlen) != STORE_OK) return STORE_FATAL;
     redisAppendCommand(st->c, "MULTI");
     redisAppendCommand(st->c, "GETRANGE %s 0 %d", lkey, STORE_LOG_HEADER_MAX - 1);
     redisAppendCommand(st->c, "GETRANGE %s %lld -1", lkey, (long long)from);
     store_status_t s = read_atomic(st, 2, r, lkey, errbuf, errlen);
     if (s != STORE_OK) return s;
     log_header(r[0], hdr, hdr_cap);
-    log_fn(r[1]->type == REDIS_REPLY_STRING ? r[1]->str : "", r[1]->type == REDIS_REPLY_STRING ? r[1]->len : 0,
-           opaque); /* GETRANGE past the end: "" */
+    hand_log(log_fn, r[1], opaque); /* GETRANGE past the end: "" */
     freeReplyObject(r[0]);
     freeReplyObject(r[1]);
     return STORE_OK;

@@ -106,6 +106,26 @@ class AlertBase(unittest.TestCase):
             time.sleep(0.2)
         return False
 
+    def jump_and_recover(self):
+        """100 journeys move on from purchase, 100 then drop off in it, kill
+        -9 once the rule fires, 200 more move on: the episode's firing and
+        resolved messages."""
+        d = jdtest.Daemon(self.cfg)
+        self.feed(journeys(0, 100, T0, True), T0 + 10 * MIN)
+        jdtest.wait_committed(self.prefix, self.topic, 1, timeout=60, proc=d.proc)
+        self.read(1.5)
+        self.assertEqual(self.msgs, [])
+        # 100 journeys left in purchase; two hours later they have dropped off
+        self.feed(journeys(100, 100, T0 + 60 * MIN, False), T0 + 200 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "firing" for s, _ in self.statuses())), d.logtext()[-3000:])
+        d.kill9()
+        d = jdtest.Daemon(self.cfg)
+        self.feed(journeys(200, 200, T0 + 240 * MIN, True), T0 + 250 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "resolved" for s, _ in self.statuses())), d.logtext()[-3000:])
+        self.read(1)
+        self.assertEqual(d.stop(), 0)
+        return self.episode()
+
     def statuses(self):
         return [(m["status"], m["id"]) for m in self.msgs]
 
@@ -203,21 +223,7 @@ class DropoffAlertTest(AlertBase):
 """
 
     def test_dropoff_jumps_and_recovers(self):
-        d = jdtest.Daemon(self.cfg)
-        self.feed(journeys(0, 100, T0, True), T0 + 10 * MIN)
-        jdtest.wait_committed(self.prefix, self.topic, 1, timeout=60, proc=d.proc)
-        self.read(1.5)
-        self.assertEqual(self.msgs, [])
-        # 100 journeys left in purchase; two hours later they have dropped off
-        self.feed(journeys(100, 100, T0 + 60 * MIN, False), T0 + 200 * MIN)
-        self.assertTrue(self.read(60, lambda: any(s == "firing" for s, _ in self.statuses())), d.logtext()[-3000:])
-        d.kill9()
-        d = jdtest.Daemon(self.cfg)
-        self.feed(journeys(200, 200, T0 + 240 * MIN, True), T0 + 250 * MIN)
-        self.assertTrue(self.read(60, lambda: any(s == "resolved" for s, _ in self.statuses())), d.logtext()[-3000:])
-        self.read(1)
-        self.assertEqual(d.stop(), 0)
-        firing, resolved = self.episode()
+        firing, resolved = self.jump_and_recover()
         # fired by the first snapshot above 0.4: at the latest with all 100
         # dropped (100 / 200), at the earliest with 67 (67 / 167)
         self.assertEqual(firing["rule"], "purchase-dropoff")
@@ -255,20 +261,7 @@ class WindowedDropoffAlertTest(AlertBase):
 """
 
     def test_dropoff_over_a_window_jumps_and_recovers(self):
-        d = jdtest.Daemon(self.cfg)
-        self.feed(journeys(0, 100, T0, True), T0 + 10 * MIN)
-        jdtest.wait_committed(self.prefix, self.topic, 1, timeout=60, proc=d.proc)
-        self.read(1.5)
-        self.assertEqual(self.msgs, [])
-        self.feed(journeys(100, 100, T0 + 60 * MIN, False), T0 + 200 * MIN)
-        self.assertTrue(self.read(60, lambda: any(s == "firing" for s, _ in self.statuses())), d.logtext()[-3000:])
-        d.kill9()
-        d = jdtest.Daemon(self.cfg)
-        self.feed(journeys(200, 200, T0 + 240 * MIN, True), T0 + 250 * MIN)
-        self.assertTrue(self.read(60, lambda: any(s == "resolved" for s, _ in self.statuses())), d.logtext()[-3000:])
-        self.read(1)
-        self.assertEqual(d.stop(), 0)
-        firing, resolved = self.episode()
+        firing, resolved = self.jump_and_recover()
         # only drop-offs in the window: 1.0 from the first 50 of them on
         self.assertEqual(firing["value"], 1.0)
         self.assertGreaterEqual(firing["n"], 50)
