@@ -347,32 +347,38 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
     return s;
 }
 
-/* Send the commands between MULTI and EXEC and read EXEC's replies into
- * r[0..n) (the caller frees them), one round trip: the commands see one
- * state of Redis, with no commit between them. */
+/* After MULTI and n commands: send EXEC and read EXEC's replies into
+ * r[0..n) (the caller frees them; r NULL: they are freed here), one round
+ * trip: the commands see one state of Redis, with no commit between them,
+ * and write all or nothing. An error reply to a command is STORE_FATAL. */
 static store_status_t read_atomic(store_t *st, size_t n, redisReply **r, const char *what, char *errbuf,
                                   size_t errlen) {
-    redisReply *rep[2 + STORE_ATOMIC_MAX];
+    redisReply **rep = malloc((n + 2) * sizeof(*rep));
+    if (!rep) abort();
     redisAppendCommand(st->c, "EXEC");
     st->round_trips++;
     st->commands += n + 2;
     store_status_t s = read_replies(st, n + 2, rep, errbuf, errlen);
-    if (s != STORE_OK) return s;
+    if (s != STORE_OK) {
+        free(rep);
+        return s;
+    }
     redisReply *x = rep[n + 1];
     if (x->type != REDIS_REPLY_ARRAY || x->elements != n) {
-        snprintf(errbuf, errlen, "redis %s: %s", what, x->type == REDIS_REPLY_ERROR ? x->str : "unexpected reply");
+        snprintf(errbuf, errlen, "redis %s: %s", what, x->type == REDIS_REPLY_ERROR ? x->str : "transaction refused");
         s = STORE_RETRY;
     }
-    for (size_t i = 0; s == STORE_OK && i < n; i++) {
-        r[i] = x->element[i];
-        x->element[i] = NULL; /* the caller's now */
-        if (r[i]->type == REDIS_REPLY_ERROR) {
-            snprintf(errbuf, errlen, "redis %s: %s", what, r[i]->str);
-            for (size_t k = 0; k <= i; k++) freeReplyObject(r[k]);
+    for (size_t i = 0; s == STORE_OK && i < n; i++)
+        if (x->element[i]->type == REDIS_REPLY_ERROR) {
+            snprintf(errbuf, errlen, "redis %s: %s", what, x->element[i]->str);
             s = STORE_FATAL;
         }
+    for (size_t i = 0; r && s == STORE_OK && i < n; i++) {
+        r[i] = x->element[i];
+        x->element[i] = NULL; /* the caller's now */
     }
     for (size_t i = 0; i < n + 2; i++) freeReplyObject(rep[i]);
+    free(rep);
     return s;
 }
 
@@ -483,29 +489,12 @@ store_status_t store_alerts_load(store_t *st, void (*fn)(const char *field, cons
 
 store_status_t store_alerts_save(store_t *st, size_t n, const char *const *fields, const char *const *values,
                                  char *errbuf, size_t errlen) {
-    redisReply *r[2 + 2 * 64];
-    if (n > 64) {
-        snprintf(errbuf, errlen, "store_alerts_save: %zu fields, at most 64", n);
-        return STORE_FATAL;
-    }
     redisAppendCommand(st->c, "MULTI");
     for (size_t i = 0; i < n; i++) {
         if (values[i]) redisAppendCommand(st->c, "HSET %s:alerts %s %s", st->cfg->redis_prefix, fields[i], values[i]);
         else redisAppendCommand(st->c, "HDEL %s:alerts %s", st->cfg->redis_prefix, fields[i]);
     }
-    redisAppendCommand(st->c, "EXEC");
-    st->round_trips++;
-    st->commands += n + 2;
-    store_status_t s = read_replies(st, n + 2, r, errbuf, errlen);
-    if (s != STORE_OK) return s;
-    redisReply *exec = r[n + 1];
-    if (exec->type != REDIS_REPLY_ARRAY) {
-        snprintf(errbuf, errlen, "redis %s:alerts: %s", st->cfg->redis_prefix,
-                 exec->type == REDIS_REPLY_ERROR ? exec->str : "transaction refused");
-        s = STORE_RETRY;
-    }
-    for (size_t i = 0; i < n + 2; i++) freeReplyObject(r[i]);
-    return s;
+    return read_atomic(st, n, NULL, "alerts", errbuf, errlen);
 }
 
 static void due_send(store_t *st, store_due_req_t *reqs, size_t nreq) {

@@ -120,7 +120,6 @@ store_status_t store_shard_state(store_t *st, const char *shard, int64_t *clock,
  * If hdr is not NULL it gets the log's header: its first record if that is
  * a checkpoint's "#<offset>", else "" (a log no checkpoint has started). */
 #define STORE_LOG_HEADER_MAX 24
-#define STORE_ATOMIC_MAX 3
 store_status_t store_shard_sat(store_t *st, const char *shard,
                                void (*fn)(const char *field, const char *value, void *opaque),
                                void (*log_fn)(const char *log, size_t len, void *opaque), void *opaque,
