@@ -784,6 +784,13 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
         }
         return;
     }
+    if (cust->j->linked >= (uint32_t)b->cfg->max_linked_ids) {
+        /* Too many ids for one customer: the id keeps its own journey. */
+        sh->stats[STAT_LINK_CAPPED]++;
+        log_info("identity link refused: the customer has journey.max_linked_ids", "shard=%s id=%s customer=%s",
+                 sh->name, it->other, cust->id);
+        return;
+    }
     if (raw->state == ENT_JOURNEY) {
         entry_journey(b, raw);
         close_if_due(b, raw);
@@ -805,6 +812,7 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
     copy_str(raw->target, sizeof(raw->target), cust->id);
     raw->dirty = 1;
     cust->j->merged++; /* counted per link, so arrival order does not matter */
+    cust->j->linked++;
     cust->dirty = 1;
     sh->stats[STAT_LINKED]++;
 }

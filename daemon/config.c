@@ -240,6 +240,7 @@ static const key_t_ KEYS[] = {
     {"redis.command_timeout", T_DUR, OFF(redis_command_timeout_ms), "5s", 10, 600000, NULL, 0, 0, 0},
     {"journey.history_max", T_INT, OFF(history_max), "50", 1, 1000, NULL, 0, 0, 0},
     {"journey.dedup_max", T_INT, OFF(dedup_max), "128", 0, 4096, NULL, 0, 0, 0},
+    {"journey.max_linked_ids", T_INT, OFF(max_linked_ids), "20", 1, 100000, NULL, 0, 0, 0},
     {"journey.allowed_lateness", T_DUR, OFF(allowed_lateness_ms), "5m", 0, 7LL * 86400000, NULL, 0, 0, 0},
     {"processing.batch_max_events", T_INT, OFF(batch_max_events), "5000", 1, 100000, NULL, 0, 0, 0},
     {"processing.batch_max_time", T_DUR, OFF(batch_max_ms), "50ms", 1, 10000, NULL, 0, 0, 0},

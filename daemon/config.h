@@ -96,6 +96,7 @@ typedef struct config {
     /* journey */
     int history_max;            /* touchpoint history entries kept (default 50) */
     int dedup_max;              /* messageIds remembered per journey (default 128) */
+    int max_linked_ids;         /* other ids one customer may absorb (identify/alias) */
     int64_t allowed_lateness_ms;/* default 5 min */
 
     /* processing */

@@ -228,6 +228,7 @@ void journey_restart(journey_t *j, const config_t *cfg) {
     journey_init(&n, j->customer);
     n.number = j->number + 1;
     n.prev_end = journey_deadline(j, cfg);
+    n.linked = j->linked;          /* the customer's, not the journey's */
     n.dedup = j->dedup;            /* messageIds are unique per customer */
     n.n_dedup = j->n_dedup;
     n.dedup_pos = j->dedup_pos;
@@ -262,17 +263,18 @@ void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
     for (uint32_t i = 0; i < src->n_dedup; i++)
         if (!dedup_seen(dst, src->dedup[i])) dedup_add(dst, cfg, src->dedup[i]);
     dst->merged += src->merged; /* the link itself is counted by the caller */
+    dst->linked += src->linked;
 }
 
 /* ---- serialised form ----------------------------------------------------
- * A MessagePack array (JOURNEY_BLOB_VERSION 3; version 2 lacked the last
- * field, version 1 the last four):
+ * A MessagePack array (JOURNEY_BLOB_VERSION 4; version 3 lacked the last
+ * field, version 2 the last two, version 1 the last five):
  *   [1, customer, number, phase, start_ts, last_ts, [phase_ts 0..phase],
  *    last_tp, last_tp_ts, last_tp_mid, events, segment, segment_ts,
  *    segment_mid, [sat metric, score, scope, phase, explicit_phase, ts, mid, tp],
  *    merged,
  *    [hist: ts, mid, phase, tp, ts, mid, phase, tp, ...], [dedup...], dedup_pos,
- *    status, prev_end, mseg, stored_deadline]
+ *    status, prev_end, mseg, stored_deadline, linked]
  * documented in schemas/redis.md. */
 
 /* The blob is written and read by hand, not through msgpack-c's packer and
@@ -348,7 +350,7 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     /* one allocation for the usual size: header, history and dedup ring */
     wbuf_t w = {NULL, 0, 320 + (size_t)j->n_hist * 40 + (size_t)j->n_dedup * 9};
     if (!(w.p = malloc(w.cap))) return -1;
-    w_array(&w, 23);
+    w_array(&w, 24);
     w_uint(&w, JOURNEY_BLOB_VERSION);
     w_str(&w, j->customer);
     w_uint(&w, j->number);
@@ -394,6 +396,7 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     w_int(&w, j->prev_end);
     w_str(&w, j->mseg);
     w_int(&w, j->stored_deadline);
+    w_uint(&w, j->linked);
     *out = (char *)w.p;   /* ownership passes to the caller */
     *outlen = w.len;
     return 0;
@@ -579,7 +582,8 @@ int journey_load_tail(journey_t *j, const config_t *cfg) {
 static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cfg, int head) {
     int64_t v, version;
     uint32_t m;
-    if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != (version == 1 ? 19u : version == 2 ? 22u : 23u)) return -1;
+    if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != (version == 1 ? 19u : version == 2 ? 22u : version == 3 ? 23u : 24u))
+        return -1;
     if (get_name(r, j->customer, sizeof(j->customer)) < 0) return -1;
     if (get_small(r, 1, UINT32_MAX, &v) < 0) return -1;
     j->number = (uint32_t)v;
@@ -603,6 +607,11 @@ static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cf
         j->status = (uint8_t)v;
     }
     if (version >= 3 && get_i64(r, &j->stored_deadline) < 0) return -1;
+    j->linked = j->merged; /* before version 4: what this journey had */
+    if (version >= 4) {
+        if (get_small(r, 0, UINT32_MAX, &v) < 0) return -1;
+        j->linked = (uint32_t)v;
+    }
     return 0;
 }
 
@@ -614,8 +623,8 @@ static int unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg
         snprintf(errbuf, errlen, "journey blob: not one MessagePack value");
         return -1;
     }
-    if (n != 19 && n != 22 && n != 23) {
-        snprintf(errbuf, errlen, "journey blob: not a 19-, 22- or 23-element array");
+    if (n != 19 && n != 22 && n != 23 && n != 24) {
+        snprintf(errbuf, errlen, "journey blob: not a 19-, 22-, 23- or 24-element array");
         return -1;
     }
     if (unpack_fields(j, &r, n, cfg, head) < 0) {
@@ -701,7 +710,7 @@ void journey_print_json(const journey_t *j, const config_t *cfg, FILE *out) {
     }
     fputs("},\"satisfaction\":", out);
     json_sat(j, cfg, out);
-    fprintf(out, ",\"merged_ids\":%u,\"history\":[", j->merged);
+    fprintf(out, ",\"merged_ids\":%u,\"linked_ids\":%u,\"history\":[", j->merged, j->linked);
     for (uint32_t i = 0; i < j->n_hist; i++) {
         if (i) fputc(',', out);
         fputc('{', out);

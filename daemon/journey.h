@@ -15,7 +15,7 @@
 #include "event.h"
 
 #define JOURNEY_NO_TIME INT64_MAX   /* "never": phase not reached, no event */
-#define JOURNEY_BLOB_VERSION 3
+#define JOURNEY_BLOB_VERSION 4
 
 /* One entry of the touchpoint history. */
 typedef struct jd_touch {
@@ -56,6 +56,7 @@ typedef struct journey {
     uint64_t segment_mid;
     jd_satisfaction_t sat;          /* latest satisfaction answer */
     uint32_t merged;                /* other ids (anonymous, aliases) linked to this journey */
+    uint32_t linked;                /* ... and to this customer, over all its journeys */
     uint8_t status;                 /* journey_status_t */
     int64_t prev_end;               /* deadline of the customer's previous journey, INT64_MIN: none */
     char mseg[JD_NAME_MAX + 1];     /* segment counted under in the metrics, "" = not counted yet */

@@ -19,7 +19,7 @@ void shard_release(shard_t *sh) {
 const char *shard_stat_name(int stat) {
     static const char *const base[] = {
         "consumed", "applied", "duplicate", "unclassified", "heartbeat",
-        "linked", "merged", "link_conflict", "late", "deadletter",
+        "linked", "merged", "link_conflict", "link_capped", "late", "deadletter",
     };
     static char reasons[DECODE__COUNT + 1][48];
     if (stat < STAT_DL_REASON) return base[stat];

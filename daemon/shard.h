@@ -24,6 +24,7 @@ typedef enum {
     STAT_LINKED,         /* identify/alias links made */
     STAT_MERGED,         /* anonymous journeys merged into a customer's */
     STAT_CONFLICT,       /* links refused: id already linked to another customer */
+    STAT_LINK_CAPPED,    /* links refused: the customer has journey.max_linked_ids already */
     STAT_LATE,           /* events older than the watermark (SPEC §5) */
     STAT_DEADLETTER,     /* events sent to the dead-letter topic */
     STAT_DL_REASON,      /* first of DL_REASONS per-reason counters */

@@ -200,7 +200,7 @@ class CoreTest(unittest.TestCase):
         r = jdtest.journeyctl(self.config, "stats", "--json")
         total = json.loads(r.stdout)["total"]
         want = {"consumed": 18, "applied": 11, "duplicate": 1, "unclassified": 1,
-                "heartbeat": 1, "linked": 1, "merged": 1, "link_conflict": 0,
+                "heartbeat": 1, "linked": 1, "merged": 1, "link_conflict": 0, "link_capped": 0,
                 "deadletter": 5, "deadletter.syntax": 2, "deadletter.bad_score": 1,
                 "deadletter.missing": 1, "deadletter.unknown_phase": 1}
         for k, v in want.items():
@@ -213,6 +213,48 @@ class CoreTest(unittest.TestCase):
         self.assertEqual(jdtest.redis_offsets(self.prefix, self.topic, 3), hw)
         # committed to Kafka too, so lag is visible to standard tools
         self.assertEqual(jdtest.group_offsets(self.group, self.topic, 3), hw)
+
+
+
+class LinkGuardTest(unittest.TestCase):
+    """The guards against wrong merges, on one partition: a customer absorbs
+    at most journey.max_linked_ids ids (here 2; the third keeps its own
+    journey, counted as link_capped, and a repeated link of an id already
+    linked costs nothing), and an id linked to one customer is never linked
+    to another (shared device: link_conflict)."""
+
+    def test_cap_and_shared_device(self):
+        topic, dlq, prefix = jdtest.unique("guard"), jdtest.unique("guard-dlq"), jdtest.unique("guard")
+        jdtest.create_topic(topic, 1)
+        jdtest.create_topic(dlq, 1)
+        cfg = jdtest.write_config(topic, dlq, prefix, jdtest.unique("g"), "journey:\n  max_linked_ids: 2\n")
+        evs = []
+        for i in range(3):  # three devices browse, then dan identifies on each
+            evs.append(ev("d%d" % i, "track", T0 + i * 1000, anonymousId="dev-%d" % i, event="Ad Clicked"))
+        for i in range(3):
+            evs.append(ev("i%d" % i, "identify", T0 + 10000 + i * 1000, anonymousId="dev-%d" % i, userId="dan"))
+        evs.append(ev("i0b", "identify", T0 + 14000, anonymousId="dev-0", userId="dan"))  # again: free
+        evs.append(ev("e1", "identify", T0 + 15000, anonymousId="dev-1", userId="erin"))  # shared device
+        p = jdtest.Producer1()
+        for e in evs:
+            p.send(topic, js(e), None, 0)
+        p.close()
+        d = jdtest.Daemon(cfg)
+        try:
+            jdtest.wait_committed(prefix, topic, 1, proc=d.proc)
+            self.assertEqual(d.stop(), 0)
+            dan = json.loads(jdtest.journeyctl(cfg, "journey", "dan", "--json").stdout)
+            dev2 = json.loads(jdtest.journeyctl(cfg, "journey", "dev-2", "--json").stdout)
+            erin = json.loads(jdtest.journeyctl(cfg, "journey", "erin", "--json").stdout)
+            stats = json.loads(jdtest.journeyctl(cfg, "stats", "--json").stdout)["total"]
+        finally:
+            jdtest.drop_prefix(prefix)
+            jdtest.delete_topics(topic, dlq)
+        self.assertEqual((dan["merged_ids"], dan["linked_ids"], dan["events"]), (2, 2, 6))
+        self.assertEqual((dev2["customer"], dev2["events"], dev2["merged_ids"]), ("dev-2", 1, 0))
+        self.assertEqual((erin["customer"], erin["merged_ids"]), ("erin", 0))
+        self.assertEqual({k: stats[k] for k in ("linked", "merged", "link_capped", "link_conflict")},
+                         {"linked": 2, "merged": 2, "link_capped": 1, "link_conflict": 1})
 
 
 if __name__ == "__main__":

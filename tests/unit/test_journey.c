@@ -261,6 +261,7 @@ Test(journey, blob_is_what_msgpack_c_writes) {
     a.status = JOURNEY_DROPPED;
     snprintf(a.mseg, sizeof(a.mseg), "enterprise");
     a.stored_deadline = 4000000000LL; /* uint64 form of a positive int */
+    a.linked = 70001;             /* uint32 */
     pack(&a, &buf, &len);
 
     msgpack_unpacked u;
@@ -289,6 +290,7 @@ Test(journey, blob_is_what_msgpack_c_writes) {
     cr_assert_eq(b.status, JOURNEY_DROPPED);
     cr_assert_str_eq(b.mseg, "enterprise");
     cr_assert_eq(b.stored_deadline, 4000000000LL);
+    cr_assert_eq(b.linked, 70001);
     cr_assert_str_eq(b.customer, "a-customer-id-longer-than-thirty-one-bytes");
     pack(&b, &buf2, &len2);
     cr_assert_eq(len2, len);
@@ -302,6 +304,46 @@ Test(journey, blob_is_what_msgpack_c_writes) {
     }
     free(buf);
     free(buf2);
+    journey_reset(&a);
+    journey_reset(&b);
+}
+
+/* A version 3 blob (23 elements, no `linked`) is read with linked = merged;
+ * the customer's count of linked ids outlives its journeys and adds up in
+ * a merge. */
+Test(journey, linked_ids_are_the_customers) {
+    journey_t a, b;
+    char *buf, err[128];
+    size_t len;
+    journey_init(&a, "c");
+    apply(&a, &EVENTS[0]);
+    a.merged = 3;
+    a.linked = 5;
+    pack(&a, &buf, &len);
+    /* the same blob as version 3: array of 23, version 3, without the last element */
+    cr_assert_eq((unsigned char)buf[0], 0xdc); /* array 16 */
+    cr_assert_eq((unsigned char)buf[2], 24);
+    cr_assert_eq((unsigned char)buf[3], 4);
+    cr_assert_eq((unsigned char)buf[len - 1], 5); /* linked, a positive fixint */
+    buf[2] = 23;
+    buf[3] = 3;
+    journey_init(&b, "");
+    cr_assert_eq(journey_unpack(&b, buf, len - 1, &cfg, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(b.merged, 3);
+    cr_assert_eq(b.linked, 3);
+    journey_reset(&b);
+    free(buf);
+    /* the next journey keeps the customer's count, not the journey's */
+    journey_restart(&a, &cfg);
+    cr_assert_eq(a.number, 2);
+    cr_assert_eq(a.merged, 0);
+    cr_assert_eq(a.linked, 5);
+    journey_init(&b, "d");
+    apply(&b, &EVENTS[1]);
+    b.merged = b.linked = 2;
+    journey_merge(&a, &b, &cfg);
+    cr_assert_eq(a.merged, 2);
+    cr_assert_eq(a.linked, 7);
     journey_reset(&a);
     journey_reset(&b);
 }
@@ -360,7 +402,7 @@ Test(journey, unpack_refuses_garbage) {
     char err[128];
     journey_init(&j, "");
     cr_assert_eq(journey_unpack(&j, "\x93\x01\x02\x03", 4, &cfg, err, sizeof(err)), -1);
-    cr_assert_str_eq(err, "journey blob: not a 19-, 22- or 23-element array");
+    cr_assert_str_eq(err, "journey blob: not a 19-, 22-, 23- or 24-element array");
     journey_reset(&j);
     journey_init(&j, "");
     cr_assert_eq(journey_unpack(&j, "\xc1", 1, &cfg, err, sizeof(err)), -1);
@@ -396,7 +438,7 @@ Test(journey, print_json_exact) {
         "\"start\":\"1970-01-01T00:00:01.000Z\",\"last_event\":\"1970-01-01T00:00:05.000Z\","
         "\"last_touchpoint\":\"company_site\",\"events\":2,\"segment\":\"consumer\","
         "\"phase_entered\":{\"search\":\"1970-01-01T00:00:01.000Z\",\"information\":\"1970-01-01T00:00:05.000Z\"},"
-        "\"satisfaction\":null,\"merged_ids\":0,\"history\":["
+        "\"satisfaction\":null,\"merged_ids\":0,\"linked_ids\":0,\"history\":["
         "{\"time\":\"1970-01-01T00:00:01.000Z\",\"phase\":\"search\",\"touchpoint\":\"search_engine\"},"
         "{\"time\":\"1970-01-01T00:00:05.000Z\",\"phase\":\"information\",\"touchpoint\":\"company_site\"}]}\n");
     free(buf);
