@@ -582,8 +582,8 @@ int journey_load_tail(journey_t *j, const config_t *cfg) {
 static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cfg, int head) {
     int64_t v, version;
     uint32_t m;
-    if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != (version == 1 ? 19u : version == 2 ? 22u : version == 3 ? 23u : 24u))
-        return -1;
+    static const uint32_t FIELDS[] = {0, 19, 22, 23, 24}; /* by version */
+    if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != FIELDS[version]) return -1;
     if (get_name(r, j->customer, sizeof(j->customer)) < 0) return -1;
     if (get_small(r, 1, UINT32_MAX, &v) < 0) return -1;
     j->number = (uint32_t)v;
