@@ -583,6 +583,7 @@ static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cf
     int64_t v, version;
     uint32_t m;
     static const uint32_t FIELDS[] = {0, 19, 22, 23, 24}; /* by version */
+    _Static_assert(sizeof(FIELDS) / sizeof(FIELDS[0]) == JOURNEY_BLOB_VERSION + 1, "a count per blob version");
     if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != FIELDS[version]) return -1;
     if (get_name(r, j->customer, sizeof(j->customer)) < 0) return -1;
     if (get_small(r, 1, UINT32_MAX, &v) < 0) return -1;
