@@ -55,7 +55,10 @@
 #include "journey.h"
 #include "log.h"
 
-#define MAX_REDIRECT_HOPS 8
+/* Redirect chains (alias of a customer who had absorbed ids) are followed to
+ * their end, and shortened when read (canonical()); a chain this long can
+ * only be a cycle written by something else, and its events are refused. */
+#define MAX_REDIRECT_HOPS 1000
 
 typedef enum { ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT } item_kind_t;
 
@@ -645,7 +648,7 @@ static store_status_t load_more(batch_t *b, store_t *st, int more, char *errbuf,
         store_status_t rc = load_round(b, st, &more, errbuf, errlen);
         if (rc != STORE_OK) return rc;
     }
-    return STORE_OK; /* longer chains stay ENT_UNKNOWN and are treated as absent */
+    return STORE_OK; /* longer chains stay ENT_UNKNOWN: canonical() refuses them */
 }
 
 /* ---- apply ---------------------------------------------------------------- */
@@ -661,13 +664,25 @@ static entry_t *table_find(batch_t *b, shard_t *sh, const char *id) {
     return NULL;
 }
 
-/* Follow redirects to the entry that holds (or will hold) the journey. */
+/* Follow redirects to the entry that holds (or will hold) the journey; the
+ * redirects passed on the way are pointed at it (written with the commit),
+ * so a chain is walked once. NULL if the chain does not end in what was
+ * loaded (longer than MAX_REDIRECT_HOPS: a cycle). */
 static entry_t *canonical(batch_t *b, shard_t *sh, const char *id) {
-    entry_t *e = table_find(b, sh, id);
-    for (int hop = 0; e && e->state == ENT_REDIRECT && hop < MAX_REDIRECT_HOPS; hop++) {
-        entry_t *t = table_find(b, sh, e->target);
-        if (!t) break;
-        e = t;
+    entry_t *e = table_find(b, sh, id), *first = e;
+    int hops = 0;
+    for (; e && e->state == ENT_REDIRECT && hops < MAX_REDIRECT_HOPS; hops++) e = table_find(b, sh, e->target);
+    if (!e || e->state == ENT_REDIRECT || (hops && e->state == ENT_UNKNOWN)) {
+        log_error("identity chain too long or a cycle: the event is not applied", "shard=%s id=%s", sh->name, id);
+        return NULL;
+    }
+    for (entry_t *r = first; r != e;) { /* shorten the chain: each redirect on it points at e */
+        entry_t *next = table_find(b, sh, r->target);
+        if (strcmp(r->target, e->id)) {
+            copy_str(r->target, sizeof(r->target), e->id);
+            r->dirty = 1;
+        }
+        r = next;
     }
     return e;
 }
@@ -776,7 +791,7 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
     if (!raw || raw == cust) return;
     if (raw->state == ENT_REDIRECT) {
         entry_t *t = canonical(b, sh, it->other);
-        if (t != cust) {
+        if (t && t != cust) {
             /* Shared device: the id already belongs to another customer. */
             sh->stats[STAT_CONFLICT]++;
             log_info("identity link refused", "shard=%s id=%s linked_to=%s customer=%s", sh->name,

@@ -256,6 +256,37 @@ class LinkGuardTest(unittest.TestCase):
         self.assertEqual({k: stats[k] for k in ("linked", "merged", "link_capped", "link_conflict")},
                          {"linked": 2, "merged": 2, "link_capped": 1, "link_conflict": 1})
 
+    def test_a_long_chain_of_aliases(self):
+        """u1 is aliased to u2, u2 (with its journey) to u3, ... up to u13,
+        each in a batch of its own, so that u1's redirect is 12 hops from
+        the journey; an event of u1 then still lands in u13's journey, and
+        reading the chain shortens it: u1 points at u13 afterwards."""
+        topic, dlq, prefix = jdtest.unique("chain"), jdtest.unique("chain-dlq"), jdtest.unique("chain")
+        jdtest.create_topic(topic, 1)
+        jdtest.create_topic(dlq, 1)
+        cfg = jdtest.write_config(topic, dlq, prefix, jdtest.unique("g"))
+        p = jdtest.Producer1()
+        d = jdtest.Daemon(cfg)
+        try:
+            for k in range(1, 13):
+                p.send(topic, js(ev("t%d" % k, "track", T0 + k * 2000, userId="u%d" % k, event="Ad Clicked")), None, 0)
+                p.send(topic, js(ev("l%d" % k, "alias", T0 + k * 2000 + 1000, previousId="u%d" % k,
+                                    userId="u%d" % (k + 1))), None, 0)
+                jdtest.wait_committed(prefix, topic, 1, proc=d.proc)
+            p.send(topic, js(ev("last", "track", T0 + 30000, userId="u1", event="Ad Clicked")), None, 0)
+            jdtest.wait_committed(prefix, topic, 1, proc=d.proc)
+            self.assertEqual(d.stop(), 0)
+            u13 = json.loads(jdtest.journeyctl(cfg, "journey", "u13", "--json").stdout)
+            r = jdtest.redis_client()
+            u1 = r.get("%s:{%s:0}:j:u1" % (prefix, topic))
+            stats = json.loads(jdtest.journeyctl(cfg, "stats", "--json").stdout)["total"]
+        finally:
+            jdtest.drop_prefix(prefix)
+            jdtest.delete_topics(topic, dlq)
+        self.assertEqual((u13["customer"], u13["events"], u13["merged_ids"]), ("u13", 25, 12))
+        self.assertEqual(u1, b"\xc1u13")
+        self.assertEqual((stats["linked"], stats["merged"], stats["applied"]), (12, 12, 25))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
