@@ -55,10 +55,9 @@
 #include "journey.h"
 #include "log.h"
 
-/* Redirect chains (alias of a customer who had absorbed ids) are followed to
- * their end, and shortened when read (canonical()); a chain this long can
- * only be a cycle written by something else, and its events are refused. */
-#define MAX_REDIRECT_HOPS 1000
+/* Redirect chains are followed to their end and shortened when read
+ * (canonical()); a longer one is a cycle, and its events are refused. */
+#define MAX_REDIRECT_HOPS STORE_REDIRECT_HOPS_MAX
 
 typedef enum { ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT } item_kind_t;
 

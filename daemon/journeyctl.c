@@ -108,7 +108,7 @@ static int find_journey(cli_t *c, const char *id, journey_t *j) {
     }
     for (size_t s = 0; s < n && !found; s++) {
         snprintf(cur, sizeof(cur), "%s", id);
-        for (int hop = 0; hop < 8; hop++) {
+        for (int hop = 0; hop < STORE_REDIRECT_HOPS_MAX; hop++) {
             const char *ids[1] = {cur};
             store_blob_t v = {NULL, 0};
             store_load_req_t q = {.shard = shards[s], .n = 1, .ids = ids, .out = &v};

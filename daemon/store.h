@@ -19,6 +19,9 @@
 /* First byte of a value that is a redirect (identity link) instead of a
  * journey: MessagePack never uses 0xc1, so the two cannot be confused. */
 #define STORE_REDIRECT 0xc1
+/* Redirect chains (a customer who had absorbed ids, linked to another) are
+ * followed to their end; one this long can only be a cycle. */
+#define STORE_REDIRECT_HOPS_MAX 1000
 
 typedef struct store store_t;
 

@@ -273,6 +273,9 @@ class LinkGuardTest(unittest.TestCase):
                 p.send(topic, js(ev("l%d" % k, "alias", T0 + k * 2000 + 1000, previousId="u%d" % k,
                                     userId="u%d" % (k + 1))), None, 0)
                 jdtest.wait_committed(prefix, topic, 1, proc=d.proc)
+            # journeyctl follows the 12 hops
+            j = json.loads(jdtest.journeyctl(cfg, "journey", "u1", "--json").stdout)
+            self.assertEqual((j["customer"], j["events"]), ("u13", 24))
             p.send(topic, js(ev("last", "track", T0 + 30000, userId="u1", event="Ad Clicked")), None, 0)
             jdtest.wait_committed(prefix, topic, 1, proc=d.proc)
             self.assertEqual(d.stop(), 0)
