@@ -54,6 +54,7 @@
 #include "decode.h"
 #include "journey.h"
 #include "log.h"
+#include "text.h"
 
 /* Redirect chains are followed to their end and shortened when read
  * (canonical()); a longer one is a cycle, and its events are refused. */
@@ -318,6 +319,16 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
     }
     if (classify_check(b->cfg, &ev, err, sizeof(err)) < 0) {
         dead_letter(sh, m, dl, DL_UNKNOWN_PHASE, err);
+        return;
+    }
+    int64_t mts = rd_kafka_message_timestamp(m, NULL);
+    if (mts >= 0 && ev.ts_ms > mts && ev.ts_ms - mts > b->cfg->max_future_ms) {
+        char t1[40], t2[40];
+        text_time(ev.ts_ms, t1, sizeof(t1));
+        text_time(mts, t2, sizeof(t2));
+        snprintf(err, sizeof(err), "timestamp: %s is more than input.max_future after the message's time %s", t1,
+                 t2);
+        dead_letter(sh, m, dl, DL_FUTURE_TIME, err);
         return;
     }
     item_t *it = &b->items[b->n_items++];

@@ -222,6 +222,7 @@ static const key_t_ KEYS[] = {
     {"input.max_string_bytes", T_INT, LIM(max_string_bytes), "1024", 64, 1048576, NULL, 0, 0, 0},
     {"input.max_properties", T_INT, LIM(max_properties), "64", 0, 4096, NULL, 0, 0, 0},
     {"input.max_depth", T_INT, LIM(max_depth), "16", 2, 64, NULL, 0, 0, 0},
+    {"input.max_future", T_DUR, OFF(max_future_ms), "1h", 1000, 7LL * 86400000, NULL, 0, 0, 0},
     {"deadletter.topic", T_STR, OFF(deadletter_topic), "journeyd.deadletter", 1, 249, NULL, 0, 0, 0},
     {"output.metrics_topic", T_STR, OFF(metrics_topic), "journeyd.metrics", 1, 249, NULL, 0, 0, 0},
     {"output.alerts_topic", T_STR, OFF(alerts_topic), "journeyd.alerts", 1, 249, NULL, 0, 0, 0},

@@ -97,6 +97,7 @@ typedef struct config {
     int history_max;            /* touchpoint history entries kept (default 50) */
     int dedup_max;              /* messageIds remembered per journey (default 128) */
     int max_linked_ids;         /* other ids one customer may absorb (identify/alias) */
+    int max_future_ms;          /* an event this much later than its Kafka message's time is refused */
     int64_t allowed_lateness_ms;/* default 5 min */
 
     /* processing */

@@ -21,11 +21,13 @@ const char *shard_stat_name(int stat) {
         "consumed", "applied", "duplicate", "unclassified", "heartbeat",
         "linked", "merged", "link_conflict", "link_capped", "late", "deadletter",
     };
-    static char reasons[DECODE__COUNT + 1][48];
+    static char reasons[DL__COUNT][48];
     if (stat < STAT_DL_REASON) return base[stat];
     int r = stat - STAT_DL_REASON;
     if (!reasons[r][0])
         snprintf(reasons[r], sizeof(reasons[r]), "deadletter.%s",
-                 r == DL_UNKNOWN_PHASE ? "unknown_phase" : decode_reason((decode_status_t)r));
+                 r == DL_UNKNOWN_PHASE ? "unknown_phase"
+                 : r == DL_FUTURE_TIME ? "future_timestamp"
+                                       : decode_reason((decode_status_t)r));
     return reasons[r];
 }

@@ -13,6 +13,13 @@
 
 #define SHARD_NAME_MAX 272  /* topic (<= 249) + ':' + partition */
 
+/* Dead-letter reasons beyond the decoder's: properties.phase is no
+ * configured phase; the timestamp is more than input.max_future after the
+ * message's own. */
+#define DL_UNKNOWN_PHASE DECODE__COUNT
+#define DL_FUTURE_TIME (DECODE__COUNT + 1)
+#define DL__COUNT (DECODE__COUNT + 2)
+
 /* Counters kept per shard in Redis (hash <prefix>:{shard}:s), committed with
  * the journeys, so they are exactly-once too. */
 typedef enum {
@@ -28,11 +35,8 @@ typedef enum {
     STAT_LATE,           /* events older than the watermark (SPEC §5) */
     STAT_DEADLETTER,     /* events sent to the dead-letter topic */
     STAT_DL_REASON,      /* first of DL_REASONS per-reason counters */
-    STAT__COUNT = STAT_DL_REASON + DECODE__COUNT + 1
+    STAT__COUNT = STAT_DL_REASON + DL__COUNT
 } stat_t;
-
-/* Dead-letter reason beyond the decoder's: properties.phase is no configured phase. */
-#define DL_UNKNOWN_PHASE DECODE__COUNT
 
 typedef struct shard {
     char name[SHARD_NAME_MAX];  /* "<topic>:<partition>" */

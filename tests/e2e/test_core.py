@@ -60,6 +60,7 @@ BAD_MISSING = js({"type": "track", "event": "Chat Started", "userId": "carol",
 BAD_HUGE = b"\x81\xa4type\xdb\x40\x00\x00\x00track"  # declares a 1 GiB string
 BAD_PHASE = js(ev("x5", "track", "2026-01-05T12:00:00Z", userId="carol", event="Chat Started",
                   properties={"phase": "checkout"}))
+BAD_FUTURE = js(ev("x6", "track", "9999-01-01T00:00:00Z", userId="carol", event="Chat Started"))
 CAROL = ev("c1", "track", "2026-01-05T12:05:00Z", userId="carol", event="Chat Started",
            context={"channel": "chat"})
 HEARTBEAT = {"type": "heartbeat", "timestamp": T0 + 7200000}
@@ -91,6 +92,7 @@ class CoreTest(unittest.TestCase):
         cls.bad.append(("missing", p.send(t, BAD_MISSING, b"carol", 2)))
         cls.bad.append(("syntax", p.send(t, BAD_HUGE, b"carol", 2)))
         cls.bad.append(("unknown_phase", p.send(t, BAD_PHASE, b"carol", 2)))
+        cls.bad.append(("future_timestamp", p.send(t, BAD_FUTURE, b"carol", 2)))
         p.send(t, js(CAROL), b"carol", 2)
         p.close()
         cls.daemon = jdtest.Daemon(cls.config)
@@ -194,22 +196,27 @@ class CoreTest(unittest.TestCase):
             self.assertEqual(h["jd-source-offset"], off)
             self.assertTrue(h["jd-error"])
             self.assertEqual(m.key(), key)
-        self.assertEqual(len(got), 5)
+        self.assertEqual(len(got), 6)
 
     def test_counters(self):
         r = jdtest.journeyctl(self.config, "stats", "--json")
         total = json.loads(r.stdout)["total"]
-        want = {"consumed": 18, "applied": 11, "duplicate": 1, "unclassified": 1,
+        want = {"consumed": 19, "applied": 11, "duplicate": 1, "unclassified": 1,
                 "heartbeat": 1, "linked": 1, "merged": 1, "link_conflict": 0, "link_capped": 0,
-                "deadletter": 5, "deadletter.syntax": 2, "deadletter.bad_score": 1,
-                "deadletter.missing": 1, "deadletter.unknown_phase": 1}
+                "deadletter": 6, "deadletter.syntax": 2, "deadletter.bad_score": 1,
+                "deadletter.missing": 1, "deadletter.unknown_phase": 1, "deadletter.future_timestamp": 1}
         for k, v in want.items():
             self.assertEqual(total.get(k, 0), v, k)
-        self.assertEqual(sum(v for k, v in total.items() if k.startswith("deadletter.")), 5)
+        self.assertEqual(sum(v for k, v in total.items() if k.startswith("deadletter.")), 6)
+        # the event from year 9999 moved no clock: carol's partition is at her own event
+        part = next(x for x in json.loads(r.stdout)["partitions"] if x["partition"] == "%s:2" % self.topic)
+        # (2026-01-05T12:05:00Z, and the idle advance since: seconds)
+        self.assertGreaterEqual(part["counters"]["clock"], 1767614700000)
+        self.assertLess(part["counters"]["clock"], 1767614700000 + 60000)
 
     def test_offsets_in_redis_and_kafka(self):
         hw = jdtest.high_watermarks(self.topic, 3)
-        self.assertEqual(hw, {0: 7, 1: 6, 2: 5})
+        self.assertEqual(hw, {0: 7, 1: 6, 2: 6})
         self.assertEqual(jdtest.redis_offsets(self.prefix, self.topic, 3), hw)
         # committed to Kafka too, so lag is visible to standard tools
         self.assertEqual(jdtest.group_offsets(self.group, self.topic, 3), hw)
