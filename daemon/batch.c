@@ -321,7 +321,8 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
         dead_letter(sh, m, dl, DL_UNKNOWN_PHASE, err);
         return;
     }
-    int64_t mts = rd_kafka_message_timestamp(m, NULL);
+    /* (a heartbeat is how a producer moves event time on on purpose) */
+    int64_t mts = ev.type == EV_HEARTBEAT ? -1 : rd_kafka_message_timestamp(m, NULL);
     if (mts >= 0 && ev.ts_ms > mts && ev.ts_ms - mts > b->cfg->max_future_ms) {
         char t1[40], t2[40];
         text_time(ev.ts_ms, t1, sizeof(t1));
