@@ -62,7 +62,7 @@ const char *const alert_nodata_names[] = {"keep", "resolve", NULL};
 
 static const char *const BY_NAMES[] = {"", "segment", "touchpoint"};
 static const char *const BUILTIN_LABELS[] = {"alertname", "metric", "phase", "window", "severity",
-                                             "segment", "touchpoint", NULL};
+                                             "segment", "touchpoint", "scope", NULL};
 
 void alert_rule_free(alert_rule_t *r) {
     for (int i = 0; i < r->n_labels; i++) {
@@ -294,6 +294,7 @@ static void json_labels(const alert_rule_t *r, FILE *out) {
     json_pair(out, ",", "window", r->window);
     json_pair(out, ",", "severity", r->severity);
     if (r->by != ALERT_BY_NONE) json_pair(out, ",", BY_NAMES[r->by], r->by_name);
+    if (r->journey_scope) json_pair(out, ",", "scope", "journey"); /* (touchpoint: no label, as before) */
     for (int i = 0; i < r->n_labels; i++) json_pair(out, ",", r->labels[i].name, r->labels[i].value);
     fputc('}', out);
 }

@@ -65,6 +65,8 @@ typedef struct alert_rule {
     char window[32];                    /* as the snapshot names it: "1h", "1d", "1w", "30d", "all" */
     int window_ix;                      /* index into the metric's finite windows (satisfaction's
                                            or the funnel's), -1: all */
+    int journey_scope;                  /* satisfaction: the journey-scope answers (scope: journey),
+                                           else the touchpoint-scope ones */
     alert_by_t by;                      /* the series: overall, one segment or one touchpoint */
     char by_name[JD_NAME_MAX + 1];      /* the segment or touchpoint, "" for ALERT_BY_NONE */
     alert_op_t op;

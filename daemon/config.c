@@ -722,10 +722,10 @@ static int load_rules(loader_t *L, config_t *c, const node_t *seq) {
 /* ---- alert rules ------------------------------------------------------------------ */
 
 /* The keys of an alert rule, and what load_alert() gathers of them. */
-enum { A_NAME, A_METRIC, A_PHASE, A_WINDOW, A_SEGMENT, A_TOUCHPOINT, A_OP, A_THRESHOLD, A_RESOLVE,
-       A_FOR, A_MIN_N, A_NO_DATA, A_SEVERITY, A_LABELS, A_SUMMARY, A_N };
+enum { A_NAME, A_METRIC, A_PHASE, A_WINDOW, A_SEGMENT, A_TOUCHPOINT, A_SCOPE, A_OP, A_THRESHOLD,
+       A_RESOLVE, A_FOR, A_MIN_N, A_NO_DATA, A_SEVERITY, A_LABELS, A_SUMMARY, A_N };
 static const char *const ALERT_KEYS[] = {"name", "metric", "phase", "window", "segment", "touchpoint",
-                                         "op", "threshold", "resolve", "for", "min_n", "no_data",
+                                         "scope", "op", "threshold", "resolve", "for", "min_n", "no_data",
                                          "severity", "labels", "summary", NULL};
 #define ALERT_FOR_MAX (365 * 86400000LL)
 #define ALERT_MIN_N_MAX 1000000000LL
@@ -831,6 +831,19 @@ static int alert_breakdown(loader_t *L, const alert_src_t *a, alert_rule_t *r) {
     return 0;
 }
 
+/* Which answers a satisfaction rule watches: touchpoint (the default) or
+ * journey scope (SPEC §6). */
+static int alert_scope(loader_t *L, const alert_src_t *a, alert_rule_t *r) {
+    const char *s = a->v[A_SCOPE];
+    if (!s) return 0;
+    if (!alert_metric_is_sat(r->metric))
+        return alert_fail(L, a->line[A_SCOPE], r, "scope is only for nps, csat and ces");
+    if (strcmp(s, "touchpoint") && strcmp(s, "journey"))
+        return alert_fail(L, a->line[A_SCOPE], r, "scope '%s' is not one of touchpoint, journey", s);
+    r->journey_scope = !strcmp(s, "journey");
+    return 0;
+}
+
 /* What the rule watches: metric, phase, window and breakdown. */
 static int alert_series(loader_t *L, const config_t *c, const alert_src_t *a, alert_rule_t *r) {
     const char *metric = a->v[A_METRIC], *phase = a->v[A_PHASE];
@@ -846,7 +859,7 @@ static int alert_series(loader_t *L, const config_t *c, const alert_src_t *a, al
     r->phase = config_phase_index(c, phase);
     if (r->phase < 0) return alert_fail(L, a->line[A_PHASE], r, "unknown phase '%s'", phase);
     snprintf(r->phase_name, sizeof(r->phase_name), "%s", phase);
-    if (alert_window(L, c, a, r) < 0) return -1;
+    if (alert_window(L, c, a, r) < 0 || alert_scope(L, a, r) < 0) return -1;
     return alert_breakdown(L, a, r);
 }
 
@@ -1273,6 +1286,7 @@ static void dump_alert(const alert_rule_t *r, FILE *out) {
         dump_str(out, r->by_name);
         fputc('\n', out);
     }
+    if (alert_metric_is_sat(r->metric)) fprintf(out, "    scope: %s\n", r->journey_scope ? "journey" : "touchpoint");
     alert_format_number(r->threshold, buf, sizeof(buf));
     fprintf(out, "    op: \"%s\"\n    threshold: %s\n", alert_op_names[r->op], buf);
     alert_format_number(r->resolve, buf, sizeof(buf));

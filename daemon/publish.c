@@ -369,7 +369,8 @@ static void pick_sat_row(const char *phase, const char *window, const char *brea
     const alert_rule_t *r = k->r;
     static const char *const BY[] = {"all", "segment", "touchpoint"};
     ev_metric_t want = r->metric == ALERT_NPS ? EV_METRIC_NPS : r->metric == ALERT_CSAT ? EV_METRIC_CSAT : EV_METRIC_CES;
-    if (m != want || strcmp(scope, "touchpoint") || strcmp(phase, r->phase_name) || strcmp(window, r->window) ||
+    if (m != want || strcmp(scope, r->journey_scope ? "journey" : "touchpoint") || strcmp(phase, r->phase_name) ||
+        strcmp(window, r->window) ||
         strcmp(breakdown, BY[r->by]) || strcmp(name, r->by == ALERT_BY_NONE ? "all" : r->by_name))
         return;
     k->found = res->sufficient;

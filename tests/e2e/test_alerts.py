@@ -41,13 +41,14 @@ alerts:
 """
 
 
-def answers(first, scores, t):
+def answers(first, scores, t, scope="touchpoint"):
     """Survey answers of customers first.. at t, t+10s, ..."""
     out = []
     for i, score in enumerate(scores):
         out.append({"messageId": "a-%d" % (first + i), "type": "track", "userId": "c-%d" % (first + i),
                     "event": "Survey Answered", "timestamp": t + i * 10000,
-                    "properties": {"metric": "csat", "score": score, "phase": "purchase", "touchpoint": "checkout"}})
+                    "properties": {"metric": "csat", "score": score, "phase": "purchase", "touchpoint": "checkout",
+                                   "scope": scope}})
     return out
 
 
@@ -275,6 +276,43 @@ class WindowedDropoffAlertTest(AlertBase):
         self.assertEqual((purchase["dropped"], purchase["progressed"]), (100, 300))
         self.assertEqual(purchase["windows"]["1h"], {"reached": 200, "progressed": 200, "dropped": 0, "completed": 0,
                                                      "dropoff_rate": 0.0, "conversion": 1.0})
+
+
+
+class JourneyScopeAlertTest(AlertBase):
+    """A rule on the journey-scope CSAT of purchase (scope: journey) fires
+    on journey answers only: touchpoint answers of 1 leave it alone, journey
+    answers of 1 fire it (0 %), journey answers of 5 an hour later resolve
+    it (100 %); its messages say scope journey."""
+    RULES = """satisfaction:
+  min_n: 5
+alerts:
+  - name: journey-csat
+    metric: csat
+    phase: purchase
+    window: 1h
+    scope: journey
+    op: "<"
+    threshold: 50
+    resolve: 70
+"""
+
+    def test_journey_scope_fires_and_resolves(self):
+        d = jdtest.Daemon(self.cfg)
+        self.feed(answers(0, [1] * 10, T0), T0 + 20 * MIN)  # touchpoint scope: not this rule's
+        jdtest.wait_committed(self.prefix, self.topic, 1, timeout=60, proc=d.proc)
+        self.read(1.5)
+        self.assertEqual(self.msgs, [])
+        self.feed(answers(100, [1] * 10, T0 + 30 * MIN, "journey"), T0 + 50 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "firing" for s, _ in self.statuses())), d.logtext()[-3000:])
+        self.feed(answers(200, [5] * 10, T0 + 120 * MIN, "journey"), T0 + 145 * MIN)
+        self.assertTrue(self.read(60, lambda: any(s == "resolved" for s, _ in self.statuses())), d.logtext()[-3000:])
+        self.read(1)
+        self.assertEqual(d.stop(), 0)
+        firing, resolved = self.episode()
+        self.assertEqual((firing["value"], firing["n"]), (0, 10))
+        self.assertEqual((resolved["value"], resolved["n"]), (100, 10))
+        self.assertEqual(firing["alerts"][0]["labels"]["scope"], "journey")
 
 
 if __name__ == "__main__":

@@ -414,3 +414,33 @@ Test(alert, json_resolved_without_data_and_the_default_summary) {
     cr_assert_eq(alert_eval(&r, &s, 1, 3, 29, T0 + 60 * MIN, &m), 1);
     assert_json(&m, "resolved_no_data.json");
 }
+
+/* A rule on journey-scope answers says so in its labels (a touchpoint-scope
+ * one, the default, carries no scope label, as before); "scope" is not a
+ * free label. */
+Test(alert, journey_scope_is_a_label) {
+    char why[256], *buf = NULL;
+    size_t len = 0;
+    alert_rule_t r = rule(ALERT_LT, 20, 25, 0);
+    alert_state_t s = {0};
+    alert_msg_t m;
+    snprintf(r.name, sizeof(r.name), "journey-nps");
+    r.metric = ALERT_NPS;
+    snprintf(r.phase_name, sizeof(r.phase_name), "loyalty");
+    snprintf(r.window, sizeof(r.window), "1w");
+    snprintf(r.severity, sizeof(r.severity), "warning");
+    r.journey_scope = 1;
+    cr_assert_eq(alert_eval(&r, &s, 1, -12.5, 40, T0, &m), 1);
+    FILE *f = open_memstream(&buf, &len);
+    alert_msg_json(&m, f);
+    fclose(f);
+    const char *want = "{\"alertname\":\"journey-nps\",\"metric\":\"nps\",\"phase\":\"loyalty\","
+                       "\"window\":\"1w\",\"severity\":\"warning\",\"scope\":\"journey\"}";
+    const char *common = strstr(buf, "\"commonLabels\":"), *labels = strstr(buf, "\"labels\":");
+    cr_assert(common && labels, "%s", buf);
+    cr_assert(!strncmp(common + strlen("\"commonLabels\":"), want, strlen(want)), "%s", buf);
+    cr_assert(!strncmp(labels + strlen("\"labels\":"), want, strlen(want)), "%s", buf);
+    free(buf);
+    cr_assert_eq(alert_label_check("scope", why, sizeof(why)), -1);
+    cr_assert_str_eq(why, "label 'scope' is set by journeyd");
+}

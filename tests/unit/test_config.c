@@ -360,7 +360,7 @@ static const char ALERTS_YAML[] =
     "    threshold: -10\n"
     "    no_data: resolve\n"
     "  - {name: app-csat, metric: csat, phase: loyalty, window: 30d, touchpoint: service_app, op: \"<\",\n"
-    "     threshold: 70, resolve: 75.5}\n";
+    "     threshold: 70, resolve: 75.5, scope: journey}\n";
 
 Test(config, alert_rules_load) {
     config_t *c = config_load(write_tmp(ALERTS_YAML), err, sizeof(err));
@@ -414,6 +414,8 @@ Test(config, alert_rules_load) {
     cr_assert_eq(t->op, ALERT_LT);
     cr_assert_eq(t->threshold, 70);
     cr_assert_eq(t->resolve, 75.5);
+    cr_assert_eq(t->journey_scope, 1);
+    cr_assert_eq(b->journey_scope, 0);
     config_free(c);
 }
 
@@ -429,7 +431,7 @@ Test(config, alert_rules_dump_round_trips) {
                          "    labels: {team: \"checkout\", Tier_2: \"gold\"}\n"
                          "    summary: \"{value} of purchases are abandoned (n={n})\"\n"
                          "  - name: \"smb_nps\"\n    metric: nps\n    phase: loyalty\n    window: 1w\n"
-                         "    segment: \"smb\"\n    op: \"<=\"\n    threshold: -10\n    resolve: -10\n"
+                         "    segment: \"smb\"\n    scope: touchpoint\n    op: \"<=\"\n    threshold: -10\n    resolve: -10\n"
                          "    for: 0ms\n    min_n: 1\n    no_data: resolve\n    severity: \"warning\"\n"
                          "    labels: {}\n"
                          "  - name: \"app-csat\"\n"), "%s", da);
@@ -517,6 +519,10 @@ Test(config, alert_refusals_name_file_line_and_reason) {
          "2: alert 'a': window: active is the journeys in the phase now (window all only)"},
         {"alerts:\n  - {name: a, metric: dropoff_rate, phase: loyalty, touchpoint: chat}\n",
          "2: alert 'a': touchpoint is only for nps, csat and ces (dropoff_rate is not counted per touchpoint)"},
+        {"alerts:\n  - {name: a, metric: dropoff_rate, phase: loyalty, scope: journey}\n",
+         "2: alert 'a': scope is only for nps, csat and ces"},
+        {"alerts:\n  - {name: a, metric: nps, phase: loyalty, scope: visit}\n",
+         "2: alert 'a': scope 'visit' is not one of touchpoint, journey"},
         {"alerts:\n  - {name: a, metric: nps, phase: loyalty, segment: \"\"}\n",
          "2: alert 'a': segment: the name must be 1..63 bytes"},
         {"alerts:\n  - {name: a, metric: nps, phase: loyalty}\n", "2: alert 'a': 'op' is required"},
