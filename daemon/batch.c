@@ -54,13 +54,19 @@
 #include "decode.h"
 #include "journey.h"
 #include "log.h"
+#include "stitch.h"
 #include "text.h"
 
 /* Redirect chains are followed to their end and shortened when read
  * (canonical()); a longer one is a cycle, and its events are refused. */
 #define MAX_REDIRECT_HOPS STORE_REDIRECT_HOPS_MAX
 
-typedef enum { ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT } item_kind_t;
+/* ITEM_CLOCK: an event forwarded to its home (stitch.h) that still moves
+ * this partition's clock; ITEM_CLAIM, _HANDOFF, _RELEASE: records of the
+ * internal topic (stitch.h). */
+typedef enum {
+    ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT, ITEM_CLOCK, ITEM_CLAIM, ITEM_HANDOFF, ITEM_RELEASE
+} item_kind_t;
 
 typedef struct item {
     shard_t *sh;
@@ -71,8 +77,12 @@ typedef struct item {
     int8_t metric, score, scope;
     int64_t ts;
     uint64_t mid;
-    char key[JD_ID_MAX + 1];   /* journey key: userId, else anonymousId */
-    char other[JD_ID_MAX + 1]; /* link: anonymousId (identify) / previousId (alias) */
+    uint8_t follow;            /* claim: key is on the chain from the id to link */
+    uint32_t jnum;             /* claim, handoff, release: the customer's journey at the link, 0: any */
+    journey_t *handoff;        /* handoff: the journey handed over; owned */
+    char key[JD_ID_MAX + 1];   /* journey key: userId, else anonymousId; a record's id */
+    char other[JD_ID_MAX + 1]; /* link: anonymousId (identify) / previousId (alias);
+                                  claim: the customer; handoff: the id it was linked from */
     char tp[JD_NAME_MAX + 1];  /* "" for identify/alias */
     char segment[JD_NAME_MAX + 1];
 } item_t;
@@ -126,6 +136,7 @@ typedef struct pending {
     size_t *lens;
     size_t n_vals;
     store_timer_t *timers;     /* prepared only */
+    shard_out_t *outs;         /* sent only: each shard's records, produced once it has committed */
 } pending_t;
 
 struct batch {
@@ -153,6 +164,8 @@ struct batch {
     rec_close_t *rcs;          /* the open batch's closes by record */
     size_t n_rcs, cap_rcs;
     uint64_t closed_by_record; /* since batch_new(), committed or not (a log figure) */
+    int32_t n_parts;           /* partitions of the first input topic; 0: no stitching */
+    forward_t *fw;             /* the internal topic's producer; borrowed */
 };
 
 batch_t *batch_new(const config_t *cfg) {
@@ -244,6 +257,57 @@ static void copy_str(char *dst, size_t cap, const char *src) {
     dst[n] = '\0';
 }
 
+/* ---- stitching across partitions (stitch.h) ------------------------------ */
+
+void batch_set_stitching(batch_t *b, int32_t partitions, forward_t *fw) {
+    b->n_parts = partitions;
+    b->fw = fw;
+}
+
+static int32_t home_of(const batch_t *b, const char *id) {
+    return stitch_home(b->cfg->partitioner, id, b->n_parts);
+}
+
+/* Whether id lives in sh. */
+static int is_local(const batch_t *b, const shard_t *sh, const char *id) {
+    return !b->n_parts || (sh->home && home_of(b, id) == sh->partition);
+}
+
+/* Send f to the home of f->id: into sh's outbox, numbered. */
+static void emit(batch_t *b, shard_t *sh, fwd_t *f) {
+    char *rec;
+    size_t len;
+    snprintf(f->src, sizeof(f->src), "%s", sh->name);
+    f->seq = ++sh->out_seq;
+    if (fwd_encode(f, &rec, &len) < 0) abort(); /* out of memory */
+    shard_out_add(&sh->out, home_of(b, f->id), f->id, rec, len);
+    free(rec);
+    sh->stats[STAT_FORWARDED]++;
+    log_debug("record forwarded", "shard=%s kind=%s id=%s home=%d seq=%lld", sh->name, fwd_kind_name(f->kind), f->id,
+              (int)home_of(b, f->id), (long long)f->seq);
+}
+
+/* A record of kind addressed to id, with it's event (EVENT, LINK). */
+static void fwd_of(fwd_t *f, int kind, const char *id, const item_t *it) {
+    memset(f, 0, sizeof(*f));
+    f->kind = (uint8_t)kind;
+    copy_str(f->id, sizeof(f->id), id);
+    if (kind != FWD_EVENT && kind != FWD_LINK) return;
+    f->ts = it->ts;
+    f->mid = it->mid;
+    f->phase = it->phase;
+    f->metric = it->metric;
+    f->score = it->score;
+    f->scope = it->scope;
+    f->explicit_phase = it->explicit_phase;
+    f->explicit_tp = it->explicit_tp;
+    if (kind == FWD_LINK) copy_str(f->other, sizeof(f->other), it->other);
+    copy_str(f->tp, sizeof(f->tp), it->tp);
+    copy_str(f->segment, sizeof(f->segment), it->segment);
+}
+
+/* ---- pass 1 (cont.) --------------------------------------------------------- */
+
 /* Put sh into the open batch (once). */
 static void join_batch(batch_t *b, shard_t *sh) {
     if (b->n_shards == b->cap_shards) {
@@ -334,6 +398,7 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
     }
     item_t *it = &b->items[b->n_items++];
     it->sh = sh;
+    it->handoff = NULL;
     if (ev.ts_ms > sh->batch_clock) sh->batch_clock = ev.ts_ms;
     if (ev.type == EV_HEARTBEAT) {
         it->kind = ITEM_HEARTBEAT;
@@ -343,6 +408,74 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
     classify_event(b->cfg, &ev, &cl);
     fill_item(it, &ev, &cl);
     if (cl.phase < 0 && it->kind == ITEM_TOUCH) sh->stats[STAT_UNCLASSIFIED]++;
+    if (!is_local(b, sh, it->key)) { /* its journey lives in another partition: it goes there */
+        fwd_t f;
+        fwd_of(&f, it->kind == ITEM_LINK ? FWD_LINK : FWD_EVENT, it->key, it);
+        emit(b, sh, &f);
+        it->kind = ITEM_CLOCK;
+    }
+}
+
+/* A record of the internal topic for sh (stitch.h): refused to the dead
+ * letters if it is not one; dropped if sh has applied it already;
+ * otherwise an item like an event's. */
+void batch_add_internal(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_t *dl) {
+    fwd_t f;
+    char err[256];
+    if (!sh->in_batch) join_batch(b, sh);
+    sh->ibatch_last = m->offset;
+    b->n_msgs++;
+    if (fwd_decode(m->payload, m->len, &f, err, sizeof(err)) < 0) {
+        dead_letter(sh, m, dl, DL_INTERNAL, err);
+        return;
+    }
+    if (!is_local(b, sh, f.id)) {
+        snprintf(err, sizeof(err),
+                 "internal record for %s, whose home is partition %d, not %d: do all daemons have the same "
+                 "input.partitioner?", f.id, (int)home_of(b, f.id), (int)sh->partition);
+        dead_letter(sh, m, dl, DL_INTERNAL, err);
+        return;
+    }
+    if (f.seq <= shard_mark_get(sh, f.src)) { /* sent again after a restart of its source */
+        sh->stats[STAT_RECEIVED_AGAIN]++;
+        return;
+    }
+    journey_t *j = NULL;
+    if (f.kind == FWD_HANDOFF) {
+        if (!(j = malloc(sizeof(*j)))) abort();
+        journey_init(j, f.cust);
+        if (journey_unpack(j, f.blob, f.blob_len, b->cfg, err, sizeof(err)) < 0) {
+            journey_reset(j);
+            free(j);
+            dead_letter(sh, m, dl, DL_INTERNAL, err);
+            return;
+        }
+    }
+    shard_mark_set(sh, f.src, f.seq, 1);
+    sh->stats[STAT_RECEIVED]++;
+    item_t *it = &b->items[b->n_items++];
+    memset(it, 0, sizeof(*it));
+    it->sh = sh;
+    it->handoff = j;
+    static const uint8_t kinds[] = {[FWD_EVENT] = ITEM_TOUCH, [FWD_LINK] = ITEM_LINK, [FWD_CLAIM] = ITEM_CLAIM,
+                                    [FWD_HANDOFF] = ITEM_HANDOFF, [FWD_RELEASE] = ITEM_RELEASE};
+    it->kind = kinds[f.kind];
+    it->follow = f.follow;
+    it->jnum = f.jnum;
+    copy_str(it->key, sizeof(it->key), f.id);
+    copy_str(it->other, sizeof(it->other), f.kind == FWD_LINK ? f.other : f.kind == FWD_CLAIM ? f.cust : f.other);
+    if (f.kind != FWD_EVENT && f.kind != FWD_LINK) return;
+    it->ts = f.ts;
+    it->mid = f.mid;
+    it->phase = f.phase;
+    it->metric = f.metric;
+    it->score = f.score;
+    it->scope = f.scope;
+    it->explicit_phase = f.explicit_phase;
+    it->explicit_tp = f.explicit_tp;
+    copy_str(it->tp, sizeof(it->tp), f.tp);
+    copy_str(it->segment, sizeof(it->segment), f.segment);
+    if (it->ts > sh->batch_clock) sh->batch_clock = it->ts;
 }
 
 void batch_tick(batch_t *b, shard_t *sh, int64_t clock) {
@@ -543,7 +676,7 @@ static store_status_t load_apply(batch_t *b, int *redirects, char *errbuf, size_
     while ((b->n_tab + n + 1) * 2 > b->cap_tab) table_grow(b);
     for (size_t i = 0, n0 = b->n_tab; rc == STORE_OK && *redirects && i < n0; i++) {
         entry_t *e = &b->tab[b->used[i]];
-        if (e->state == ENT_REDIRECT) table_get(b, e->sh, e->target);
+        if (e->state == ENT_REDIRECT && is_local(b, e->sh, e->target)) table_get(b, e->sh, e->target);
     }
     return rc;
 }
@@ -567,15 +700,16 @@ static store_status_t load_round(batch_t *b, store_t *st, int *redirects, char *
 static void add_item_ids(batch_t *b) {
     for (int i = 0; i < b->n_items; i++) {
         item_t *it = &b->items[i];
-        if (it->kind == ITEM_HEARTBEAT) continue;
+        if (it->kind == ITEM_HEARTBEAT || it->kind == ITEM_CLOCK) continue;
         table_get(b, it->sh, it->key);
-        if (it->kind == ITEM_LINK) table_get(b, it->sh, it->other);
+        if (it->kind == ITEM_LINK && is_local(b, it->sh, it->other)) table_get(b, it->sh, it->other);
     }
     for (int hop = 0; hop < MAX_REDIRECT_HOPS; hop++) {
         size_t n0 = b->n_tab;
         for (size_t i = 0; i < n0; i++) {
             entry_t *e = &b->tab[b->used[i]];
-            if (e->epoch == b->epoch && e->state == ENT_REDIRECT) table_get(b, e->sh, e->target);
+            if (e->epoch == b->epoch && e->state == ENT_REDIRECT && is_local(b, e->sh, e->target))
+                table_get(b, e->sh, e->target);
         }
         if (b->n_tab == n0) break;
     }
@@ -675,15 +809,18 @@ static entry_t *table_find(batch_t *b, shard_t *sh, const char *id) {
     return NULL;
 }
 
-/* Follow redirects to the entry that holds (or will hold) the journey; the
- * redirects passed on the way are pointed at it (written with the commit),
- * so a chain is walked once. NULL if the chain does not end in what was
- * loaded (longer than MAX_REDIRECT_HOPS: a cycle). */
+/* Follow redirects to the entry that holds (or will hold) the journey, or
+ * to the last one in this shard of a chain that goes on in another (a
+ * redirect whose target lives elsewhere, stitch.h); the redirects passed
+ * on the way are pointed at it (written with the commit), so a chain is
+ * walked once. NULL if the chain does not end in what was loaded (longer
+ * than MAX_REDIRECT_HOPS: a cycle). */
 static entry_t *canonical(batch_t *b, shard_t *sh, const char *id) {
     entry_t *e = table_find(b, sh, id), *first = e;
     int hops = 0;
-    for (; e && e->state == ENT_REDIRECT && hops < MAX_REDIRECT_HOPS; hops++) e = table_find(b, sh, e->target);
-    if (!e || e->state == ENT_REDIRECT || (hops && e->state == ENT_UNKNOWN)) {
+    for (; e && e->state == ENT_REDIRECT && hops < MAX_REDIRECT_HOPS && is_local(b, sh, e->target); hops++)
+        e = table_find(b, sh, e->target);
+    if (!e || (e->state == ENT_REDIRECT && is_local(b, sh, e->target)) || (hops && e->state == ENT_UNKNOWN)) {
         log_error("identity chain too long or a cycle: the event is not applied", "shard=%s id=%s", sh->name, id);
         return NULL;
     }
@@ -794,15 +931,46 @@ static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
     return r;
 }
 
+/* Too many ids for one customer: the id keeps its own journey. */
+static int link_capped(batch_t *b, shard_t *sh, const entry_t *cust, const char *id) {
+    if (cust->j->linked < (uint32_t)b->cfg->max_linked_ids) return 0;
+    sh->stats[STAT_LINK_CAPPED]++;
+    log_info("identity link refused: the customer has journey.max_linked_ids", "shard=%s id=%s customer=%s",
+             sh->name, id, cust->id);
+    return 1;
+}
+
+/* Link id, which lives in another partition (or, follow: the end of id's
+ * chain does), to the customer: its place under the cap is reserved now,
+ * and id's home decides (FWD_CLAIM; stitch.h). */
+static void link_remote(batch_t *b, entry_t *cust, shard_t *sh, const char *id, int follow) {
+    if (link_capped(b, sh, cust, id)) return;
+    cust->j->linked++;
+    cust->j->merged++;
+    cust->dirty = 1;
+    fwd_t f;
+    fwd_of(&f, FWD_CLAIM, id, NULL);
+    copy_str(f.cust, sizeof(f.cust), cust->id);
+    f.jnum = cust->j->number;
+    f.follow = (uint8_t)follow;
+    emit(b, sh, &f);
+}
+
 /* identify/alias: make `other` a redirect to the customer, merging its
  * journey if that is still open (a closed one stays counted as it was). */
 static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
     shard_t *sh = it->sh;
+    if (!is_local(b, sh, it->other)) {
+        link_remote(b, cust, sh, it->other, 0);
+        return;
+    }
     entry_t *raw = table_find(b, sh, it->other);
     if (!raw || raw == cust) return;
     if (raw->state == ENT_REDIRECT) {
         entry_t *t = canonical(b, sh, it->other);
-        if (t && t != cust) {
+        if (t && t->state == ENT_REDIRECT) { /* linked to a customer elsewhere: perhaps this one */
+            if (strcmp(t->target, cust->id)) link_remote(b, cust, sh, t->target, 1);
+        } else if (t && t != cust) {
             /* Shared device: the id already belongs to another customer. */
             sh->stats[STAT_CONFLICT]++;
             log_info("identity link refused", "shard=%s id=%s linked_to=%s customer=%s", sh->name,
@@ -810,13 +978,7 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
         }
         return;
     }
-    if (cust->j->linked >= (uint32_t)b->cfg->max_linked_ids) {
-        /* Too many ids for one customer: the id keeps its own journey. */
-        sh->stats[STAT_LINK_CAPPED]++;
-        log_info("identity link refused: the customer has journey.max_linked_ids", "shard=%s id=%s customer=%s",
-                 sh->name, it->other, cust->id);
-        return;
-    }
+    if (link_capped(b, sh, cust, it->other)) return;
     if (raw->state == ENT_JOURNEY) {
         entry_journey(b, raw);
         close_if_due(b, raw);
@@ -841,6 +1003,137 @@ static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
     cust->j->linked++;
     cust->dirty = 1;
     sh->stats[STAT_LINKED]++;
+}
+
+/* The reservation of a link that was refused, or was there already, is
+ * given back to the customer (FWD_RELEASE). */
+static void release(batch_t *b, shard_t *sh, const char *cust, uint32_t jnum) {
+    fwd_t f;
+    fwd_of(&f, FWD_RELEASE, cust, NULL);
+    copy_str(f.cust, sizeof(f.cust), cust);
+    f.jnum = jnum;
+    emit(b, sh, &f);
+}
+
+/* FWD_CLAIM in the home of it->key: link it to the customer it->other
+ * (stitch.h). An id linked already is followed along its chain, wherever
+ * that leads; if it ends at another customer, the link is refused (a
+ * shared device). Otherwise the id becomes a redirect, and its open journey
+ * leaves this shard's funnel and is handed to the customer. */
+static void apply_claim(batch_t *b, const item_t *it) {
+    shard_t *sh = it->sh;
+    entry_t *raw = table_find(b, sh, it->key);
+    if (!raw) return; /* cannot happen: add_item_ids() added it */
+    if (raw->state == ENT_REDIRECT || it->follow) {
+        entry_t *t = canonical(b, sh, it->key);
+        if (t && t->state == ENT_REDIRECT && strcmp(t->target, it->other)) {
+            fwd_t f; /* the chain goes on elsewhere */
+            fwd_of(&f, FWD_CLAIM, t->target, NULL);
+            copy_str(f.cust, sizeof(f.cust), it->other);
+            f.jnum = it->jnum;
+            f.follow = 1;
+            emit(b, sh, &f);
+            return;
+        }
+        if (t && t->state != ENT_REDIRECT && strcmp(t->id, it->other)) {
+            sh->stats[STAT_CONFLICT]++; /* shared device: the id belongs to another customer */
+            log_info("identity link refused", "shard=%s id=%s linked_to=%s customer=%s", sh->name, it->key, t->id,
+                     it->other);
+        }
+        release(b, sh, it->other, it->jnum);
+        return;
+    }
+    if (raw->state == ENT_JOURNEY) {
+        entry_journey(b, raw);
+        close_if_due(b, raw);
+        if (raw->j->status == JOURNEY_OPEN) {
+            fwd_t f;
+            fwd_of(&f, FWD_HANDOFF, it->other, NULL);
+            copy_str(f.cust, sizeof(f.cust), it->other);
+            copy_str(f.other, sizeof(f.other), it->key);
+            f.jnum = it->jnum;
+            char *blob;
+            if (journey_pack(raw->j, &blob, &f.blob_len) < 0) abort(); /* out of memory */
+            f.blob = blob;
+            funnel_removed(&sh->fd, &sh->reg, b->cfg, raw->j);
+            emit(b, sh, &f);
+            free(blob);
+        }
+        journey_reset(raw->j);
+        free(raw->j);
+        raw->j = NULL;
+    }
+    raw->state = ENT_REDIRECT;
+    raw->deadline = -1;
+    copy_str(raw->target, sizeof(raw->target), it->other);
+    raw->dirty = 1;
+    sh->stats[STAT_LINKED]++;
+}
+
+/* Pass a record on along a chain that goes on elsewhere: to `to`, for
+ * whatever journey of it is open (jnum 0). */
+static void pass_on(batch_t *b, const item_t *it, int kind, const char *to) {
+    fwd_t f;
+    char *blob = NULL;
+    fwd_of(&f, kind, to, NULL);
+    copy_str(f.cust, sizeof(f.cust), to);
+    copy_str(f.other, sizeof(f.other), it->other);
+    if (kind == FWD_HANDOFF) {
+        if (journey_pack(it->handoff, &blob, &f.blob_len) < 0) abort();
+        f.blob = blob;
+    }
+    emit(b, it->sh, &f);
+    free(blob);
+}
+
+/* FWD_HANDOFF in the customer's home: the anonymous journey joins the
+ * customer's journey of the link if that is still open; if it has closed
+ * (the partitions' event times were further apart than the allowed
+ * lateness), the anonymous journey is counted and closed on its own, as it
+ * would have been without the link. */
+static void apply_handoff(batch_t *b, item_t *it) {
+    shard_t *sh = it->sh;
+    entry_t *e = canonical(b, sh, it->key);
+    journey_t *hj = it->handoff;
+    if (e && e->state == ENT_REDIRECT) {
+        pass_on(b, it, FWD_HANDOFF, e->target);
+        return;
+    }
+    if (e && e->state == ENT_JOURNEY) {
+        entry_journey(b, e);
+        close_if_due(b, e);
+    }
+    if (e && e->state == ENT_JOURNEY && e->j->status == JOURNEY_OPEN && (!it->jnum || e->j->number == it->jnum)) {
+        int from = e->j->phase;
+        int64_t before[CFG_MAX_PHASES];
+        memcpy(before, e->j->phase_ts, sizeof(before));
+        journey_merge(e->j, hj, b->cfg);
+        funnel_moved(&sh->fd, &sh->reg, b->cfg, e->j, from, before);
+        e->deadline = deadline_or_none(b, e->j);
+        e->dirty = 1;
+        sh->stats[STAT_MERGED]++;
+        return;
+    }
+    funnel_moved(&sh->fd, &sh->reg, b->cfg, hj, -1, NULL);
+    journey_close(hj, b->cfg);
+    funnel_closed(&sh->fd, &sh->reg, b->cfg, hj);
+    sh->stats[STAT_HANDOFF_CLOSED]++;
+    log_info("anonymous journey handed off after the customer's journey closed: counted on its own",
+             "shard=%s id=%s customer=%s", sh->name, it->other, it->key);
+}
+
+/* FWD_RELEASE in the customer's home: give the reservation back. */
+static void apply_release(batch_t *b, const item_t *it) {
+    entry_t *e = canonical(b, it->sh, it->key);
+    if (e && e->state == ENT_REDIRECT) {
+        pass_on(b, it, FWD_RELEASE, e->target);
+        return;
+    }
+    if (!e || e->state != ENT_JOURNEY) return;
+    journey_t *j = entry_journey(b, e);
+    if (j->linked) j->linked--;
+    if (j->merged && (!it->jnum || j->number == it->jnum)) j->merged--;
+    e->dirty = 1;
 }
 
 /* The due journeys left to their close records (by_record()) are closed
@@ -875,13 +1168,31 @@ static void sweep(batch_t *b) {
 static void apply_all(batch_t *b) {
     for (int i = 0; i < b->n_items; i++) {
         item_t *it = &b->items[i];
-        if (it->kind == ITEM_HEARTBEAT) {
-            it->sh->stats[STAT_HEARTBEAT]++;
+        if (it->kind == ITEM_HEARTBEAT || it->kind == ITEM_CLOCK) {
+            it->sh->stats[STAT_HEARTBEAT] += it->kind == ITEM_HEARTBEAT;
             if (it->ts > it->sh->clock) it->sh->clock = it->ts;
+            continue;
+        }
+        if (it->kind == ITEM_CLAIM) {
+            apply_claim(b, it);
+            continue;
+        }
+        if (it->kind == ITEM_HANDOFF) {
+            apply_handoff(b, it);
+            continue;
+        }
+        if (it->kind == ITEM_RELEASE) {
+            apply_release(b, it);
             continue;
         }
         entry_t *e = canonical(b, it->sh, it->key);
         if (!e) continue; /* cannot happen: every key was added by add_item_ids() */
+        if (e->state == ENT_REDIRECT) { /* the customer lives elsewhere */
+            fwd_t f;
+            fwd_of(&f, it->kind == ITEM_LINK ? FWD_LINK : FWD_EVENT, e->target, it);
+            emit(b, it->sh, &f);
+            continue;
+        }
         funnel_result_t r = apply_event(b, e, it);
         it->sh->stats[r == FUNNEL_DUPLICATE ? STAT_DUPLICATE : STAT_APPLIED]++;
         if (r == FUNNEL_APPLIED && it->kind == ITEM_LINK) apply_link(b, e, it);
@@ -1011,6 +1322,16 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
     }
     sat_commit(b, sh, q);
     sh->closed_through = sh->closing_through; /* as if committed: memory is dropped if it is not */
+    q->expected_ioffset = q->new_ioffset = -1; /* filled in when it is sent */
+    if (b->n_parts) { /* the records it sends, and the marks of those it applied */
+        shard_fields_build(sh);
+        q->n_fields = sh->n_f;
+        q->field_names = (const char *const *)sh->fnames;
+        q->field_values = sh->fvals;
+        q->n_out = sh->out.n;
+        q->out = (const char *const *)sh->out.v;
+        q->out_lens = sh->out.lens;
+    }
     q->ids = &cb->ids[*k];
     q->vals = &cb->vals[*k];
     q->val_lens = &cb->lens[*k];
@@ -1084,6 +1405,8 @@ static void commit_prepare(batch_t *b) {
 }
 
 static void pending_free(pending_t *p) {
+    for (int s = 0; p->outs && s < p->n; s++) shard_out_free(&p->outs[s]);
+    free(p->outs);
     for (size_t i = 0; i < p->n_vals; i++) free((void *)p->vals[i]);
     free(p->ids);
     free(p->vals);
@@ -1146,9 +1469,18 @@ static void table_keep_current(batch_t *b) {
 
 static void batch_clear(batch_t *b) {
     rcs_clear(b);
+    for (int i = 0; i < b->n_items; i++)
+        if (b->items[i].handoff) {
+            journey_reset(b->items[i].handoff);
+            free(b->items[i].handoff);
+            b->items[i].handoff = NULL;
+        }
     for (int s = 0; s < b->n_shards; s++) {
         shard_t *sh = b->shards[s];
         sh->batch_last = -1;
+        sh->ibatch_last = -1;
+        shard_out_free(&sh->out);
+        shard_fields_free(sh);
         sh->in_batch = 0;
         memset(sh->stats, 0, sizeof(sh->stats));
         funnel_delta_clear(&sh->fd);
@@ -1205,13 +1537,43 @@ fail:
     return rc;
 }
 
+/* Produce a committed shard's records; how many were queued. */
+static int produce_outbox(batch_t *b, const shard_out_t *o) {
+    int n = 0;
+    for (size_t i = 0; i < o->n; i++) {
+        int32_t part;
+        const char *key, *val;
+        size_t kl, vl;
+        if (shard_out_parse(o->v[i], o->lens[i], &part, &key, &kl, &val, &vl) < 0) continue; /* ours: cannot happen */
+        forward_send(b->fw, part, key, kl, val, vl); /* a failure is counted for forward_sync() */
+        n++;
+    }
+    return n;
+}
+
 store_status_t batch_wait(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
     pending_t *p = &b->pend;
     if (!p->n) return STORE_OK;
     store_status_t rc = store_commit_recv(st, p->reqs, (size_t)p->n, errbuf, errlen);
+    int sent = 0;
     for (int s = 0; s < p->n; s++) {
-        if (rc != STORE_RETRY && p->reqs[s].status == STORE_OK) p->shards[s]->committed = p->reqs[s].new_offset;
-        else p->shards[s]->resync = 1;
+        shard_t *sh = p->shards[s];
+        if (rc != STORE_RETRY && p->reqs[s].status == STORE_OK) {
+            sh->committed = p->reqs[s].new_offset;
+            if (p->reqs[s].new_ioffset >= 0) sh->icommitted = p->reqs[s].new_ioffset;
+            sent += p->outs && p->outs[s].n ? produce_outbox(b, &p->outs[s]) : 0;
+        } else {
+            sh->resync = 1;
+        }
+    }
+    if (sent) { /* delivered: the next commit of those shards empties their outboxes */
+        int ok = forward_sync(b->fw, b->cfg->shutdown_timeout_ms, errbuf, errlen) == 0;
+        for (int s = 0; s < p->n; s++) {
+            if (!p->outs[s].n || p->reqs[s].status != STORE_OK || rc == STORE_RETRY) continue;
+            if (ok) p->shards[s]->out_clear = 1;
+            else p->shards[s]->resync = 1; /* produced again from its outbox */
+        }
+        if (!ok && rc == STORE_OK) rc = STORE_RETRY;
     }
     if (rc == STORE_OK)
         for (int s = 0; s < p->n; s++) rc = p->reqs[s].status == STORE_FENCED ? STORE_FENCED : rc;
@@ -1225,8 +1587,12 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
     pending_t *p = &b->prep;
     if (!p->n) return STORE_OK;
     for (int s = 0; s < p->n; s++) {
-        p->reqs[s].expected_offset = p->shards[s]->committed;
-        p->reqs[s].new_offset = next_offset(p->shards[s]);
+        shard_t *sh = p->shards[s];
+        p->reqs[s].expected_offset = sh->committed;
+        p->reqs[s].new_offset = next_offset(sh);
+        p->reqs[s].expected_ioffset = sh->icommitted;
+        p->reqs[s].new_ioffset = sh->ibatch_last >= 0 ? sh->ibatch_last + 1 : -1;
+        p->reqs[s].out_clear = sh->out_clear;
     }
     store_status_t rc = store_commit_send(st, p->reqs, (size_t)p->n, errbuf, errlen);
     if (rc != STORE_OK) { /* never sent whole: nothing to wait for */
@@ -1239,6 +1605,14 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
     free(p->lens);
     free(p->timers);
     b->pend = (pending_t){.reqs = p->reqs, .shards = p->shards, .n = p->n};
+    if (b->n_parts) { /* the records go out once the commit holds them */
+        if (!(b->pend.outs = calloc((size_t)p->n, sizeof(*b->pend.outs)))) abort();
+        for (int s = 0; s < p->n; s++) {
+            b->pend.outs[s] = p->shards[s]->out;
+            memset(&p->shards[s]->out, 0, sizeof(p->shards[s]->out));
+            p->shards[s]->out_clear = 0;
+        }
+    }
     for (int s = 0; s < p->n; s++) { /* nothing pending may point into the batch */
         b->pend.reqs[s].ids = NULL;
         b->pend.reqs[s].vals = NULL;
@@ -1250,6 +1624,10 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
         b->pend.reqs[s].metric_values = NULL;
         b->pend.reqs[s].sat_names = b->pend.reqs[s].sat_values = b->pend.reqs[s].sat_gone = NULL;
         b->pend.reqs[s].sat_log = NULL;
+        b->pend.reqs[s].field_names = NULL;
+        b->pend.reqs[s].field_values = NULL;
+        b->pend.reqs[s].out = NULL;
+        b->pend.reqs[s].out_lens = NULL;
     }
     memset(p, 0, sizeof(*p));
     table_keep_current(b);

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "deadletter.h"
+#include "forward.h"
 #include "shard.h"
 #include "store.h"
 
@@ -36,6 +37,13 @@ void batch_tick(batch_t *b, shard_t *sh, int64_t clock);
  * destroys it). Messages must come in offset order per shard.
  */
 void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_t *dl);
+/* The same for a message of the internal topic (stitch.h) whose partition
+ * is sh's. */
+void batch_add_internal(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_t *dl);
+
+/* Stitch identities across the first input topic's `partitions` (stitch.h),
+ * sending records through fw (borrowed). 0: each partition on its own. */
+void batch_set_stitching(batch_t *b, int32_t partitions, forward_t *fw);
 
 /*
  * The pipelined cycle (see batch.c), with the previous batch's commit in

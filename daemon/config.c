@@ -210,6 +210,9 @@ typedef struct key {
 static const char *const ENCODINGS[] = {"auto", "json", "msgpack", NULL};
 static const char *const LEVELS[] = {"debug", "info", "warn", "error", NULL};
 static const char *const FORMATS[] = {"json", "msgpack", NULL}; /* by cfg_format_t */
+/* by cfg_partitioner_t; for a non-empty key each *_random one is the plain one */
+static const char *const PARTITIONERS[] = {"none", "consistent_random", "consistent", "murmur2_random", "murmur2",
+                                           "fnv1a_random", "fnv1a", NULL};
 
 #define OFF(f) offsetof(config_t, f)
 #define LIM(f) (offsetof(config_t, limits) + offsetof(decode_limits_t, f))
@@ -222,6 +225,8 @@ static const key_t_ KEYS[] = {
     {"input.max_string_bytes", T_INT, LIM(max_string_bytes), "1024", 64, 1048576, NULL, 0, 0, 0},
     {"input.max_properties", T_INT, LIM(max_properties), "64", 0, 4096, NULL, 0, 0, 0},
     {"input.max_depth", T_INT, LIM(max_depth), "16", 2, 64, NULL, 0, 0, 0},
+    {"input.partitioner", T_ENUM, OFF(partitioner), "consistent_random", 0, 0, PARTITIONERS, 0, 0, 0},
+    {"input.internal_topic", T_STR, OFF(internal_topic), "", 0, 249, NULL, 0, 0, 0},
     {"input.max_future", T_DUR, OFF(max_future_ms), "1h", 1000, 7LL * 86400000, NULL, 0, 0, 0},
     {"deadletter.topic", T_STR, OFF(deadletter_topic), "journeyd.deadletter", 1, 249, NULL, 0, 0, 0},
     {"output.metrics_topic", T_STR, OFF(metrics_topic), "journeyd.metrics", 1, 249, NULL, 0, 0, 0},
@@ -1137,6 +1142,17 @@ config_t *config_load(const char *path, char *errbuf, size_t errlen) {
         c->kafka[c->n_kafka].key = strdup("bootstrap.servers");
         c->kafka[c->n_kafka].value = strdup("127.0.0.1:19092");
         c->n_kafka++;
+    }
+    if (!c->internal_topic[0]) { /* <group_id>.internal, as Kafka Streams names its topics by application */
+        char name[300];
+        int n = snprintf(name, sizeof(name), "%s.internal", c->group_id);
+        if (n < 0 || n > 249) {
+            fail(&L, 0, "input.internal_topic: %s.internal is longer than 249 characters: set input.internal_topic",
+                 c->group_id);
+            goto fail;
+        }
+        free(c->internal_topic);
+        if (!(c->internal_topic = strdup(name))) goto fail;
     }
     node_free(root);
     fclose(f);

@@ -54,6 +54,12 @@ typedef struct cfg_kv {
 } cfg_kv_t;
 
 typedef enum { CFG_FORMAT_JSON, CFG_FORMAT_MSGPACK } cfg_format_t;
+/* input.partitioner: how producers map a key to a partition (stitch.h);
+ * CFG_PART_NONE: each partition is an identity space of its own. */
+typedef enum {
+    CFG_PART_NONE = 0, CFG_PART_CONSISTENT_RANDOM, CFG_PART_CONSISTENT, CFG_PART_MURMUR2_RANDOM,
+    CFG_PART_MURMUR2, CFG_PART_FNV1A_RANDOM, CFG_PART_FNV1A
+} cfg_partitioner_t;
 
 typedef struct config {
     char *path;                 /* file it was loaded from */
@@ -68,6 +74,8 @@ typedef struct config {
     char *group_id;
     decode_encoding_t encoding;
     decode_limits_t limits;
+    int partitioner;            /* cfg_partitioner_t: the home partition of a journey key */
+    char *internal_topic;       /* forwarded events and identity hand-offs (stitch.h) */
 
     /* dead-letter */
     char *deadletter_topic;

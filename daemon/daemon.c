@@ -34,6 +34,7 @@
 
 #include "batch.h"
 #include "deadletter.h"
+#include "forward.h"
 #include "health.h"
 #include "http.h"
 #include "log.h"
@@ -54,6 +55,8 @@ typedef struct ctx {
     store_t *st;                /* commits */
     store_t *st_load;           /* loads, so they need not queue behind a commit */
     deadletter_t *dl;
+    forward_t *fw;              /* the internal topic's producer (stitching only) */
+    int32_t n_parts;            /* the first input topic's partitions; 0: no stitching */
     publish_t *pub;             /* the metric topic's thread */
     http_t *http;               /* health and metrics over HTTP, NULL if http.port is 0 */
     prom_t *prom;               /* its page */
@@ -87,16 +90,25 @@ static void sleep_ms(int ms) {
 
 /* ---- shards ------------------------------------------------------------ */
 
+/* A partition of the internal topic belongs to the shard of the same
+ * partition of the first input topic (stitch.h). */
+static int is_internal(const ctx_t *c, const char *topic) {
+    return c->n_parts && !strcmp(topic, c->boot_cfg->internal_topic);
+}
+
 static shard_t *shard_find(ctx_t *c, const char *topic, int32_t partition) {
+    if (is_internal(c, topic)) topic = c->boot_cfg->topics[0];
     for (int i = 0; i < c->n_shards; i++)
         if (c->shards[i]->partition == partition && !strcmp(c->shards[i]->topic_buf, topic))
             return c->shards[i];
     return NULL;
 }
 
-static shard_t *shard_add(ctx_t *c, const char *topic, int32_t partition) {
+static shard_t *shard_add(ctx_t *c, const char *topic, int32_t partition, int *added) {
     shard_t *sh = shard_find(c, topic, partition);
+    *added = !sh;
     if (sh) return sh;
+    if (is_internal(c, topic)) topic = c->boot_cfg->topics[0];
     if (c->n_shards == MAX_SHARDS || !(sh = calloc(1, sizeof(*sh)))) return NULL;
     snprintf(sh->topic_buf, sizeof(sh->topic_buf), "%s", topic);
     sh->topic = sh->topic_buf;
@@ -104,12 +116,15 @@ static shard_t *shard_add(ctx_t *c, const char *topic, int32_t partition) {
     sh->partition = partition;
     sh->committed = sh->next = -1;
     sh->batch_last = -1;
+    sh->icommitted = sh->inext = sh->ibatch_last = -1;
+    sh->home = c->n_parts && !strcmp(topic, c->boot_cfg->topics[0]);
     sh->next_due = INT64_MIN;
     c->shards[c->n_shards++] = sh;
     return sh;
 }
 
 static void shard_remove(ctx_t *c, const char *topic, int32_t partition) {
+    if (is_internal(c, topic)) topic = c->boot_cfg->topics[0];
     for (int i = 0; i < c->n_shards; i++) {
         if (c->shards[i]->partition != partition || strcmp(c->shards[i]->topic_buf, topic)) continue;
         shard_release(c->shards[i]);
@@ -145,11 +160,29 @@ static void backoff(ctx_t *c, const char *what, const char *err) {
 typedef struct learning {
     shard_t *sh;
     const config_t *cfg;
+    forward_t *fw;
+    size_t n_out;               /* outbox records produced again */
 } learning_t;
 
 static void learn_field(const char *field, int64_t value, void *opaque) {
     learning_t *l = opaque;
-    funnel_learn(&l->sh->reg, &l->sh->totals, l->cfg, field, value);
+    if (!strcmp(field, "out_seq")) l->sh->out_seq = value;
+    else if (!strncmp(field, "in|", 3)) shard_mark_set(l->sh, field + 3, value, 0);
+    else funnel_learn(&l->sh->reg, &l->sh->totals, l->cfg, field, value);
+}
+
+/* A record of the shard's outbox, produced again (stitch.h). */
+static void learn_out(const char *rec, size_t len, void *opaque) {
+    learning_t *l = opaque;
+    int32_t p;
+    const char *key, *val;
+    size_t kl, vl;
+    if (shard_out_parse(rec, len, &p, &key, &kl, &val, &vl) < 0) {
+        log_warn("unreadable outbox record ignored", "shard=%s", l->sh->name);
+        return;
+    }
+    forward_send(l->fw, p, key, kl, val, vl);
+    l->n_out++;
 }
 
 static void learn_sat(const char *field, const char *value, void *opaque) {
@@ -173,14 +206,25 @@ static void learn_sat_log(const char *log, size_t len, void *opaque) {
 
 static int shard_load_offset(ctx_t *c, shard_t *sh) {
     char err[256];
-    learning_t l = {sh, c->live_cfg};
+    learning_t l = {sh, c->live_cfg, c->fw, 0};
     funnel_reg_free(&sh->reg);
     funnel_delta_free(&sh->totals);
     sat_part_free(&sh->sat);
     sat_strs_free(&sh->sat_gone);
-    if (store_shard_open(c->st, sh->name, &sh->committed, err, sizeof(err)) == STORE_OK &&
+    shard_marks_free(sh);
+    sh->out_seq = 0;
+    sh->out_clear = 0;
+    /* the outbox is produced again: its records may not all have been
+     * delivered; the destinations' marks drop those that were */
+    if (store_shard_open(c->st, sh->name, &sh->committed, &sh->icommitted, c->fw ? learn_out : NULL, &l, err,
+                         sizeof(err)) == STORE_OK &&
         store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err, sizeof(err)) == STORE_OK &&
-        store_shard_sat(c->st, sh->name, learn_sat, learn_sat_log, &l, NULL, 0, err, sizeof(err)) == STORE_OK) {
+        store_shard_sat(c->st, sh->name, learn_sat, learn_sat_log, &l, NULL, 0, err, sizeof(err)) == STORE_OK &&
+        (!l.n_out || forward_sync(c->fw, c->boot_cfg->shutdown_timeout_ms, err, sizeof(err)) == 0)) {
+        if (l.n_out) {
+            sh->out_clear = 1;
+            log_info("outbox produced again", "shard=%s records=%zu", sh->name, l.n_out);
+        }
         sh->sat_expired = sh->clock - c->live_cfg->allowed_lateness_ms;
         sh->funnel_expired = INT64_MIN; /* expire at the first commit: windows may have changed */
         c->backoff_ms = 0;
@@ -188,6 +232,7 @@ static int shard_load_offset(ctx_t *c, shard_t *sh) {
         sh->timers_more = 0;
         sh->wall_mark = now_ms(); /* time the daemon was away does not count as idle */
         sh->next = sh->committed;
+        sh->inext = sh->icommitted;
         sh->resync = 0;
         return 0;
     }
@@ -200,8 +245,9 @@ static int shard_load_offset(ctx_t *c, shard_t *sh) {
 
 static void pause_shard(ctx_t *c, shard_t *sh, int pause) {
     if (sh->paused == pause) return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2);
     rd_kafka_topic_partition_list_add(l, sh->topic, sh->partition);
+    if (sh->home) rd_kafka_topic_partition_list_add(l, c->boot_cfg->internal_topic, sh->partition);
     rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
     if (err) log_warn(pause ? "pause failed" : "resume failed", "shard=%s error=\"%s\"", sh->name, rd_kafka_err2str(err));
     else sh->paused = pause;
@@ -212,15 +258,23 @@ static int64_t start_offset(const shard_t *sh) {
     return sh->committed >= 0 ? sh->committed : RD_KAFKA_OFFSET_BEGINNING;
 }
 
+static int64_t istart_offset(const shard_t *sh) {
+    return sh->icommitted >= 0 ? sh->icommitted : RD_KAFKA_OFFSET_BEGINNING;
+}
+
 /* ---- the batch ------------------------------------------------------------ */
 
 /* Store committed offsets in the consumer; auto-commit sends them to Kafka. */
 static void store_kafka_offsets(ctx_t *c) {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(c->n_shards);
-    for (int i = 0; i < c->n_shards; i++)
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2 * c->n_shards);
+    for (int i = 0; i < c->n_shards; i++) {
         if (c->shards[i]->committed >= 0)
             rd_kafka_topic_partition_list_add(l, c->shards[i]->topic, c->shards[i]->partition)->offset =
                 c->shards[i]->committed;
+        if (c->shards[i]->home && c->shards[i]->icommitted >= 0)
+            rd_kafka_topic_partition_list_add(l, c->boot_cfg->internal_topic, c->shards[i]->partition)->offset =
+                c->shards[i]->icommitted;
+    }
     if (l->cnt) {
         rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
         if (err) log_debug("offsets store", "error=\"%s\"", rd_kafka_err2str(err));
@@ -286,8 +340,11 @@ static void resync_shards(ctx_t *c) {
         batch_forget(c->batch);
         pause_shard(c, sh, 1);
         if (now_ms() < c->retry_at_ms || shard_load_offset(c, sh) < 0) continue;
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2);
         rd_kafka_topic_partition_list_add(l, sh->topic, sh->partition)->offset = start_offset(sh);
+        if (sh->home)
+            rd_kafka_topic_partition_list_add(l, c->boot_cfg->internal_topic, sh->partition)->offset =
+                istart_offset(sh);
         rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
         if (e) {
             log_warn("seek failed", "shard=%s error=\"%s\"", sh->name, rd_kafka_error_string(e));
@@ -313,16 +370,21 @@ static void elect(ctx_t *c) {
 static void on_assign(ctx_t *c, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int incremental) {
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
-        shard_t *sh = shard_add(c, p->topic, p->partition);
+        int added, internal = is_internal(c, p->topic);
+        shard_t *sh = shard_add(c, p->topic, p->partition, &added);
         if (!sh) continue;
-        if (shard_load_offset(c, sh) < 0) {
+        if (added && shard_load_offset(c, sh) < 0) {
             /* Redis is away: start nowhere in particular; nothing of this
              * shard is taken until resync_shards() has sought to Redis's offset */
             p->offset = RD_KAFKA_OFFSET_END;
             continue;
         }
-        p->offset = start_offset(sh);
-        log_info("partition assigned", "shard=%s offset=%lld", sh->name, (long long)sh->committed);
+        if (sh->resync) {
+            p->offset = RD_KAFKA_OFFSET_END;
+            continue;
+        }
+        p->offset = internal ? istart_offset(sh) : start_offset(sh);
+        log_info("partition assigned", "shard=%s topic=%s offset=%lld", sh->name, p->topic, (long long)p->offset);
     }
     rd_kafka_error_t *e = incremental ? rd_kafka_incremental_assign(rk, parts) : NULL;
     if (!incremental) {
@@ -397,6 +459,9 @@ static int consumer_open(ctx_t *c) {
         goto fail;
     for (int i = 0; i < cfg->n_kafka; i++)
         if (conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value) < 0) goto fail;
+    /* partition p of the internal topic must go with partition p of the
+     * first input topic (stitch.h): range keeps equal partitions together */
+    if (c->n_parts && conf_set(conf, "partition.assignment.strategy", "range") < 0) goto fail;
     if (conf_set(conf, "group.id", cfg->group_id) < 0 ||
         conf_set(conf, "enable.auto.offset.store", "false") < 0 ||
         conf_set(conf, "enable.auto.commit", "true") < 0 ||
@@ -414,9 +479,10 @@ static int consumer_open(ctx_t *c) {
     conf = NULL; /* owned by rk */
     rd_kafka_poll_set_consumer(c->rk);
     c->q = rd_kafka_queue_get_consumer(c->rk);
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(cfg->n_topics);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(cfg->n_topics + 1);
     for (int i = 0; i < cfg->n_topics; i++)
         rd_kafka_topic_partition_list_add(topics, cfg->topics[i], RD_KAFKA_PARTITION_UA);
+    if (c->n_parts) rd_kafka_topic_partition_list_add(topics, cfg->internal_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (e) {
@@ -482,7 +548,14 @@ static void take_message(ctx_t *c, rd_kafka_message_t *m, int64_t now) {
             log_warn("consumer error", "error=\"%s\"", rd_kafka_message_errstr(m));
         return;
     }
-    shard_t *sh = shard_find(c, rd_kafka_topic_name(m->rkt), m->partition);
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    shard_t *sh = shard_find(c, topic, m->partition);
+    if (sh && is_internal(c, topic)) {
+        if (sh->resync || (sh->inext >= 0 && m->offset < sh->inext)) return;
+        sh->inext = m->offset + 1;
+        batch_add_internal(c->batch, sh, m, c->dl);
+        return;
+    }
     /* Not ours (any more), waiting for a seek, or already committed: skip. */
     if (!sh || sh->resync || (sh->next >= 0 && m->offset < sh->next)) return;
     sh->next = m->offset + 1;
@@ -636,6 +709,7 @@ static void shutdown_all(ctx_t *c) {
     http_stop(c->http);
     prom_free(c->prom);
     deadletter_close(c->dl, c->boot_cfg->shutdown_timeout_ms / 2);
+    forward_close(c->fw, c->boot_cfg->shutdown_timeout_ms / 4);
     publish_stop(c->pub, c->boot_cfg->shutdown_timeout_ms / 4);
     uint64_t rt = 0, cmds = 0, rt2 = 0, cmds2 = 0;
     if (c->st) store_counters(c->st, &rt, &cmds);
@@ -688,7 +762,25 @@ int daemon_run(config_t *cfg) {
         log_error("metric publisher", "error=\"%s\"", err);
         goto out;
     }
+    if (cfg->partitioner != CFG_PART_NONE) {
+        if (!(c.fw = forward_open(cfg, err, sizeof(err)))) {
+            log_error("internal topic producer", "error=\"%s\"", err);
+            goto out;
+        }
+        for (int r; (r = forward_prepare(c.fw, cfg, &c.n_parts, err, sizeof(err)));) {
+            if (r < 0) {
+                log_error("identity stitching across partitions cannot start", "error=\"%s\"", err);
+                goto out;
+            }
+            log_warn("waiting for the input topic", "error=\"%s\"", err);
+            if (daemon_stop_requested) goto out;
+            sleep_ms(cfg->retry_backoff_max_ms);
+        }
+        log_info("identity stitching across partitions", "input_topic=%s partitions=%d internal_topic=%s",
+                 cfg->topics[0], (int)c.n_parts, cfg->internal_topic);
+    }
     if (!(c.batch = batch_new(cfg)) || consumer_open(&c) < 0) goto out;
+    batch_set_stitching(c.batch, c.n_parts, c.fw);
     log_info("started", "topics=%d group=%s", cfg->n_topics, cfg->group_id);
     int64_t last_ms = now_ms();
     uint64_t last_consumed = 0;

@@ -18,7 +18,8 @@
  * message's own. */
 #define DL_UNKNOWN_PHASE DECODE__COUNT
 #define DL_FUTURE_TIME (DECODE__COUNT + 1)
-#define DL__COUNT (DECODE__COUNT + 2)
+#define DL_INTERNAL (DECODE__COUNT + 2)   /* a message of the internal topic that is no record of ours */
+#define DL__COUNT (DECODE__COUNT + 3)
 
 /* Counters kept per shard in Redis (hash <prefix>:{shard}:s), committed with
  * the journeys, so they are exactly-once too. */
@@ -34,9 +35,28 @@ typedef enum {
     STAT_LINK_CAPPED,    /* links refused: the customer has journey.max_linked_ids already */
     STAT_LATE,           /* events older than the watermark (SPEC §5) */
     STAT_DEADLETTER,     /* events sent to the dead-letter topic */
+    STAT_FORWARDED,      /* records sent to other partitions through the internal topic (stitch.h) */
+    STAT_RECEIVED,       /* records of the internal topic applied */
+    STAT_RECEIVED_AGAIN, /* records of the internal topic already applied (sent again after a restart) */
+    STAT_HANDOFF_CLOSED, /* anonymous journeys handed off after the customer's journey had closed */
     STAT_DL_REASON,      /* first of DL_REASONS per-reason counters */
     STAT__COUNT = STAT_DL_REASON + DL__COUNT
 } stat_t;
+
+/* What a shard has applied of another shard's records (stitch.h). */
+typedef struct shard_mark {
+    char *src;                  /* owned */
+    int64_t seq;                /* highest applied */
+    int dirty;                  /* changed by the open batch */
+} shard_mark_t;
+
+/* Records the open batch sends (its outbox, stitch.h): each one is
+ * "<partition, 4 bytes big-endian><key length, 2 bytes><key><record>". */
+typedef struct shard_out {
+    char **v;
+    size_t *lens;
+    size_t n, cap;
+} shard_out_t;
 
 typedef struct shard {
     char name[SHARD_NAME_MAX];  /* "<topic>:<partition>" */
@@ -72,10 +92,43 @@ typedef struct shard {
     size_t sat_log_bytes;       /* answer log in Redis (as of the last commit prepared) */
     int64_t sat_expired;        /* watermark of the last expiry of old buckets */
     int64_t funnel_expired;     /* the same for the funnel's windowed counters, INT64_MIN: none yet */
+
+    /* identity stitching (stitch.h) */
+    int home;                   /* a partition of the first input topic: ids live here */
+    int64_t icommitted;         /* the internal partition's next offset per Redis; -1: none */
+    int64_t inext;              /* next offset of it to accept from Kafka; -1: any */
+    int64_t ibatch_last;        /* its last offset in the open batch, -1 none */
+    int64_t out_seq;            /* number of the last record sent */
+    shard_out_t out;            /* the open batch's records */
+    shard_out_t sent;           /* the outbox read from Redis, to be produced again */
+    int out_clear;              /* every record committed so far is delivered: the next commit
+                                   empties the outbox */
+    shard_mark_t *marks;        /* per source shard */
+    int n_marks, cap_marks;
+    char **fnames;              /* the open batch's commit: out_seq and changed marks (owned) */
+    int64_t *fvals;
+    size_t n_f, cap_f;
 } shard_t;
 
 /* Release what the shard owns (the struct itself is the caller's). */
 void shard_release(shard_t *sh);
+
+/* The mark of records applied from src (0 if none) and setting it. */
+int64_t shard_mark_get(const shard_t *sh, const char *src);
+void shard_mark_set(shard_t *sh, const char *src, int64_t seq, int dirty);
+void shard_marks_free(shard_t *sh);
+/* The counters-hash fields of the open batch's commit: out_seq and the
+ * marks that changed (each then counts as committed); freed by
+ * shard_fields_free(). */
+void shard_fields_build(shard_t *sh);
+void shard_fields_free(shard_t *sh);
+
+/* Append one outbox record (the shard_out_t format) for partition p, key id. */
+void shard_out_add(shard_out_t *o, int32_t p, const char *id, const char *rec, size_t len);
+/* Take the outbox record at rec apart; -1 if it is not one. */
+int shard_out_parse(const char *rec, size_t len, int32_t *p, const char **key, size_t *keylen, const char **val,
+                    size_t *vlen);
+void shard_out_free(shard_out_t *o);
 
 /* Counter name as stored in Redis ("applied", "deadletter.syntax", ...). */
 const char *shard_stat_name(int stat);

@@ -147,37 +147,65 @@ store_status_t store_ping(store_t *st, char *errbuf, size_t errlen) {
     return s;
 }
 
-store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset,
+store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset, int64_t *ioffset,
+                                void (*out_fn)(const char *rec, size_t len, void *opaque), void *opaque,
                                 char *errbuf, size_t errlen) {
-    char key[512], set[256];
+    char key[512], ikey[512], xkey[512], set[256];
     redisReply *r;
-    store_status_t s;
+    store_status_t s = STORE_OK;
     snprintf(set, sizeof(set), "%s:shards", st->cfg->redis_prefix);
-    if (store_key(st->cfg->redis_prefix, shard, "o", NULL, key, sizeof(key)) < 0) {
+    if (store_key(st->cfg->redis_prefix, shard, "o", NULL, key, sizeof(key)) < 0 ||
+        store_key(st->cfg->redis_prefix, shard, "oi", NULL, ikey, sizeof(ikey)) < 0 ||
+        store_key(st->cfg->redis_prefix, shard, "x", NULL, xkey, sizeof(xkey)) < 0) {
         snprintf(errbuf, errlen, "shard name too long: %s", shard);
         return STORE_FATAL;
     }
     redisAppendCommand(st->c, "SADD %s %s", set, shard);
+    redisAppendCommand(st->c, "MULTI");
     redisAppendCommand(st->c, "GET %s", key);
+    redisAppendCommand(st->c, "GET %s", ikey);
+    redisAppendCommand(st->c, "LRANGE %s 0 -1", xkey);
+    redisAppendCommand(st->c, "EXEC");
     st->round_trips++;
-    st->commands += 2;
-    for (int i = 0; i < 2; i++) {
+    st->commands += 6;
+    static const char *const WHAT[] = {"SADD shards", "MULTI", "GET offset", "GET offset", "LRANGE outbox",
+                                       "EXEC"};
+    for (int i = 0; i < 6; i++) {
         if (redisGetReply(st->c, (void **)&r) != REDIS_OK) r = NULL;
-        if ((s = reply_error(st, r, i ? "GET offset" : "SADD shards", errbuf, errlen)) != STORE_OK)
-            return s;
-        if (i == 1) {
-            char *end = NULL;
-            *offset = -1;
-            if (r->type == REDIS_REPLY_STRING) *offset = strtoll(r->str, &end, 10);
-            if (r->type == REDIS_REPLY_STRING && (!end || *end)) {
-                snprintf(errbuf, errlen, "redis %s: not an offset", key);
-                freeReplyObject(r);
-                return STORE_FATAL;
+        store_status_t e = reply_error(st, r, WHAT[i], errbuf, errlen);
+        if (e != STORE_OK) {
+            if (e == STORE_RETRY && !r) return e; /* the connection is gone */
+            s = s == STORE_OK ? e : s;
+            continue;
+        }
+        if (i == 5 && s == STORE_OK) {
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+                snprintf(errbuf, errlen, "redis: the transaction reading %s was aborted", shard);
+                s = STORE_RETRY;
             }
+            for (int k = 0; s == STORE_OK && k < 2; k++) {
+                const redisReply *v = r->element[k];
+                int64_t *dst = k ? ioffset : offset;
+                char *end = NULL;
+                *dst = -1;
+                if (v->type == REDIS_REPLY_STRING) *dst = strtoll(v->str, &end, 10);
+                if (v->type == REDIS_REPLY_ERROR || (v->type == REDIS_REPLY_STRING && (!end || *end))) {
+                    snprintf(errbuf, errlen, "redis %s: not an offset", k ? ikey : key);
+                    s = STORE_FATAL;
+                }
+            }
+            const redisReply *x = s == STORE_OK ? r->element[2] : NULL;
+            if (x && x->type != REDIS_REPLY_ARRAY) {
+                snprintf(errbuf, errlen, "redis %s: not a list", xkey);
+                s = STORE_FATAL;
+            }
+            for (size_t k = 0; x && s == STORE_OK && k < x->elements; k++)
+                if (out_fn && x->element[k]->type == REDIS_REPLY_STRING)
+                    out_fn(x->element[k]->str, x->element[k]->len, opaque);
         }
         freeReplyObject(r);
     }
-    return STORE_OK;
+    return s;
 }
 
 /* A growable argv for one pipelined command; keys are formatted into `text`. */
@@ -574,19 +602,24 @@ void store_due_free(store_due_req_t *reqs, size_t nreq) {
  * expected one is fenced (someone else owns or owned it) and left out; one
  * whose counters key is not a hash would make a write fail, so nothing of it
  * is written either. */
-#define PER_SHARD 5 /* replies per shard: its offset, then the types of its s, t, q and ql keys */
+#define PER_SHARD 7 /* replies per shard: its offset, its internal offset, then the types of its s, t, q, ql
+                      and x keys */
 static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t nreq,
                                    char *errbuf, size_t errlen) {
     argvbuf_t a;
     char key[512];
     size_t cap = 64;
     for (size_t q = 0; q < nreq; q++) cap += strlen(reqs[q].shard) + strlen(st->cfg->redis_prefix) + 16;
-    if (argv_init(&a, nreq + 1, cap) < 0) abort();
+    if (argv_init(&a, 2 * nreq + 1, 2 * cap) < 0) abort();
     argv_add(&a, "WATCH", 5);
-    for (size_t q = 0; q < nreq; q++) argv_add_key(&a, st->cfg->redis_prefix, reqs[q].shard, "o", NULL);
+    for (size_t q = 0; q < nreq; q++) {
+        argv_add_key(&a, st->cfg->redis_prefix, reqs[q].shard, "o", NULL);
+        argv_add_key(&a, st->cfg->redis_prefix, reqs[q].shard, "oi", NULL);
+    }
     redisAppendCommandArgv(st->c, (int)a.argc, a.argv, a.lens);
     for (size_t q = 0; q < nreq; q++) {
-        redisAppendCommandArgv(st->c, 2, (const char *[]){"GET", a.argv[q + 1]}, (size_t[]){3, a.lens[q + 1]});
+        redisAppendCommandArgv(st->c, 2, (const char *[]){"GET", a.argv[2 * q + 1]}, (size_t[]){3, a.lens[2 * q + 1]});
+        redisAppendCommandArgv(st->c, 2, (const char *[]){"GET", a.argv[2 * q + 2]}, (size_t[]){3, a.lens[2 * q + 2]});
         store_key(st->cfg->redis_prefix, reqs[q].shard, "s", NULL, key, sizeof(key));
         redisAppendCommand(st->c, "TYPE %s", key);
         store_key(st->cfg->redis_prefix, reqs[q].shard, "t", NULL, key, sizeof(key));
@@ -595,14 +628,16 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
         redisAppendCommand(st->c, "TYPE %s", key);
         store_key(st->cfg->redis_prefix, reqs[q].shard, "ql", NULL, key, sizeof(key));
         redisAppendCommand(st->c, "TYPE %s", key);
+        store_key(st->cfg->redis_prefix, reqs[q].shard, "x", NULL, key, sizeof(key));
+        redisAppendCommand(st->c, "TYPE %s", key);
     }
     argv_free(&a);
     st->commands += 1 + PER_SHARD * nreq;
     st->round_trips++;
     redisReply *r;
     store_status_t s = STORE_OK;
-    static const char *const WHAT[] = {"counters", "timers", "satisfaction counts", "answer log"};
-    static const char *const WANT[] = {"hash", "zset", "hash", "string"};
+    static const char *const WHAT[] = {"counters", "timers", "satisfaction counts", "answer log", "outbox"};
+    static const char *const WANT[] = {"hash", "zset", "hash", "string", "list"};
     for (size_t i = 0; i < 1 + PER_SHARD * nreq; i++) {
         if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
             snprintf(errbuf, errlen, "redis: %s", st->c->errstr);
@@ -611,16 +646,21 @@ static store_status_t commit_check(store_t *st, store_commit_req_t *reqs, size_t
         if (r->type == REDIS_REPLY_ERROR) {
             snprintf(errbuf, errlen, "redis commit check: %s", r->str);
             s = STORE_RETRY;
-        } else if (i > 0 && i % PER_SHARD == 1) {  /* GET offset */
+        } else if (i > 0 && (i - 1) % PER_SHARD < 2) {  /* GET offset, GET internal offset */
             store_commit_req_t *q = &reqs[(i - 1) / PER_SHARD];
+            int internal = (i - 1) % PER_SHARD == 1;
             long long cur = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
-            q->status = cur == q->expected_offset ? STORE_OK : STORE_FENCED;
-            if (q->status == STORE_FENCED)
-                log_warn("shard fenced: stored offset differs from ours", "shard=%s expected=%lld stored=%lld",
-                         q->shard, (long long)q->expected_offset, cur);
-        } else if (i > 0) {                         /* TYPE counters, timers, satisfaction, log */
+            long long want = internal ? q->expected_ioffset : q->expected_offset;
+            if (cur != want && q->status == STORE_OK) {
+                q->status = STORE_FENCED;
+                log_warn("shard fenced: stored offset differs from ours", "shard=%s offset=%s expected=%lld stored=%lld",
+                         q->shard, internal ? "internal" : "input", want, cur);
+            } else if (!internal) {
+                q->status = STORE_OK;
+            }
+        } else if (i > 0) {                         /* TYPE counters, timers, satisfaction, log, outbox */
             store_commit_req_t *q = &reqs[(i - 1) / PER_SHARD];
-            int k = (int)((i - 1) % PER_SHARD) - 1;
+            int k = (int)((i - 1) % PER_SHARD) - 2;
             if (strcmp(r->str, WANT[k]) && strcmp(r->str, "none") && q->status == STORE_OK) {
                 snprintf(errbuf, errlen, "redis: %s of %s are a %s, not a %s", WHAT[k], q->shard, r->str,
                          WANT[k]);
@@ -775,7 +815,7 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
     queued += resp_timers(&r, pre, q);
     queued += resp_hincrby(&r, pre, q->shard, q->n_stats, q->stat_names, q->stat_deltas);
     /* the clock, the closed-through mark and the funnel's new totals: one HSET */
-    resp_cmd(&r, 6 + 2 * q->n_metrics);
+    resp_cmd(&r, 6 + 2 * q->n_metrics + 2 * q->n_fields);
     resp_str(&r, "HSET");
     resp_key(&r, pre, q->shard, "s", NULL);
     resp_str(&r, "clock");
@@ -785,6 +825,30 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
     for (size_t i = 0; i < q->n_metrics; i++) {
         resp_str(&r, q->metric_names[i]);
         resp_i64(&r, q->metric_values[i]);
+    }
+    for (size_t i = 0; i < q->n_fields; i++) { /* the outbox's numbering, the sources' applied marks */
+        resp_str(&r, q->field_names[i]);
+        resp_i64(&r, q->field_values[i]);
+    }
+    if (q->out_clear) { /* every record in the outbox is delivered */
+        resp_cmd(&r, 2);
+        resp_str(&r, "DEL");
+        resp_key(&r, pre, q->shard, "x", NULL);
+        queued++;
+    }
+    if (q->n_out) { /* the records this batch sends, produced once it has committed */
+        resp_cmd(&r, 2 + q->n_out);
+        resp_str(&r, "RPUSH");
+        resp_key(&r, pre, q->shard, "x", NULL);
+        for (size_t i = 0; i < q->n_out; i++) resp_arg(&r, q->out[i], q->out_lens[i]);
+        queued++;
+    }
+    if (q->new_ioffset >= 0) {
+        resp_cmd(&r, 3);
+        resp_str(&r, "SET");
+        resp_key(&r, pre, q->shard, "oi", NULL);
+        resp_i64(&r, q->new_ioffset);
+        queued++;
     }
     if (q->n_metrics_gone) {
         resp_cmd(&r, 2 + q->n_metrics_gone);
@@ -952,7 +1016,8 @@ store_status_t store_shard_stats(store_t *st, const char *shard, int64_t *offset
                                  void (*fn)(const char *, long long, void *), void *opaque,
                                  char *errbuf, size_t errlen) {
     char key[512];
-    store_status_t s = store_shard_open(st, shard, offset, errbuf, errlen);
+    int64_t ioffset;
+    store_status_t s = store_shard_open(st, shard, offset, &ioffset, NULL, NULL, errbuf, errlen);
     if (s != STORE_OK) return s;
     store_key(st->cfg->redis_prefix, shard, "s", NULL, key, sizeof(key));
     redisReply *r = redisCommand(st->c, "HGETALL %s", key);

@@ -59,6 +59,15 @@ typedef struct store_commit_req {
     const char *shard;
     int64_t expected_offset;  /* offset stored now, -1 if none */
     int64_t new_offset;       /* next offset to consume after this commit */
+    int64_t expected_ioffset; /* the same of the shard's internal partition (stitch.h), -1 if none */
+    int64_t new_ioffset;      /* -1: none to store */
+    size_t n_fields;          /* more integer fields of the counters hash (out_seq, in|<source>) */
+    const char *const *field_names;
+    const int64_t *field_values;
+    int out_clear;            /* every record of the outbox (list <prefix>:{shard}:x) is delivered: delete it */
+    size_t n_out;             /* records to append to the outbox */
+    const char *const *out;
+    const size_t *out_lens;
     size_t n_stats;
     const char *const *stat_names;
     const int64_t *stat_deltas;
@@ -105,8 +114,11 @@ void store_close(store_t *st);
 store_status_t store_reconnect(store_t *st, char *errbuf, size_t errlen);
 store_status_t store_ping(store_t *st, char *errbuf, size_t errlen);
 
-/* Register a shard in the shard set and read its stored offset (-1: none). */
-store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset,
+/* Register a shard in the shard set and read, as of one moment, its stored
+ * offset and its internal partition's (-1: none), and its outbox: out_fn is
+ * called for each record, oldest first (stitch.h). */
+store_status_t store_shard_open(store_t *st, const char *shard, int64_t *offset, int64_t *ioffset,
+                                void (*out_fn)(const char *rec, size_t len, void *opaque), void *opaque,
                                 char *errbuf, size_t errlen);
 
 /* A shard's event-time clock (0 if none), its closed-through mark (INT64_MIN

@@ -84,12 +84,12 @@ static store_status_t commit(store_t *st, int64_t expected, int64_t next, const 
 Test(store, commit_writes_journeys_counters_and_offset_together) {
     store_t *st = open_store();
     char err[256], key[256];
-    int64_t off;
-    cr_assert_eq(store_shard_open(st, "events:3", &off, err, sizeof(err)), STORE_OK);
+    int64_t off, ioff;
+    cr_assert_eq(store_shard_open(st, "events:3", &off, &ioff, NULL, NULL, err, sizeof(err)), STORE_OK);
     cr_assert_eq(off, -1);
     cr_assert_eq(commit(st, -1, 100, "cust-1", "blob-1", 7), STORE_OK);
     cr_assert_eq(commit(st, 100, 250, "cust-2", "blob-2", 3), STORE_OK);
-    cr_assert_eq(store_shard_open(st, "events:3", &off, err, sizeof(err)), STORE_OK);
+    cr_assert_eq(store_shard_open(st, "events:3", &off, &ioff, NULL, NULL, err, sizeof(err)), STORE_OK);
     cr_assert_eq(off, 250);
 
     const char *ids[3] = {"cust-1", "cust-2", "cust-3"};
@@ -120,13 +120,13 @@ Test(store, commit_writes_journeys_counters_and_offset_together) {
 Test(store, fenced_commit_writes_nothing) {
     store_t *st = open_store();
     char err[256], key[256];
-    int64_t off;
+    int64_t off, ioff;
     cr_assert_eq(commit(st, -1, 10, "cust-1", "v1", 1), STORE_OK);
     /* a zombie owner that still believes the offset is 5 */
     cr_assert_eq(commit(st, 5, 20, "cust-1", "stale", 100), STORE_FENCED);
     /* and one that believes nothing was committed */
     cr_assert_eq(commit(st, -1, 20, "cust-1", "stale", 100), STORE_FENCED);
-    cr_assert_eq(store_shard_open(st, "events:3", &off, err, sizeof(err)), STORE_OK);
+    cr_assert_eq(store_shard_open(st, "events:3", &off, &ioff, NULL, NULL, err, sizeof(err)), STORE_OK);
     cr_assert_eq(off, 10);
     store_key(prefix, "events:3", "j", "cust-1", key, sizeof(key));
     redisReply *r = raw("GET %s", key);
