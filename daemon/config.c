@@ -225,7 +225,7 @@ static const key_t_ KEYS[] = {
     {"input.max_string_bytes", T_INT, LIM(max_string_bytes), "1024", 64, 1048576, NULL, 0, 0, 0},
     {"input.max_properties", T_INT, LIM(max_properties), "64", 0, 4096, NULL, 0, 0, 0},
     {"input.max_depth", T_INT, LIM(max_depth), "16", 2, 64, NULL, 0, 0, 0},
-    {"input.partitioner", T_ENUM, OFF(partitioner), "consistent_random", 0, 0, PARTITIONERS, 0, 0, 0},
+    {"input.partitioner", T_ENUM, OFF(partitioner), "none", 0, 0, PARTITIONERS, 0, 0, 0},
     {"input.internal_topic", T_STR, OFF(internal_topic), "", 0, 249, NULL, 0, 0, 0},
     {"input.max_future", T_DUR, OFF(max_future_ms), "1h", 1000, 7LL * 86400000, NULL, 0, 0, 0},
     {"deadletter.topic", T_STR, OFF(deadletter_topic), "journeyd.deadletter", 1, 249, NULL, 0, 0, 0},

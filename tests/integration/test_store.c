@@ -72,7 +72,7 @@ static store_status_t commit(store_t *st, int64_t expected, int64_t next, const 
     const char *vals[1] = {val};
     size_t lens[1] = {val ? strlen(val) : 0};
     store_commit_req_t q = {
-        .shard = "events:3", .expected_offset = expected, .new_offset = next,
+        .shard = "events:3", .expected_offset = expected, .new_offset = next, .expected_ioffset = -1, .new_ioffset = -1,
         .n_stats = 1, .stat_names = names, .stat_deltas = deltas,
         .n_keys = 1, .ids = ids, .vals = vals, .val_lens = lens,
     };
@@ -172,7 +172,7 @@ Test(store, several_shards_commit_in_two_round_trips) {
     char shard[3][16];
     for (int i = 0; i < 3; i++) {
         snprintf(shard[i], sizeof(shard[i]), "ev:%d", i);
-        q[i] = (store_commit_req_t){.shard = shard[i], .expected_offset = -1, .new_offset = 5,
+        q[i] = (store_commit_req_t){.shard = shard[i], .expected_offset = -1, .new_offset = 5, .expected_ioffset = -1, .new_ioffset = -1,
                                     .n_stats = 1, .stat_names = names, .stat_deltas = deltas,
                                     .n_keys = 1, .ids = ids, .vals = vals, .val_lens = lens};
     }
@@ -248,7 +248,7 @@ static void caught(const char *log, size_t len, void *o) {
 static void commit_sat(store_t *st, int64_t expected, int64_t next, const char *log, int checkpoint) {
     char err[256];
     const char *names[1] = {"p|touchpoint|all|all|csat|all"}, *vals[1] = {"0,0,0,1,1"};
-    store_commit_req_t q = {.shard = "events:3", .expected_offset = expected, .new_offset = next,
+    store_commit_req_t q = {.shard = "events:3", .expected_offset = expected, .new_offset = next, .expected_ioffset = -1, .new_ioffset = -1,
                             .sat_log = checkpoint ? NULL : log, .sat_log_len = checkpoint ? 0 : strlen(log) + 1,
                             .sat_log_reset = checkpoint, .n_sat = checkpoint, .sat_names = names, .sat_values = vals};
     cr_assert_eq(store_commit(st, &q, 1, err, sizeof(err)), STORE_OK, "%s", err);
