@@ -10,9 +10,9 @@ customer must end as one journey equal, field by field, to the simulation's
 truth, and the funnel, the drop-offs and the satisfaction counts must equal
 the truth exactly: once in a clean run, once through kill -9 restarts.
 
-The allowed lateness (7d, with 8d timeouts) covers the stream's whole span, so no forwarded
-event can be late however far apart the partitions' clocks are while the
-backlog is read (README, "Identity stitching across partitions"); the
+The allowed lateness (7d, with 8d timeouts) covers how far apart the
+partitions' clocks get while the backlog is read (asserted: no event is
+late), so no forwarded event arrives after its journey was judged (README, "Identity stitching across partitions"); the
 heartbeats that close every journey are sent once all of it is committed.
 """
 import json
@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jdtest  # noqa: E402
 
 PARTITIONS = 6
-CUSTOMERS = int(os.environ.get("JD_STITCH_CUSTOMERS", "4000"))
+CUSTOMERS = int(os.environ.get("JD_STITCH_CUSTOMERS", "20000"))
 KILLS = int(os.environ.get("JD_STITCH_KILLS", "3"))
 PHASES = ["search", "information", "purchase", "loyalty"]
 INPUT = "  partitioner: consistent_random\n"
@@ -127,7 +127,6 @@ class StitchTest(unittest.TestCase):
     def test_the_stream_spreads_customers_over_partitions(self):
         t = self.truth
         self.assertGreater(t["identifies"], CUSTOMERS // 8)
-        self.assertLess(self.last_ts - min(j["first_ts"] for j in self.journeys), 7 * 86400000)
         dump = self.runs[0][0]
         apart = [d for d in dump if "redirect" in d and
                  zlib.crc32(d["id"].encode()) % PARTITIONS != zlib.crc32(d["redirect"].encode()) % PARTITIONS]
@@ -181,6 +180,7 @@ class StitchTest(unittest.TestCase):
         self.assertEqual(stats["linked"], t["identifies"])
         self.assertEqual(stats.get("link_conflict", 0), 0)
         self.assertEqual(stats.get("handoff_closed", 0), 0)
+        self.assertEqual(stats.get("late", 0), 0)  # the lateness covered the partitions' skew
         self.assertGreater(stats["forwarded"], t["identifies"])
         # every record sent was applied exactly once, whatever was sent again
         # (the outbox of a daemon that stops is produced again by the next)
