@@ -10,10 +10,11 @@ customer must end as one journey equal, field by field, to the simulation's
 truth, and the funnel, the drop-offs and the satisfaction counts must equal
 the truth exactly: once in a clean run, once through kill -9 restarts.
 
-The allowed lateness (7d, with 8d timeouts) covers how far apart the
-partitions' clocks get while the backlog is read (asserted: no event is
-late), so no forwarded event arrives after its journey was judged (README, "Identity stitching across partitions"); the
-heartbeats that close every journey are sent once all of it is committed.
+The phases' timeouts (8d, with a 7d lateness) are longer than how far apart
+the partitions' clocks get while the backlog is read, so no journey closes
+while an event of it is on its way from another partition (README,
+"Identity stitching across partitions"); the heartbeats that close every
+journey are sent once all of it is committed.
 """
 import json
 import os
@@ -180,7 +181,6 @@ class StitchTest(unittest.TestCase):
         self.assertEqual(stats["linked"], t["identifies"])
         self.assertEqual(stats.get("link_conflict", 0), 0)
         self.assertEqual(stats.get("handoff_closed", 0), 0)
-        self.assertEqual(stats.get("late", 0), 0)  # the lateness covered the partitions' skew
         self.assertGreater(stats["forwarded"], t["identifies"])
         # every record sent was applied exactly once, whatever was sent again
         # (the outbox of a daemon that stops is produced again by the next)
