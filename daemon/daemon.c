@@ -612,7 +612,7 @@ static void idle_ticks(ctx_t *c) {
     int64_t now = now_ms();
     for (int i = 0; i < c->n_shards; i++) {
         shard_t *sh = c->shards[i];
-        if (sh->resync || sh->paused || sh->committed < 0) continue;
+        if (sh->resync || sh->paused || (sh->committed < 0 && sh->icommitted < 0)) continue;
         if (now - sh->wall_mark >= c->live_cfg->idle_advance_ms) {
             if (caught_up(c, sh)) batch_tick(c->batch, sh, sh->clock + (now - sh->wall_mark));
             sh->wall_mark = now;

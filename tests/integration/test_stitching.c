@@ -1,0 +1,427 @@
+/*
+ * test_stitching.c -- the rules of identity stitching across partitions
+ * (stitch.h), played between two shards of the batch against the real
+ * redis-server: each shard's records are read from its outbox in Redis and
+ * handed to the shard of their partition, as the internal topic would.
+ *
+ * Ids are chosen by their home partition (CRC-32, as librdkafka's default
+ * partitioner): a0, a1, ... live in t:0 (A), b0, b1, ... in t:1 (B).
+ */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "journey.h"
+#include "stitch.h"
+
+static char prefix[64], cfg_path[128];
+static config_t *cfg;
+static store_t *st, *st_load;
+static deadletter_t *dl;
+static batch_t *b;
+static shard_t sh[2];
+static int64_t ioff[2];       /* next offset of each internal partition */
+static size_t delivered[2];   /* outbox records of each shard handed on */
+static int64_t fake_seq;      /* records "from elsewhere" the test sends */
+static redisContext *rc;
+static rd_kafka_t *rk;         /* only to name the messages' topic */
+static rd_kafka_topic_t *rkt;
+static char ida[4][16], idb[8][16];
+
+/* Create topic on the local broker (the dead letters of these tests). */
+static void create_topic(const char *topic) {
+    char err[256];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "bootstrap.servers", "127.0.0.1:19092", err, sizeof(err));
+    rd_kafka_t *admin = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    cr_assert(admin, "%s", err);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, 1, err, sizeof(err));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(admin);
+    rd_kafka_CreateTopics(admin, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+    cr_assert(ev && !rd_kafka_event_error(ev));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(admin);
+}
+
+static int redis_port(void) {
+    const char *p = getenv("JD_REDIS_PORT");
+    return p ? (int)strtol(p, NULL, 10) : 16379;
+}
+
+/* The n-th id with home partition p, with letter as its prefix. */
+static void pick(char *out, size_t cap, char letter, int p, int n) {
+    for (int i = 0, found = 0;; i++) {
+        snprintf(out, cap, "%c%d", letter, i);
+        if (stitch_home(CFG_PART_CONSISTENT_RANDOM, out, 2) == p && found++ == n) return;
+    }
+}
+
+static void setup(void) {
+    char err[512];
+    snprintf(prefix, sizeof(prefix), "stitch%d", (int)getpid());
+    snprintf(cfg_path, sizeof(cfg_path), "/tmp/jd-stitching-%d.yaml", (int)getpid());
+    FILE *f = fopen(cfg_path, "w");
+    cr_assert(f);
+    fprintf(f, "input:\n  topics: [t]\n  partitioner: consistent_random\nredis:\n  port: %d\n  prefix: %s\n"
+               "journey:\n  max_linked_ids: 3\ndeadletter:\n  topic: %s.dlq\n",
+            redis_port(), prefix, prefix);
+    fclose(f);
+    cfg = config_load(cfg_path, err, sizeof(err));
+    cr_assert(cfg, "%s", err);
+    st = store_open(cfg, err, sizeof(err));
+    st_load = store_open(cfg, err, sizeof(err));
+    cr_assert(st && st_load, "%s", err);
+    dl = deadletter_open(cfg, err, sizeof(err));
+    cr_assert(dl, "%s", err);
+    b = batch_new(cfg);
+    batch_set_stitching(b, 2, NULL);
+    for (int p = 0; p < 2; p++) {
+        memset(&sh[p], 0, sizeof(sh[p]));
+        snprintf(sh[p].topic_buf, sizeof(sh[p].topic_buf), "t");
+        sh[p].topic = sh[p].topic_buf;
+        snprintf(sh[p].name, sizeof(sh[p].name), "t:%d", p);
+        sh[p].partition = p;
+        sh[p].committed = sh[p].next = sh[p].batch_last = -1;
+        sh[p].icommitted = sh[p].inext = sh[p].ibatch_last = -1;
+        sh[p].next_due = sh[p].closed_through = sh[p].closing_through = sh[p].funnel_expired = INT64_MIN;
+        sh[p].sat_expired = -cfg->allowed_lateness_ms;
+        sh[p].home = 1;
+        ioff[p] = 0;
+        delivered[p] = 0;
+    }
+    fake_seq = 0;
+    for (int i = 0; i < 4; i++) pick(ida[i], sizeof(ida[i]), 'a', 0, i);
+    for (int i = 0; i < 8; i++) pick(idb[i], sizeof(idb[i]), 'b', 1, i);
+    rc = redisConnect("127.0.0.1", redis_port());
+    cr_assert(rc && !rc->err);
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "log_level", "0", err, sizeof(err));
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    cr_assert(rk, "%s", err);
+    rkt = rd_kafka_topic_new(rk, "t.internal", NULL);
+}
+
+static void teardown(void) {
+    redisReply *r = redisCommand(rc, "KEYS %s:*", prefix);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        freeReplyObject(redisCommand(rc, "UNLINK %b", r->element[i]->str, r->element[i]->len));
+    if (r) freeReplyObject(r);
+    redisFree(rc);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    batch_free(b);
+    for (int p = 0; p < 2; p++) shard_release(&sh[p]);
+    deadletter_close(dl, 1000);
+    store_close(st);
+    store_close(st_load);
+    config_free(cfg);
+    unlink(cfg_path);
+}
+
+TestSuite(stitching, .init = setup, .fini = teardown);
+
+static void commit(void) {
+    char err[512];
+    cr_assert_eq(batch_commit(b, st, st_load, dl, err, sizeof(err)), STORE_OK, "%s", err);
+}
+
+/* A message of internal partition p holding rec, taken by the batch. */
+static void take(int p, const char *rec, size_t len) {
+    rd_kafka_message_t m;
+    memset(&m, 0, sizeof(m));
+    m.rkt = rkt;
+    m.payload = (void *)rec;
+    m.len = len;
+    m.partition = p;
+    m.offset = ioff[p]++;
+    batch_add_internal(b, &sh[p], &m, dl);
+}
+
+/* Send f to its home as if from a shard elsewhere ("elsewhere:0"). */
+static void send_fwd(fwd_t *f) {
+    char *rec;
+    size_t len;
+    snprintf(f->src, sizeof(f->src), "elsewhere:0");
+    f->seq = ++fake_seq;
+    cr_assert_eq(fwd_encode(f, &rec, &len), 0);
+    take(stitch_home(CFG_PART_CONSISTENT_RANDOM, f->id, 2), rec, len);
+    free(rec);
+    commit();
+}
+
+/* A touch event (or, with other, an identify) of id at ts in phase ph. */
+static void event(const char *id, int64_t ts, int ph, const char *tp, const char *other) {
+    fwd_t f;
+    memset(&f, 0, sizeof(f));
+    f.kind = other ? FWD_LINK : FWD_EVENT;
+    snprintf(f.id, sizeof(f.id), "%s", id);
+    if (other) snprintf(f.other, sizeof(f.other), "%s", other);
+    f.ts = ts;
+    f.mid = (uint64_t)ts * 7919 + (uint64_t)strlen(id);
+    f.phase = (int8_t)ph;
+    f.metric = EV_METRIC_NONE;
+    snprintf(f.tp, sizeof(f.tp), "%s", tp);
+    send_fwd(&f);
+}
+
+/* Hand every record the shards have sent to its partition, one commit per
+ * round, until none is left; how many. */
+static int pump(void) {
+    int total = 0;
+    for (int round = 0; round < 20; round++) {
+        int n = 0;
+        for (int p = 0; p < 2; p++) {
+            redisReply *r = redisCommand(rc, "LRANGE %s:{t:%d}:x 0 -1", prefix, p);
+            cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+            for (size_t i = delivered[p]; i < r->elements; i++, n++) {
+                int32_t part;
+                const char *key, *val;
+                size_t kl, vl;
+                cr_assert_eq(shard_out_parse(r->element[i]->str, r->element[i]->len, &part, &key, &kl, &val, &vl), 0);
+                char id[JD_ID_MAX + 1];
+                snprintf(id, sizeof(id), "%.*s", (int)kl, key);
+                cr_assert_eq(part, stitch_home(CFG_PART_CONSISTENT_RANDOM, id, 2)); /* keyed by its id */
+                take(part, val, vl);
+            }
+            delivered[p] = r->elements;
+            freeReplyObject(r);
+        }
+        if (!n) return total;
+        total += n;
+        commit();
+    }
+    cr_assert_fail("records keep coming");
+    return total;
+}
+
+/* The value stored for id: a journey (unpacked into j) or a redirect
+ * (its target in target); 0 if absent. */
+static int stored(const char *id, journey_t *j, char *target) {
+    int p = stitch_home(CFG_PART_CONSISTENT_RANDOM, id, 2);
+    redisReply *r = redisCommand(rc, "GET %s:{t:%d}:j:%s", prefix, p, id);
+    cr_assert(r);
+    int kind = 0;
+    if (r->type == REDIS_REPLY_STRING && (unsigned char)r->str[0] == STORE_REDIRECT) {
+        snprintf(target, JD_ID_MAX + 1, "%.*s", (int)r->len - 1, r->str + 1);
+        kind = 2;
+    } else if (r->type == REDIS_REPLY_STRING) {
+        char err[128];
+        journey_init(j, id);
+        cr_assert_eq(journey_unpack(j, r->str, r->len, cfg, err, sizeof(err)), 0, "%s", err);
+        kind = 1;
+    }
+    freeReplyObject(r);
+    return kind;
+}
+
+static journey_t *journey_of(const char *id) {
+    static journey_t j;
+    char t[JD_ID_MAX + 1];
+    journey_reset(&j);
+    cr_assert_eq(stored(id, &j, t), 1, "%s has no journey", id);
+    return &j;
+}
+
+static void assert_redirect(const char *id, const char *to) {
+    journey_t j;
+    char t[JD_ID_MAX + 1];
+    cr_assert_eq(stored(id, &j, t), 2, "%s is no redirect", id);
+    cr_assert_str_eq(t, to, "%s -> %s, not %s", id, t, to);
+}
+
+/* A counter of the shards' counters hashes, summed over both. */
+static int64_t counter(const char *field) {
+    int64_t n = 0;
+    for (int p = 0; p < 2; p++) {
+        redisReply *r = redisCommand(rc, "HGET %s:{t:%d}:s %s", prefix, p, field);
+        if (r && r->type == REDIS_REPLY_STRING) n += strtoll(r->str, NULL, 10);
+        freeReplyObject(r);
+    }
+    return n;
+}
+
+static int64_t counter_of(int p, const char *field) {
+    redisReply *r = redisCommand(rc, "HGET %s:{t:%d}:s %s", prefix, p, field);
+    int64_t n = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+#define T0 1767225600000LL /* 2026-01-01 */
+
+/* An anonymous journey in A, its customer identified in B: the journey
+ * moves to B whole, the funnel counts one journey, and a's later events
+ * follow it. */
+Test(stitching, the_anonymous_journey_moves_to_its_customer) {
+    const char *a = ida[0], *u = idb[0];
+    event(a, T0 + 1000, 0, "ads", NULL);
+    event(a, T0 + 2000, 1, "reviews", NULL);
+    event(u, T0 + 3000, 1, "", a); /* identify u, anonymousId a: in B */
+    cr_assert_eq(journey_of(u)->linked, 1); /* reserved */
+    cr_assert_eq(pump(), 2);                /* the claim to A, the hand-off back */
+    assert_redirect(a, u);
+    journey_t *j = journey_of(u);
+    cr_assert_eq(j->events, 3);
+    cr_assert_eq(j->phase, 1);
+    cr_assert_eq(j->phase_ts[0], T0 + 1000);
+    cr_assert_eq(j->phase_ts[1], T0 + 2000);
+    cr_assert_eq(j->merged, 1);
+    cr_assert_eq(j->linked, 1);
+    cr_assert_eq(counter_of(0, "linked"), 1);
+    cr_assert_eq(counter_of(1, "merged"), 1);
+    cr_assert_eq(counter("f|search|none|reached"), 1);
+    cr_assert_eq(counter("f|search|none|progressed"), 1);
+    cr_assert_eq(counter("f|search|none|active"), 0);
+    cr_assert_eq(counter("f|information|none|reached"), 1);
+    cr_assert_eq(counter("f|information|none|active"), 1);
+    /* a's next event, arriving in A, is forwarded to u */
+    event(a, T0 + 4000, 2, "checkout", NULL);
+    cr_assert_eq(pump(), 1);
+    j = journey_of(u);
+    cr_assert_eq(j->events, 4);
+    cr_assert_eq(j->phase, 2);
+    cr_assert_eq(counter("f|purchase|none|active"), 1);
+    cr_assert_eq(counter("f|information|none|active"), 0);
+    cr_assert_eq(counter("forwarded"), counter("received") - 4); /* the test's own 4 */
+    cr_assert_eq(counter("received_again"), 0);
+}
+
+/* A shared device: a, linked to u, later identified as v, stays u's; v's
+ * reservation is given back. */
+Test(stitching, a_shared_device_is_not_merged_into_a_second_customer) {
+    const char *a = ida[0], *u = idb[0], *v = idb[1];
+    event(a, T0 + 1000, 0, "ads", NULL);
+    event(u, T0 + 2000, 0, "", a);
+    pump();
+    event(v, T0 + 3000, 0, "", a);
+    cr_assert_eq(journey_of(v)->linked, 1);
+    cr_assert_eq(pump(), 3); /* the claim; a is u's: on to u's home (B), which refuses; the release */
+    assert_redirect(a, u);
+    journey_t *j = journey_of(v);
+    cr_assert_eq(j->linked, 0);
+    cr_assert_eq(j->merged, 0);
+    cr_assert_eq(j->events, 1);
+    cr_assert_eq(journey_of(u)->events, 2);
+    cr_assert_eq(counter_of(1, "link_conflict"), 1); /* decided where the chain ends */
+    cr_assert_eq(counter("linked"), 1);
+}
+
+/* Alias chains across partitions: u (B) aliased to w (A) takes a with it;
+ * a's events follow a -> u -> w over both partitions; identifying a as w
+ * again costs nothing; the cap counts what w has absorbed. */
+Test(stitching, chains_of_aliases_and_the_cap) {
+    const char *a = ida[0], *w = ida[1], *u = idb[0];
+    event(a, T0 + 1000, 0, "ads", NULL);
+    event(u, T0 + 2000, 1, "", a);
+    pump();
+    event(w, T0 + 3000, 1, "", u); /* alias u -> w (previousId u) */
+    cr_assert_eq(pump(), 2);
+    assert_redirect(u, w);
+    assert_redirect(a, u);
+    journey_t *j = journey_of(w);
+    cr_assert_eq(j->events, 3);
+    cr_assert_eq(j->merged, 2);
+    cr_assert_eq(j->linked, 2);
+    event(a, T0 + 4000, 2, "checkout", NULL); /* A -> B -> A */
+    cr_assert_eq(pump(), 2);
+    j = journey_of(w);
+    cr_assert_eq(j->events, 4);
+    cr_assert_eq(j->phase, 2);
+    event(w, T0 + 5000, 2, "", a); /* again: a is w's already, through u */
+    cr_assert_eq(pump(), 2);      /* the claim following the chain to B, the release */
+    j = journey_of(w);
+    cr_assert_eq(j->linked, 2);
+    cr_assert_eq(j->merged, 2);
+    cr_assert_eq(j->events, 5);
+    cr_assert_eq(counter("link_conflict"), 0);
+    /* the cap is 3: one more id, then a refusal */
+    event(w, T0 + 6000, 2, "", idb[2]);
+    pump();
+    assert_redirect(idb[2], w);
+    event(w, T0 + 7000, 2, "", idb[3]);
+    cr_assert_eq(pump(), 0);
+    cr_assert_eq(journey_of(w)->linked, 3);
+    cr_assert_eq(counter_of(0, "link_capped"), 1);
+    journey_t k;
+    char t[JD_ID_MAX + 1];
+    cr_assert_eq(stored(idb[3], &k, t), 0); /* not linked: nothing written for it */
+    /* the funnel counted one journey all along */
+    cr_assert_eq(counter("f|search|none|reached"), 1);
+    cr_assert_eq(counter("f|purchase|none|active"), 1);
+    cr_assert_eq(counter("f|search|none|active") + counter("f|information|none|active"), 0);
+}
+
+/* A record sent again (its source restarted) is applied once. */
+Test(stitching, a_record_sent_again_is_applied_once) {
+    fwd_t f;
+    char *rec;
+    size_t len;
+    memset(&f, 0, sizeof(f));
+    f.kind = FWD_EVENT;
+    snprintf(f.id, sizeof(f.id), "%s", idb[0]);
+    snprintf(f.src, sizeof(f.src), "elsewhere:1");
+    f.seq = 5;
+    f.ts = T0;
+    f.mid = 99;
+    snprintf(f.tp, sizeof(f.tp), "ads");
+    cr_assert_eq(fwd_encode(&f, &rec, &len), 0);
+    take(1, rec, len);
+    take(1, rec, len);
+    commit();
+    take(1, rec, len);
+    commit();
+    free(rec);
+    cr_assert_eq(journey_of(idb[0])->events, 1);
+    cr_assert_eq(counter_of(1, "received"), 1);
+    cr_assert_eq(counter_of(1, "received_again"), 2);
+    cr_assert_eq(counter_of(1, "in|elsewhere:1"), 5);
+    cr_assert_eq(counter_of(1, "applied"), 1);
+}
+
+/* The hand-off finds the customer's journey closed (B's clock ran ahead):
+ * the anonymous journey is counted and closed on its own, once. */
+Test(stitching, a_late_hand_off_closes_on_its_own) {
+    const char *a = ida[0], *u = idb[0];
+    event(a, T0 + 1000, 0, "ads", NULL);
+    event(u, T0 + 2000, 0, "", a);
+    batch_tick(b, &sh[1], T0 + 30LL * 86400000); /* B's journeys time out before the claim is read */
+    commit();
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 1); /* u's journey closed */
+    cr_assert_eq(pump(), 2);
+    assert_redirect(a, u);
+    cr_assert_eq(counter_of(1, "handoff_closed"), 1);
+    cr_assert_eq(journey_of(u)->events, 1);
+    cr_assert_eq(counter("f|search|none|reached"), 2); /* u's journey and a's, each once */
+    cr_assert_eq(counter("f|search|none|dropped"), 2);
+    cr_assert_eq(counter("f|search|none|active"), 0);
+}
+
+/* A record for an id whose home is another partition is refused to the
+ * dead letters (daemons that disagree on input.partitioner), not applied. */
+Test(stitching, a_record_for_another_home_is_refused) {
+    fwd_t f;
+    char *rec;
+    size_t len;
+    memset(&f, 0, sizeof(f));
+    f.kind = FWD_EVENT;
+    snprintf(f.id, sizeof(f.id), "%s", ida[0]);
+    snprintf(f.src, sizeof(f.src), "elsewhere:1");
+    f.seq = 1;
+    f.ts = T0;
+    cr_assert_eq(fwd_encode(&f, &rec, &len), 0);
+    char dlq[80];
+    snprintf(dlq, sizeof(dlq), "%s.dlq", prefix);
+    create_topic(dlq);
+    take(1, rec, len); /* ida[0] lives in A */
+    take(1, "not a record", 12);
+    free(rec);
+    commit();
+    cr_assert_eq(counter_of(1, "deadletter.internal"), 2);
+    cr_assert_eq(counter("applied"), 0);
+}
