@@ -21,11 +21,18 @@ median of the per-pair ratios: what a feature costs, measured in the same
 runs. With --baseline-extra TEXT instead, the baseline is this same build
 with TEXT added to its config: --baseline-extra "output:\n  publish_interval: 1h\n"
 gives the cost of publishing the metrics and evaluating the alert rules
-(issue #6), with no other difference between the two. Before every run Redis is let settle (background frees of the last
-run's keys, an AOF rewrite), so neither binary pays for the other.
+(issue #6), with no other difference between the two. With --stitch, this
+build runs with `input.partitioner: consistent_random` (identity stitching
+across partitions, issue #7) and the baseline is the same build without it
+(the core pipeline), on the same stream: --gen-args "--anon-rate 0.2
+--anon-key anon" makes a fifth of the customers anonymous until they are
+identified mid-journey, their anonymous events on other partitions. Before
+every run Redis is let settle (background frees of the last run's keys, an
+AOF rewrite), so neither binary pays for the other.
 
 Usage: tests/bench/throughput.py [--events N] [--customers N] [--runs N]
-       [--encodings msgpack,json] [--baseline REV | --baseline-extra TEXT]
+       [--encodings msgpack,json] [--gen-args ARGS]
+       [--baseline REV | --baseline-extra TEXT | --stitch]
 Needs the local services (deploy/local/up.sh) and a build in build/.
 """
 import argparse
@@ -153,10 +160,10 @@ def knows_http(binary):
     return subprocess.run([binary or jdtest.JOURNEYD, "--check-config", cfg], capture_output=True).returncode == 0
 
 
-def run_journeyd(topic, dlq, total, binary=None, inspect=None, extra=""):
+def run_journeyd(topic, dlq, total, binary=None, inspect=None, extra="", input_extra=""):
     r = jdtest.redis_client()
     prefix, group = jdtest.unique("bench"), jdtest.unique("bench-g")
-    cfg = jdtest.write_config(topic, dlq, prefix, group, extra, http=knows_http(binary))
+    cfg = jdtest.write_config(topic, dlq, prefix, group, extra, http=knows_http(binary), input_extra=input_extra)
     settle(r)
     mem0 = r.info("memory")["used_memory"]
     cmds0 = redis_cmdstats(r)
@@ -172,7 +179,8 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None, extra=""):
             t_owned = time.monotonic()
         # done: every offset committed and every timer the watermark has
         # passed worked off (the heartbeats at the end make them all due)
-        if all(offs[p] == hw[p] for p in hw) and jdtest.due_timers(prefix, topic, PARTITIONS) == 0:
+        if all(offs[p] == hw[p] for p in hw) and jdtest.due_timers(prefix, topic, PARTITIONS) == 0 and \
+                jdtest.internal_caught_up(prefix, PARTITIONS):
             break
         if d.proc.poll() is not None:
             raise RuntimeError("journeyd exited: " + d.logtext()[-2000:])
@@ -200,6 +208,10 @@ def run_journeyd(topic, dlq, total, binary=None, inspect=None, extra=""):
                     recs = int(kv.split("=")[1])
                 elif kv.startswith("close_records_bytes="):
                     rec_bytes = int(kv.split("=")[1])
+    if prefix in jdtest.INTERNAL_TOPICS:
+        extra["forwarded"] = sum(int(r.hget("%s:{%s:%d}:s" % (prefix, topic, p), "forwarded") or 0)
+                                 for p in range(PARTITIONS))
+        jdtest.delete_topics(jdtest.INTERNAL_TOPICS[prefix])
     # clean up so Redis memory stays comparable between runs
     for k in r.scan_iter("%s:*" % prefix, count=10000):
         r.unlink(k)
@@ -232,13 +244,19 @@ def main():
     ap.add_argument("--encodings", default="msgpack,json")
     ap.add_argument("--baseline", help="git revision to compare with, in the same runs")
     ap.add_argument("--baseline-extra", help="compare with this build run with TEXT added to its config")
+    ap.add_argument("--stitch", action="store_true",
+                    help="run with identity stitching across partitions, against the same build without")
+    ap.add_argument("--gen-args", default="", help="more arguments for journeyctl gen")
     a = ap.parse_args()
-    if a.baseline and a.baseline_extra:
-        ap.error("--baseline and --baseline-extra exclude each other")
+    if sum(map(bool, (a.baseline, a.baseline_extra, a.stitch))) > 1:
+        ap.error("--baseline, --baseline-extra and --stitch exclude each other")
+    stitch = "  partitioner: consistent_random\n" if a.stitch else ""
+    if a.stitch:
+        a.baseline_extra = "\n"  # the same build, as it is
     base_extra = a.baseline_extra.replace("\\n", "\n") if a.baseline_extra else ""
     base_bin = build_baseline(a.baseline) if a.baseline else jdtest.JOURNEYD if a.baseline_extra else None
     if a.baseline_extra:
-        a.baseline = "same build + %r" % base_extra
+        a.baseline = "same build without stitching" if a.stitch else "same build + %r" % base_extra
     commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     date = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -251,7 +269,7 @@ def main():
         t0 = time.monotonic()
         subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "1", "--customers", str(a.customers),
                         "--events", str(a.events), "--encoding", enc, "--topic", topic,
-                        "--brokers", jdtest.BROKERS], check=True)
+                        "--brokers", jdtest.BROKERS] + a.gen_args.split(), check=True)
         total = sum(jdtest.high_watermarks(topic, PARTITIONS).values())
         print("%s: pre-filled %d events in %.1fs" % (enc, total, time.monotonic() - t0))
         runs, base = [], []
@@ -259,7 +277,7 @@ def main():
             ceiling = kcat_ceiling(topic, total)
             if base_bin and i % 2 == 0:
                 base.append(run_journeyd(topic, dlq, total, base_bin, extra=base_extra))
-            m = run_journeyd(topic, dlq, total)
+            m = run_journeyd(topic, dlq, total, input_extra=stitch)
             if base_bin and i % 2 == 1:
                 base.append(run_journeyd(topic, dlq, total, base_bin, extra=base_extra))
             if base_bin:
@@ -286,12 +304,13 @@ def main():
             print("  run %d: %.0f ev/s (%.0f from start), cpu %.2f s (publisher thread %.2f s), "
                   "redis in/out %.1f/%.1f MB, kcat %.0f ev/s, "
                   "redis-benchmark -P 64 %.0f SET/s, ratio %.2f, "
-                  "redis cmds/ev %.4f, round trips/ev %.5f, rss %d KiB, %.0f B/journey"
+                  "redis cmds/ev %.4f, round trips/ev %.5f, rss %d KiB, %.0f B/journey%s"
                   % (i, m["eps_owned"], m["eps_start"], m["cpu_s"], m["publisher_cpu_s"], m["redis_in_mb"],
                      m["redis_out_mb"], ceiling,
                      m["redis_sets"], m["ratio"],
                      m["redis_cmds_per_event"], m["round_trips_per_event"], m["rss_kb"],
-                     m["redis_bytes_per_journey"]))
+                     m["redis_bytes_per_journey"],
+                     ", %d records forwarded" % m["forwarded"] if "forwarded" in m else ""))
         jdtest.delete_topics(topic, dlq)
         all_runs[enc] = runs
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
