@@ -65,7 +65,8 @@
  * this partition's clock; ITEM_CLAIM, _HANDOFF, _RELEASE: records of the
  * internal topic (stitch.h). */
 typedef enum {
-    ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT, ITEM_CLOCK, ITEM_CLAIM, ITEM_HANDOFF, ITEM_RELEASE
+    ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT, ITEM_CLOCK, ITEM_CLAIM, ITEM_HANDOFF, ITEM_RELEASE,
+    ITEM_ANNOUNCE              /* FWD_CLOCK: jnum is the source's mark, ts its clock */
 } item_kind_t;
 
 typedef struct item {
@@ -429,7 +430,7 @@ void batch_add_internal(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, de
         dead_letter(sh, m, dl, DL_INTERNAL, err);
         return;
     }
-    if (!is_local(b, sh, f.id)) {
+    if (f.kind != FWD_CLOCK && !is_local(b, sh, f.id)) {
         snprintf(err, sizeof(err),
                  "internal record for %s, whose home is partition %d, not %d: do all daemons have the same "
                  "input.partitioner?", f.id, (int)home_of(b, f.id), (int)sh->partition);
@@ -441,7 +442,7 @@ void batch_add_internal(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, de
         return;
     }
     journey_t *j = NULL;
-    if (f.kind == FWD_HANDOFF) {
+    if (f.kind == FWD_HANDOFF && f.blob) { /* (none: the id had no open journey) */
         if (!(j = malloc(sizeof(*j)))) abort();
         journey_init(j, f.cust);
         if (journey_unpack(j, f.blob, f.blob_len, b->cfg, err, sizeof(err)) < 0) {
@@ -451,12 +452,18 @@ void batch_add_internal(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, de
             return;
         }
     }
-    shard_mark_set(sh, f.src, f.seq, 1);
-    sh->stats[STAT_RECEIVED]++;
+    int mark = shard_mark_set(sh, f.src, f.seq, 1);
+    sh->stats[STAT_RECEIVED] += f.kind != FWD_CLOCK; /* (announcements are not counted) */
     item_t *it = &b->items[b->n_items++];
     memset(it, 0, sizeof(*it));
     it->sh = sh;
     it->handoff = j;
+    if (f.kind == FWD_CLOCK) { /* takes effect after the source's records before it */
+        it->kind = ITEM_ANNOUNCE;
+        it->jnum = (uint32_t)mark;
+        it->ts = f.ts;
+        return;
+    }
     static const uint8_t kinds[] = {[FWD_EVENT] = ITEM_TOUCH, [FWD_LINK] = ITEM_LINK, [FWD_CLAIM] = ITEM_CLAIM,
                                     [FWD_HANDOFF] = ITEM_HANDOFF, [FWD_RELEASE] = ITEM_RELEASE};
     it->kind = kinds[f.kind];
@@ -479,7 +486,9 @@ void batch_add_internal(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, de
 }
 
 void batch_tick(batch_t *b, shard_t *sh, int64_t clock) {
-    if (sh->committed < 0 && sh->icommitted < 0) return; /* nothing stored, nothing to time out */
+    /* nothing stored, nothing to time out; but a home partition that is
+     * empty still tells the others how far it is (stitch.h) */
+    if (sh->committed < 0 && sh->icommitted < 0 && !(b->n_parts && sh->home)) return;
     if (!sh->in_batch) join_batch(b, sh);
     if (clock > sh->clock) sh->clock = clock;
     if (clock > sh->batch_clock) sh->batch_clock = clock;
@@ -544,9 +553,10 @@ static entry_t *table_get(batch_t *b, shard_t *sh, const char *id) {
 
 /* ---- load ---------------------------------------------------------------- */
 
-/* A journey's deadline, -1: none (no event yet, or closed). */
+/* A journey's deadline, -1: none (no event yet, closed, or waiting for
+ * the answer to a link it sent: it has no timer until then). */
 static int64_t deadline_or_none(const batch_t *b, const journey_t *j) {
-    int64_t d = j->status == JOURNEY_OPEN ? journey_deadline(j, b->cfg) : -1;
+    int64_t d = j->status == JOURNEY_OPEN && !j->pending ? journey_deadline(j, b->cfg) : -1;
     return d == INT64_MAX ? -1 : d;
 }
 
@@ -715,7 +725,12 @@ static void add_item_ids(batch_t *b) {
     }
 }
 
-static int64_t watermark(const batch_t *b, int64_t clock) {
+/* The shard's watermark at its clock: clock - the allowed lateness; with
+ * stitching, never past what every other partition has announced (low):
+ * a record on its way from a partition behind must not find its journey
+ * closed (stitch.h). */
+static int64_t watermark(const batch_t *b, const shard_t *sh, int64_t clock) {
+    if (b->n_parts && sh->home && sh->low < clock) clock = sh->low;
     return clock - b->cfg->allowed_lateness_ms;
 }
 
@@ -755,7 +770,7 @@ static store_status_t load_first(batch_t *b, store_t *st, int *more, char *errbu
     if (!due || !shs) abort();
     for (int i = 0; i < b->n_shards; i++) {
         shard_t *sh = b->shards[i];
-        int64_t wm = watermark(b, sh->batch_clock);
+        int64_t wm = watermark(b, sh, sh->batch_clock);
         if (wm < sh->next_due && !sh->timers_more) continue;
         due[n] = (store_due_req_t){.shard = sh->name, .until = wm, .limit = (size_t)b->cfg->batch_max_events};
         shs[n++] = sh;
@@ -862,7 +877,7 @@ static journey_t *entry_journey(const batch_t *b, entry_t *e) {
 
 static void close_if_due(batch_t *b, entry_t *e) {
     if (e->state == ENT_JOURNEY &&
-        funnel_expire(&e->sh->fd, &e->sh->reg, b->cfg, e->j, watermark(b, e->sh->clock))) {
+        funnel_expire(&e->sh->fd, &e->sh->reg, b->cfg, e->j, watermark(b, e->sh, e->sh->clock))) {
         e->closed = 1;
         e->deadline = -1;
     }
@@ -910,7 +925,7 @@ static void count_answer(batch_t *b, const journey_t *j, const item_t *it) {
 
 static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
     shard_t *sh = it->sh;
-    int64_t wm = watermark(b, sh->clock);
+    int64_t wm = watermark(b, sh, sh->clock);
     int late;
     if (it->ts > sh->clock) sh->clock = it->ts;
     event_t ev;
@@ -922,7 +937,7 @@ static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
     ev.score = it->score;
     ev.scope = (ev_scope_t)it->scope;
     funnel_result_t r = funnel_event(&sh->fd, &sh->reg, b->cfg, entry_journey(b, e), wm,
-                                     watermark(b, sh->clock), &ev, it->mid, it->phase,
+                                     watermark(b, sh, sh->clock), &ev, it->mid, it->phase,
                                      it->kind == ITEM_TOUCH ? it->tp : NULL, &late);
     sh->stats[STAT_LATE] += late;
     if (r != FUNNEL_DUPLICATE) e->dirty = 1;
@@ -947,6 +962,8 @@ static void link_remote(batch_t *b, entry_t *cust, shard_t *sh, const char *id, 
     if (link_capped(b, sh, cust, id)) return;
     cust->j->linked++;
     cust->j->merged++;
+    cust->j->pending++; /* until the answer: FWD_HANDOFF or FWD_RELEASE */
+    cust->deadline = deadline_or_none(b, cust->j);
     cust->dirty = 1;
     fwd_t f;
     fwd_of(&f, FWD_CLAIM, id, NULL);
@@ -1043,22 +1060,26 @@ static void apply_claim(batch_t *b, const item_t *it) {
         release(b, sh, it->other, it->jnum);
         return;
     }
+    /* the answer: the journey if it is open (a closed one stays counted as
+     * it was), else nothing to merge */
+    fwd_t f;
+    char *blob = NULL;
+    fwd_of(&f, FWD_HANDOFF, it->other, NULL);
+    copy_str(f.cust, sizeof(f.cust), it->other);
+    copy_str(f.other, sizeof(f.other), it->key);
+    f.jnum = it->jnum;
     if (raw->state == ENT_JOURNEY) {
         entry_journey(b, raw);
         close_if_due(b, raw);
         if (raw->j->status == JOURNEY_OPEN) {
-            fwd_t f;
-            fwd_of(&f, FWD_HANDOFF, it->other, NULL);
-            copy_str(f.cust, sizeof(f.cust), it->other);
-            copy_str(f.other, sizeof(f.other), it->key);
-            f.jnum = it->jnum;
-            char *blob;
             if (journey_pack(raw->j, &blob, &f.blob_len) < 0) abort(); /* out of memory */
             f.blob = blob;
             funnel_removed(&sh->fd, &sh->reg, b->cfg, raw->j);
-            emit(b, sh, &f);
-            free(blob);
         }
+    }
+    emit(b, sh, &f);
+    free(blob);
+    if (raw->state == ENT_JOURNEY) {
         journey_reset(raw->j);
         free(raw->j);
         raw->j = NULL;
@@ -1078,7 +1099,7 @@ static void pass_on(batch_t *b, const item_t *it, int kind, const char *to) {
     fwd_of(&f, kind, to, NULL);
     copy_str(f.cust, sizeof(f.cust), to);
     copy_str(f.other, sizeof(f.other), it->other);
-    if (kind == FWD_HANDOFF) {
+    if (kind == FWD_HANDOFF && it->handoff) {
         if (journey_pack(it->handoff, &blob, &f.blob_len) < 0) abort();
         f.blob = blob;
     }
@@ -1086,11 +1107,21 @@ static void pass_on(batch_t *b, const item_t *it, int kind, const char *to) {
     free(blob);
 }
 
-/* FWD_HANDOFF in the customer's home: the anonymous journey joins the
- * customer's journey of the link if that is still open; if it has closed
- * (the partitions' event times were further apart than the allowed
- * lateness), the anonymous journey is counted and closed on its own, as it
- * would have been without the link. */
+/* The answer to a link has come: the customer's journey may time out again. */
+static void answered(batch_t *b, entry_t *e) {
+    if (!e || e->state != ENT_JOURNEY) return;
+    journey_t *j = entry_journey(b, e);
+    if (j->pending) j->pending--;
+    e->deadline = deadline_or_none(b, j);
+    e->dirty = 1;
+    close_if_due(b, e);
+}
+
+/* FWD_HANDOFF in the customer's home, the answer to a link: the
+ * anonymous journey, if it was open, joins the customer's journey of the
+ * link if that is still open; if that one has closed after all (a later
+ * event of the customer came after its deadline), the anonymous journey is
+ * counted and closed on its own, as it would have been without the link. */
 static void apply_handoff(batch_t *b, item_t *it) {
     shard_t *sh = it->sh;
     entry_t *e = canonical(b, sh, it->key);
@@ -1099,8 +1130,13 @@ static void apply_handoff(batch_t *b, item_t *it) {
         pass_on(b, it, FWD_HANDOFF, e->target);
         return;
     }
+    if (!hj) {
+        answered(b, e);
+        return;
+    }
     if (e && e->state == ENT_JOURNEY) {
-        entry_journey(b, e);
+        journey_t *j = entry_journey(b, e);
+        if (j->pending) j->pending--;
         close_if_due(b, e);
     }
     if (e && e->state == ENT_JOURNEY && e->j->status == JOURNEY_OPEN && (!it->jnum || e->j->number == it->jnum)) {
@@ -1112,7 +1148,12 @@ static void apply_handoff(batch_t *b, item_t *it) {
         e->deadline = deadline_or_none(b, e->j);
         e->dirty = 1;
         sh->stats[STAT_MERGED]++;
+        close_if_due(b, e);
         return;
+    }
+    if (e && e->state == ENT_JOURNEY) {
+        e->deadline = deadline_or_none(b, e->j);
+        e->dirty = 1;
     }
     funnel_moved(&sh->fd, &sh->reg, b->cfg, hj, -1, NULL);
     journey_close(hj, b->cfg);
@@ -1133,7 +1174,7 @@ static void apply_release(batch_t *b, const item_t *it) {
     journey_t *j = entry_journey(b, e);
     if (j->linked) j->linked--;
     if (j->merged && (!it->jnum || j->number == it->jnum)) j->merged--;
-    e->dirty = 1;
+    answered(b, e);
 }
 
 /* The due journeys left to their close records (by_record()) are closed
@@ -1160,7 +1201,7 @@ static void sweep(batch_t *b) {
     for (size_t i = 0; i < b->n_tab; i++) {
         entry_t *e = &b->tab[b->used[i]];
         if (e->state == ENT_JOURNEY && e->deadline >= 0 && e->sh->in_batch &&
-            e->deadline <= watermark(b, e->sh->clock))
+            e->deadline <= watermark(b, e->sh, e->sh->clock))
             close_if_due(b, e);
     }
 }
@@ -1171,6 +1212,11 @@ static void apply_all(batch_t *b) {
         if (it->kind == ITEM_HEARTBEAT || it->kind == ITEM_CLOCK) {
             it->sh->stats[STAT_HEARTBEAT] += it->kind == ITEM_HEARTBEAT;
             if (it->ts > it->sh->clock) it->sh->clock = it->ts;
+            continue;
+        }
+        if (it->kind == ITEM_ANNOUNCE) {
+            shard_mark_clock(it->sh, (int)it->jnum, it->ts, 1);
+            shard_low_update(it->sh, b->n_parts - 1);
             continue;
         }
         if (it->kind == ITEM_CLAIM) {
@@ -1285,6 +1331,31 @@ static void sat_commit(batch_t *b, shard_t *sh, store_commit_req_t *q) {
     sh->sat_log_bytes = 0;
 }
 
+/* A home shard whose clock has moved on tells every other partition, after
+ * the records it sends in this batch: a destination that has applied the
+ * announcement has applied them, and its watermark may pass them
+ * (watermark()). At most once a second of event time. */
+#define ANNOUNCE_EVERY_MS 1000
+static void announce(batch_t *b, shard_t *sh) {
+    if (!sh->home || b->n_parts < 2 ||
+        (sh->announced != INT64_MIN && sh->clock < sh->announced + ANNOUNCE_EVERY_MS))
+        return;
+    fwd_t f;
+    fwd_of(&f, FWD_CLOCK, FWD_CLOCK_ID, NULL);
+    f.ts = sh->clock;
+    for (int32_t p = 0; p < b->n_parts; p++) {
+        if (p == sh->partition) continue;
+        char *rec;
+        size_t len;
+        snprintf(f.src, sizeof(f.src), "%s", sh->name);
+        f.seq = ++sh->out_seq;
+        if (fwd_encode(&f, &rec, &len) < 0) abort();
+        shard_out_add(&sh->out, p, f.id, rec, len);
+        free(rec);
+    }
+    sh->announced = sh->clock; /* as if committed: memory is dropped if it is not */
+}
+
 static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_ents,
                             store_commit_req_t *q, size_t *k, commit_buf_t *cb) {
     q->shard = sh->name;
@@ -1296,7 +1367,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
     /* funnel: the counters that changed, and, each time the watermark has
      * moved on by the shortest window's bucket, the buckets no window holds
      * any more (deleted, which bounds the hash) */
-    int64_t wm = watermark(b, sh->clock);
+    int64_t wm = watermark(b, sh, sh->clock);
     if (b->cfg->n_funnel_windows) {
         int64_t res = b->cfg->funnel_windows_ms[0] / b->cfg->funnel_buckets;
         if (sh->funnel_expired == INT64_MIN || wm / res != sh->funnel_expired / res) {
@@ -1324,6 +1395,7 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
     sh->closed_through = sh->closing_through; /* as if committed: memory is dropped if it is not */
     q->expected_ioffset = q->new_ioffset = -1; /* filled in when it is sent */
     if (b->n_parts) { /* the records it sends, and the marks of those it applied */
+        announce(b, sh);
         shard_fields_build(sh);
         q->n_fields = sh->n_f;
         q->field_names = (const char *const *)sh->fnames;
@@ -1424,7 +1496,7 @@ static void pending_free(pending_t *p) {
 static void keep_close(batch_t *b, const entry_t *e) {
     const journey_t *j = e->j;
     if (e->state == ENT_UNKNOWN) return; /* never read: its record, if any, holds */
-    if (e->state == ENT_JOURNEY && j->status == JOURNEY_OPEN && j->stored_deadline >= 0 &&
+    if (e->state == ENT_JOURNEY && j->status == JOURNEY_OPEN && !j->pending && j->stored_deadline >= 0 &&
         (j->mseg[0] || j->phase < 0)) {
         funnel_close_t fc;
         funnel_close_of(j, b->cfg, &fc);

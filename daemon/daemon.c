@@ -168,6 +168,7 @@ static void learn_field(const char *field, int64_t value, void *opaque) {
     learning_t *l = opaque;
     if (!strcmp(field, "out_seq")) l->sh->out_seq = value;
     else if (!strncmp(field, "in|", 3)) shard_mark_set(l->sh, field + 3, value, 0);
+    else if (!strncmp(field, "ck|", 3)) shard_mark_clock(l->sh, shard_mark_set(l->sh, field + 3, 0, 0), value, 0);
     else funnel_learn(&l->sh->reg, &l->sh->totals, l->cfg, field, value);
 }
 
@@ -214,6 +215,8 @@ static int shard_load_offset(ctx_t *c, shard_t *sh) {
     shard_marks_free(sh);
     sh->out_seq = 0;
     sh->out_clear = 0;
+    sh->low = 0;
+    sh->announced = INT64_MIN; /* announce at the first commit */
     /* the outbox is produced again: its records may not all have been
      * delivered; the destinations' marks drop those that were */
     if (store_shard_open(c->st, sh->name, &sh->committed, &sh->icommitted, c->fw ? learn_out : NULL, &l, err,
@@ -221,6 +224,7 @@ static int shard_load_offset(ctx_t *c, shard_t *sh) {
         store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err, sizeof(err)) == STORE_OK &&
         store_shard_sat(c->st, sh->name, learn_sat, learn_sat_log, &l, NULL, 0, err, sizeof(err)) == STORE_OK &&
         (!l.n_out || forward_sync(c->fw, c->boot_cfg->shutdown_timeout_ms, err, sizeof(err)) == 0)) {
+        shard_low_update(sh, c->n_parts - 1);
         if (l.n_out) {
             sh->out_clear = 1;
             log_info("outbox produced again", "shard=%s records=%zu", sh->name, l.n_out);
@@ -608,10 +612,29 @@ static int caught_up(ctx_t *c, const shard_t *sh) {
  * wall-clock time that passed, so timeouts fire when traffic stops. During a
  * backlog, wall clock says nothing about event time: it does not count. A
  * shard whose due timers did not all fit in the last batch gets a batch too. */
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A home partition with nothing in it, stored or to read: with stitching
+ * it announces the wall clock, so the others need not wait for it. */
+static int empty_home(ctx_t *c, const shard_t *sh) {
+    int64_t lo, hi;
+    return c->n_parts && sh->home && sh->committed < 0 && sh->icommitted < 0 && sh->clock < wall_ms() - 1000 &&
+           !rd_kafka_get_watermark_offsets(c->rk, sh->topic, sh->partition, &lo, &hi) && hi >= 0 && lo == hi;
+}
+
 static void idle_ticks(ctx_t *c) {
     int64_t now = now_ms();
     for (int i = 0; i < c->n_shards; i++) {
         shard_t *sh = c->shards[i];
+        if (!sh->resync && !sh->paused && now - sh->wall_mark >= c->live_cfg->idle_advance_ms && empty_home(c, sh)) {
+            batch_tick(c->batch, sh, wall_ms());
+            sh->wall_mark = now;
+            continue;
+        }
         if (sh->resync || sh->paused || (sh->committed < 0 && sh->icommitted < 0)) continue;
         if (now - sh->wall_mark >= c->live_cfg->idle_advance_ms) {
             if (caught_up(c, sh)) batch_tick(c->batch, sh, sh->clock + (now - sh->wall_mark));

@@ -559,7 +559,7 @@ static void close_now(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, j
 }
 
 int funnel_expire(funnel_delta_t *d, funnel_reg_t *r, const config_t *cfg, journey_t *j, int64_t wm) {
-    if (j->status != JOURNEY_OPEN || journey_deadline(j, cfg) > wm) return 0;
+    if (j->status != JOURNEY_OPEN || j->pending || journey_deadline(j, cfg) > wm) return 0;
     close_now(d, r, cfg, j);
     return 1;
 }

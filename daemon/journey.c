@@ -218,7 +218,8 @@ void journey_close(journey_t *j, const config_t *cfg) {
 }
 
 int journey_settle(journey_t *j, const config_t *cfg, int64_t closed_through) {
-    if (j->status != JOURNEY_OPEN || j->stored_deadline < 0 || j->stored_deadline > closed_through) return 0;
+    if (j->status != JOURNEY_OPEN || j->pending || j->stored_deadline < 0 || j->stored_deadline > closed_through)
+        return 0;
     journey_close(j, cfg);
     return 1;
 }
@@ -229,6 +230,7 @@ void journey_restart(journey_t *j, const config_t *cfg) {
     n.number = j->number + 1;
     n.prev_end = journey_deadline(j, cfg);
     n.linked = j->linked;          /* the customer's, not the journey's */
+    n.pending = j->pending;
     n.dedup = j->dedup;            /* messageIds are unique per customer */
     n.n_dedup = j->n_dedup;
     n.dedup_pos = j->dedup_pos;
@@ -264,10 +266,12 @@ void journey_merge(journey_t *dst, const journey_t *src, const config_t *cfg) {
         if (!dedup_seen(dst, src->dedup[i])) dedup_add(dst, cfg, src->dedup[i]);
     dst->merged += src->merged; /* the link itself is counted by the caller */
     dst->linked += src->linked;
+    dst->pending += src->pending;
 }
 
 /* ---- serialised form ----------------------------------------------------
- * A MessagePack array (JOURNEY_BLOB_VERSION 4; version 3 lacked the last
+ * A MessagePack array (JOURNEY_BLOB_VERSION 5; version 4 lacked the last
+ * field, pending, version 3 also
  * field, version 2 the last two, version 1 the last five):
  *   [1, customer, number, phase, start_ts, last_ts, [phase_ts 0..phase],
  *    last_tp, last_tp_ts, last_tp_mid, events, segment, segment_ts,
@@ -350,7 +354,7 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     /* one allocation for the usual size: header, history and dedup ring */
     wbuf_t w = {NULL, 0, 320 + (size_t)j->n_hist * 40 + (size_t)j->n_dedup * 9};
     if (!(w.p = malloc(w.cap))) return -1;
-    w_array(&w, 24);
+    w_array(&w, 25);
     w_uint(&w, JOURNEY_BLOB_VERSION);
     w_str(&w, j->customer);
     w_uint(&w, j->number);
@@ -397,6 +401,7 @@ int journey_pack(const journey_t *j, char **out, size_t *outlen) {
     w_str(&w, j->mseg);
     w_int(&w, j->stored_deadline);
     w_uint(&w, j->linked);
+    w_uint(&w, j->pending);
     *out = (char *)w.p;   /* ownership passes to the caller */
     *outlen = w.len;
     return 0;
@@ -582,7 +587,7 @@ int journey_load_tail(journey_t *j, const config_t *cfg) {
 static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cfg, int head) {
     int64_t v, version;
     uint32_t m;
-    static const uint32_t FIELDS[] = {0, 19, 22, 23, 24}; /* by version */
+    static const uint32_t FIELDS[] = {0, 19, 22, 23, 24, 25}; /* by version */
     _Static_assert(sizeof(FIELDS) / sizeof(FIELDS[0]) == JOURNEY_BLOB_VERSION + 1, "a count per blob version");
     if (get_small(r, 1, JOURNEY_BLOB_VERSION, &version) < 0 || n != FIELDS[version]) return -1;
     if (get_name(r, j->customer, sizeof(j->customer)) < 0) return -1;
@@ -613,6 +618,10 @@ static int unpack_fields(journey_t *j, rbuf_t *r, uint32_t n, const config_t *cf
         if (get_small(r, 0, UINT32_MAX, &v) < 0) return -1;
         j->linked = (uint32_t)v;
     }
+    if (version >= 5) {
+        if (get_small(r, 0, UINT32_MAX, &v) < 0) return -1;
+        j->pending = (uint32_t)v;
+    }
     return 0;
 }
 
@@ -624,8 +633,8 @@ static int unpack(journey_t *j, const char *buf, size_t len, const config_t *cfg
         snprintf(errbuf, errlen, "journey blob: not one MessagePack value");
         return -1;
     }
-    if (n != 19 && n != 22 && n != 23 && n != 24) {
-        snprintf(errbuf, errlen, "journey blob: not a 19-, 22-, 23- or 24-element array");
+    if (n != 19 && n != 22 && n != 23 && n != 24 && n != 25) {
+        snprintf(errbuf, errlen, "journey blob: not a 19-, 22-, 23-, 24- or 25-element array");
         return -1;
     }
     if (unpack_fields(j, &r, n, cfg, head) < 0) {

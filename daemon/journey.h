@@ -15,7 +15,7 @@
 #include "event.h"
 
 #define JOURNEY_NO_TIME INT64_MAX   /* "never": phase not reached, no event */
-#define JOURNEY_BLOB_VERSION 4
+#define JOURNEY_BLOB_VERSION 5
 
 /* One entry of the touchpoint history. */
 typedef struct jd_touch {
@@ -57,6 +57,8 @@ typedef struct journey {
     jd_satisfaction_t sat;          /* latest satisfaction answer */
     uint32_t merged;                /* other ids (anonymous, aliases) linked to this journey */
     uint32_t linked;                /* ... and to this customer, over all its journeys */
+    uint32_t pending;               /* links sent to other partitions not answered yet (stitch.h):
+                                       the journey does not time out meanwhile */
     uint8_t status;                 /* journey_status_t */
     int64_t prev_end;               /* deadline of the customer's previous journey, INT64_MIN: none */
     char mseg[JD_NAME_MAX + 1];     /* segment counted under in the metrics, "" = not counted yet */

@@ -43,6 +43,10 @@ void shard_fields_build(shard_t *sh) {
         char *name = malloc(n);
         if (name) snprintf(name, n, "in|%s", sh->marks[i].src);
         field_add(sh, name, sh->marks[i].seq);
+        if (sh->marks[i].clock != INT64_MIN) {
+            if ((name = malloc(n))) snprintf(name, n, "ck|%s", sh->marks[i].src);
+            field_add(sh, name, sh->marks[i].clock);
+        }
         sh->marks[i].dirty = 0;
     }
 }
@@ -62,12 +66,12 @@ int64_t shard_mark_get(const shard_t *sh, const char *src) {
     return 0;
 }
 
-void shard_mark_set(shard_t *sh, const char *src, int64_t seq, int dirty) {
+int shard_mark_set(shard_t *sh, const char *src, int64_t seq, int dirty) {
     for (int i = 0; i < sh->n_marks; i++)
         if (!strcmp(sh->marks[i].src, src)) {
-            sh->marks[i].seq = seq;
+            if (seq > sh->marks[i].seq) sh->marks[i].seq = seq;
             sh->marks[i].dirty |= dirty;
-            return;
+            return i;
         }
     if (sh->n_marks == sh->cap_marks) {
         sh->cap_marks = sh->cap_marks ? 2 * sh->cap_marks : 16;
@@ -75,7 +79,27 @@ void shard_mark_set(shard_t *sh, const char *src, int64_t seq, int dirty) {
     }
     if (!(sh->marks[sh->n_marks].src = strdup(src))) abort();
     sh->marks[sh->n_marks].seq = seq;
-    sh->marks[sh->n_marks++].dirty = dirty;
+    sh->marks[sh->n_marks].clock = INT64_MIN;
+    sh->marks[sh->n_marks].dirty = dirty;
+    return sh->n_marks++;
+}
+
+void shard_mark_clock(shard_t *sh, int i, int64_t clock, int dirty) {
+    if (clock <= sh->marks[i].clock) return;
+    sh->marks[i].clock = clock;
+    sh->marks[i].dirty |= dirty;
+}
+
+void shard_low_update(shard_t *sh, int others) {
+    int64_t low = INT64_MAX;
+    int n = 0;
+    for (int i = 0; i < sh->n_marks; i++) {
+        if (sh->marks[i].clock == INT64_MIN) continue;
+        n++;
+        if (sh->marks[i].clock < low) low = sh->marks[i].clock;
+    }
+    if (n < others) low = 0; /* a partition not heard from yet may still send anything */
+    if (low > sh->low) sh->low = low;
 }
 
 void shard_marks_free(shard_t *sh) {

@@ -47,6 +47,7 @@ typedef enum {
 typedef struct shard_mark {
     char *src;                  /* owned */
     int64_t seq;                /* highest applied */
+    int64_t clock;              /* the source's clock as it last announced it (FWD_CLOCK), INT64_MIN: never */
     int dirty;                  /* changed by the open batch */
 } shard_mark_t;
 
@@ -105,6 +106,9 @@ typedef struct shard {
                                    empties the outbox */
     shard_mark_t *marks;        /* per source shard */
     int n_marks, cap_marks;
+    int64_t low;                /* the lowest clock the other home partitions announced, 0 until all
+                                   have: the shard's watermark trails min(clock, low) (stitch.h) */
+    int64_t announced;          /* the clock this shard last announced, INT64_MIN: not yet */
     char **fnames;              /* the open batch's commit: out_seq and changed marks (owned) */
     int64_t *fvals;
     size_t n_f, cap_f;
@@ -113,9 +117,13 @@ typedef struct shard {
 /* Release what the shard owns (the struct itself is the caller's). */
 void shard_release(shard_t *sh);
 
-/* The mark of records applied from src (0 if none) and setting it. */
+/* The mark of records applied from src (0 if none) and setting it (its
+ * index); the clock src announced. */
 int64_t shard_mark_get(const shard_t *sh, const char *src);
-void shard_mark_set(shard_t *sh, const char *src, int64_t seq, int dirty);
+int shard_mark_set(shard_t *sh, const char *src, int64_t seq, int dirty);
+void shard_mark_clock(shard_t *sh, int i, int64_t clock, int dirty);
+/* sh->low from the marks, given how many other partitions must announce. */
+void shard_low_update(shard_t *sh, int others);
 void shard_marks_free(shard_t *sh);
 /* The counters-hash fields of the open batch's commit: out_seq and the
  * marks that changed (each then counts as committed); freed by

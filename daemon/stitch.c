@@ -36,8 +36,8 @@ int32_t stitch_home(int partitioner, const char *id, int32_t n) {
 }
 
 const char *fwd_kind_name(int kind) {
-    static const char *const names[] = {"?", "event", "link", "claim", "handoff", "release"};
-    return kind >= FWD_EVENT && kind <= FWD_RELEASE ? names[kind] : "?";
+    static const char *const names[] = {"?", "event", "link", "claim", "handoff", "release", "clock"};
+    return kind >= FWD_EVENT && kind <= FWD_CLOCK ? names[kind] : "?";
 }
 
 static void pack_str(msgpack_packer *pk, const char *s) {
@@ -112,7 +112,7 @@ int fwd_decode(const char *buf, size_t len, fwd_t *f, char *errbuf, size_t errle
     int64_t v[FWD_FIELDS];
     static const int64_t lo[FWD_FIELDS] = {[1] = FWD_EVENT, [3] = 1, [8] = INT64_MIN, [10] = -1, [11] = 0,
                                            [12] = -128, [13] = 0};
-    static const int64_t hi[FWD_FIELDS] = {[0] = FWD_VERSION, [1] = FWD_RELEASE, [3] = INT64_MAX,
+    static const int64_t hi[FWD_FIELDS] = {[0] = FWD_VERSION, [1] = FWD_CLOCK, [3] = INT64_MAX,
                                            [6] = UINT32_MAX, [7] = 1, [8] = INT64_MAX, [9] = INT64_MAX,
                                            [10] = CFG_MAX_PHASES - 1, [11] = 127, [12] = 127, [13] = 127,
                                            [14] = 1, [15] = 1};
@@ -160,10 +160,6 @@ int fwd_decode(const char *buf, size_t len, fwd_t *f, char *errbuf, size_t errle
     }
     if (f->kind == FWD_LINK && !f->other[0]) {
         why = "a link without the id to link";
-        goto out;
-    }
-    if (f->kind == FWD_HANDOFF && !f->blob) {
-        why = "a hand-off without its journey";
         goto out;
     }
     rc = 0;

@@ -48,7 +48,8 @@
 #define FWD_SRC_MAX 272 /* a shard name: topic (<= 249) + ':' + partition */
 #define FWD_VERSION 1
 
-typedef enum { FWD_EVENT = 1, FWD_LINK, FWD_CLAIM, FWD_HANDOFF, FWD_RELEASE } fwd_kind_t;
+typedef enum { FWD_EVENT = 1, FWD_LINK, FWD_CLAIM, FWD_HANDOFF, FWD_RELEASE, FWD_CLOCK } fwd_kind_t;
+#define FWD_CLOCK_ID "*" /* the id of a FWD_CLOCK record, which goes to every partition */
 
 typedef struct fwd {
     uint8_t kind;                 /* fwd_kind_t */

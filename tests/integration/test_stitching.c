@@ -171,28 +171,35 @@ static void event(const char *id, int64_t ts, int ph, const char *tp, const char
 }
 
 /* Hand every record the shards have sent to its partition, one commit per
- * round, until none is left; how many. */
+ * round, until none is left; how many, not counting the shards'
+ * announcements of their clocks. */
 static int pump(void) {
     int total = 0;
     for (int round = 0; round < 20; round++) {
-        int n = 0;
+        int n = 0, left = 0;
         for (int p = 0; p < 2; p++) {
             redisReply *r = redisCommand(rc, "LRANGE %s:{t:%d}:x 0 -1", prefix, p);
             cr_assert(r && r->type == REDIS_REPLY_ARRAY);
-            for (size_t i = delivered[p]; i < r->elements; i++, n++) {
+            for (size_t i = delivered[p]; i < r->elements; i++) {
                 int32_t part;
                 const char *key, *val;
                 size_t kl, vl;
                 cr_assert_eq(shard_out_parse(r->element[i]->str, r->element[i]->len, &part, &key, &kl, &val, &vl), 0);
                 char id[JD_ID_MAX + 1];
                 snprintf(id, sizeof(id), "%.*s", (int)kl, key);
-                cr_assert_eq(part, stitch_home(CFG_PART_CONSISTENT_RANDOM, id, 2)); /* keyed by its id */
+                fwd_t f;
+                char err[128];
+                cr_assert_eq(fwd_decode(val, vl, &f, err, sizeof(err)), 0, "%s", err);
+                if (f.kind != FWD_CLOCK) /* keyed by its id, sent to its home */
+                    cr_assert_eq(part, stitch_home(CFG_PART_CONSISTENT_RANDOM, id, 2));
                 take(part, val, vl);
+                n += f.kind != FWD_CLOCK;
+                left++;
             }
             delivered[p] = r->elements;
             freeReplyObject(r);
         }
-        if (!n) return total;
+        if (!left) return total;
         total += n;
         commit();
     }
@@ -264,7 +271,9 @@ Test(stitching, the_anonymous_journey_moves_to_its_customer) {
     event(a, T0 + 2000, 1, "reviews", NULL);
     event(u, T0 + 3000, 1, "", a); /* identify u, anonymousId a: in B */
     cr_assert_eq(journey_of(u)->linked, 1); /* reserved */
+    cr_assert_eq(journey_of(u)->pending, 1); /* and waiting for the answer: no timeout */
     cr_assert_eq(pump(), 2);                /* the claim to A, the hand-off back */
+    cr_assert_eq(journey_of(u)->pending, 0);
     assert_redirect(a, u);
     journey_t *j = journey_of(u);
     cr_assert_eq(j->events, 3);
@@ -384,22 +393,49 @@ Test(stitching, a_record_sent_again_is_applied_once) {
     cr_assert_eq(counter_of(1, "applied"), 1);
 }
 
-/* The hand-off finds the customer's journey closed (B's clock ran ahead):
- * the anonymous journey is counted and closed on its own, once. */
+/* The hand-off finds the customer's journey of the link gone: a later
+ * event of the customer came after its deadline and started its next
+ * journey. The anonymous journey is counted and closed on its own, once;
+ * the waiting journey does not time out meanwhile, and its next one takes
+ * the answer. */
 Test(stitching, a_late_hand_off_closes_on_its_own) {
     const char *a = ida[0], *u = idb[0];
     event(a, T0 + 1000, 0, "ads", NULL);
     event(u, T0 + 2000, 0, "", a);
-    batch_tick(b, &sh[1], T0 + 30LL * 86400000); /* B's journeys time out before the claim is read */
+    batch_tick(b, &sh[1], T0 + 2LL * 3600000); /* past u's deadline (search: 30m) and the lateness */
     commit();
-    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 1); /* u's journey closed */
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 0); /* u waits for the answer */
+    event(u, T0 + 3LL * 3600000, 0, "ads", NULL); /* after the deadline: u's next journey */
+    cr_assert_eq(journey_of(u)->number, 2);
+    cr_assert_eq(journey_of(u)->pending, 1);
     cr_assert_eq(pump(), 2);
     assert_redirect(a, u);
     cr_assert_eq(counter_of(1, "handoff_closed"), 1);
-    cr_assert_eq(journey_of(u)->events, 1);
-    cr_assert_eq(counter("f|search|none|reached"), 2); /* u's journey and a's, each once */
+    journey_t *j = journey_of(u);
+    cr_assert_eq(j->events, 1);
+    cr_assert_eq(j->pending, 0);
+    cr_assert_eq(counter("f|search|none|reached"), 3); /* u's two journeys and a's, each once */
     cr_assert_eq(counter("f|search|none|dropped"), 2);
-    cr_assert_eq(counter("f|search|none|active"), 0);
+    cr_assert_eq(counter("f|search|none|active"), 1);
+}
+
+/* A partition's watermark waits for what the other partitions announced:
+ * B's clock runs far ahead, but A has said it is at T0 + 1s, so nothing
+ * of B times out until A has moved on. */
+Test(stitching, the_watermark_waits_for_the_slowest_partition) {
+    event(idb[0], T0 + 1000, 0, "ads", NULL); /* B: a search journey, 30m */
+    event(ida[0], T0 + 1000, 0, "ads", NULL); /* A: at T0 + 1s */
+    pump();                                   /* the announcements */
+    event(idb[1], T0 + 10LL * 3600000, 0, "ads", NULL); /* B's clock: 10h on */
+    pump();
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 0);
+    cr_assert_eq(counter_of(1, "f|search|none|active"), 2);
+    event(ida[1], T0 + 5LL * 3600000, 0, "ads", NULL); /* A moves to 5h */
+    pump();
+    batch_tick(b, &sh[1], T0 + 10LL * 3600000);
+    commit();
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 1); /* idb[0]'s, due at 30m */
+    cr_assert_eq(counter_of(1, "f|search|none|active"), 1);
 }
 
 /* A record for an id whose home is another partition is refused to the
