@@ -66,7 +66,9 @@
  * internal topic (stitch.h). */
 typedef enum {
     ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT, ITEM_CLOCK, ITEM_CLAIM, ITEM_HANDOFF, ITEM_RELEASE,
-    ITEM_ANNOUNCE              /* FWD_CLOCK: jnum is the source's mark, ts its clock */
+    ITEM_ANNOUNCE,             /* FWD_CLOCK: jnum is the source's mark, ts its clock */
+    ITEM_LINK_OUT              /* identify/alias for a customer elsewhere of an id here: the id is
+                                  held open, then the link goes to the customer */
 } item_kind_t;
 
 typedef struct item {
@@ -78,7 +80,7 @@ typedef struct item {
     int8_t metric, score, scope;
     int64_t ts;
     uint64_t mid;
-    uint8_t follow;            /* claim: key is on the chain from the id to link */
+    uint8_t follow;            /* link, claim: FWD_F_* */
     uint32_t jnum;             /* claim, handoff, release: the customer's journey at the link, 0: any */
     journey_t *handoff;        /* handoff: the journey handed over; owned */
     char key[JD_ID_MAX + 1];   /* journey key: userId, else anonymousId; a record's id */
@@ -302,7 +304,10 @@ static void fwd_of(fwd_t *f, int kind, const char *id, const item_t *it) {
     f->scope = it->scope;
     f->explicit_phase = it->explicit_phase;
     f->explicit_tp = it->explicit_tp;
-    if (kind == FWD_LINK) copy_str(f->other, sizeof(f->other), it->other);
+    if (kind == FWD_LINK) {
+        copy_str(f->other, sizeof(f->other), it->other);
+        f->follow = it->follow & FWD_F_HELD;
+    }
     copy_str(f->tp, sizeof(f->tp), it->tp);
     copy_str(f->segment, sizeof(f->segment), it->segment);
 }
@@ -409,7 +414,10 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
     classify_event(b->cfg, &ev, &cl);
     fill_item(it, &ev, &cl);
     if (cl.phase < 0 && it->kind == ITEM_TOUCH) sh->stats[STAT_UNCLASSIFIED]++;
-    if (!is_local(b, sh, it->key)) { /* its journey lives in another partition: it goes there */
+    it->follow = 0;
+    if (!is_local(b, sh, it->key) && it->kind == ITEM_LINK && is_local(b, sh, it->other)) {
+        it->kind = ITEM_LINK_OUT; /* the id to link is here: held open first (apply_link_out()) */
+    } else if (!is_local(b, sh, it->key)) { /* its journey lives in another partition: it goes there */
         fwd_t f;
         fwd_of(&f, it->kind == ITEM_LINK ? FWD_LINK : FWD_EVENT, it->key, it);
         emit(b, sh, &f);
@@ -710,9 +718,10 @@ static store_status_t load_round(batch_t *b, store_t *st, int *redirects, char *
 static void add_item_ids(batch_t *b) {
     for (int i = 0; i < b->n_items; i++) {
         item_t *it = &b->items[i];
-        if (it->kind == ITEM_HEARTBEAT || it->kind == ITEM_CLOCK) continue;
-        table_get(b, it->sh, it->key);
-        if (it->kind == ITEM_LINK && is_local(b, it->sh, it->other)) table_get(b, it->sh, it->other);
+        if (it->kind == ITEM_HEARTBEAT || it->kind == ITEM_CLOCK || it->kind == ITEM_ANNOUNCE) continue;
+        if (it->kind != ITEM_LINK_OUT) table_get(b, it->sh, it->key);
+        if ((it->kind == ITEM_LINK || it->kind == ITEM_LINK_OUT) && is_local(b, it->sh, it->other))
+            table_get(b, it->sh, it->other);
     }
     for (int hop = 0; hop < MAX_REDIRECT_HOPS; hop++) {
         size_t n0 = b->n_tab;
@@ -959,7 +968,16 @@ static int link_capped(batch_t *b, shard_t *sh, const entry_t *cust, const char 
  * chain does), to the customer: its place under the cap is reserved now,
  * and id's home decides (FWD_CLAIM; stitch.h). */
 static void link_remote(batch_t *b, entry_t *cust, shard_t *sh, const char *id, int follow) {
-    if (link_capped(b, sh, cust, id)) return;
+    if (link_capped(b, sh, cust, id)) {
+        if (follow & FWD_F_HELD) { /* the id was held open for this: let it go */
+            fwd_t f;
+            fwd_of(&f, FWD_CLAIM, id, NULL);
+            copy_str(f.cust, sizeof(f.cust), cust->id);
+            f.follow = FWD_F_HELD | FWD_F_REFUSED;
+            emit(b, sh, &f);
+        }
+        return;
+    }
     cust->j->linked++;
     cust->j->merged++;
     cust->j->pending++; /* until the answer: FWD_HANDOFF or FWD_RELEASE */
@@ -978,7 +996,7 @@ static void link_remote(batch_t *b, entry_t *cust, shard_t *sh, const char *id, 
 static void apply_link(batch_t *b, entry_t *cust, const item_t *it) {
     shard_t *sh = it->sh;
     if (!is_local(b, sh, it->other)) {
-        link_remote(b, cust, sh, it->other, 0);
+        link_remote(b, cust, sh, it->other, it->follow & FWD_F_HELD);
         return;
     }
     entry_t *raw = table_find(b, sh, it->other);
@@ -1041,14 +1059,25 @@ static void apply_claim(batch_t *b, const item_t *it) {
     shard_t *sh = it->sh;
     entry_t *raw = table_find(b, sh, it->key);
     if (!raw) return; /* cannot happen: add_item_ids() added it */
-    if (raw->state == ENT_REDIRECT || it->follow) {
+    int held = (it->follow & FWD_F_HELD) && raw->state == ENT_JOURNEY;
+    if (held) { /* held open for this claim, however late it is: the journey of the link */
+        journey_t *j = entry_journey(b, raw);
+        if (j->pending) j->pending--;
+        raw->deadline = deadline_or_none(b, j);
+        raw->dirty = 1;
+    }
+    if (it->follow & FWD_F_REFUSED) {
+        close_if_due(b, raw);
+        return;
+    }
+    if (raw->state == ENT_REDIRECT || (it->follow & FWD_F_FOLLOW)) {
         entry_t *t = canonical(b, sh, it->key);
         if (t && t->state == ENT_REDIRECT && strcmp(t->target, it->other)) {
             fwd_t f; /* the chain goes on elsewhere */
             fwd_of(&f, FWD_CLAIM, t->target, NULL);
             copy_str(f.cust, sizeof(f.cust), it->other);
             f.jnum = it->jnum;
-            f.follow = 1;
+            f.follow = FWD_F_FOLLOW;
             emit(b, sh, &f);
             return;
         }
@@ -1070,8 +1099,9 @@ static void apply_claim(batch_t *b, const item_t *it) {
     f.jnum = it->jnum;
     if (raw->state == ENT_JOURNEY) {
         entry_journey(b, raw);
-        close_if_due(b, raw);
+        if (!held) close_if_due(b, raw);
         if (raw->j->status == JOURNEY_OPEN) {
+            raw->j->pending = 0; /* holds stay here: the id is a redirect from now on */
             if (journey_pack(raw->j, &blob, &f.blob_len) < 0) abort(); /* out of memory */
             f.blob = blob;
             funnel_removed(&sh->fd, &sh->reg, b->cfg, raw->j);
@@ -1089,6 +1119,30 @@ static void apply_claim(batch_t *b, const item_t *it) {
     copy_str(raw->target, sizeof(raw->target), it->other);
     raw->dirty = 1;
     sh->stats[STAT_LINKED]++;
+}
+
+/* identify/alias of a customer homed elsewhere, linking an id of this
+ * shard: if the id has an open journey, it is held open (it does not time
+ * out) until the customer's claim for it comes back, however far this
+ * partition runs ahead meanwhile; then the link goes to the customer. */
+static void apply_link_out(batch_t *b, item_t *it) {
+    shard_t *sh = it->sh;
+    entry_t *raw = table_find(b, sh, it->other);
+    if (raw && raw->state == ENT_JOURNEY) {
+        journey_t *j = entry_journey(b, raw);
+        close_if_due(b, raw);
+        if (j->status == JOURNEY_OPEN) {
+            j->pending++;
+            raw->deadline = deadline_or_none(b, j);
+            raw->dirty = 1;
+            it->follow |= FWD_F_HELD;
+        }
+    }
+    log_debug("link sent to the customer's home", "shard=%s id=%s customer=%s held=%d", sh->name, it->other, it->key,
+              !!(it->follow & FWD_F_HELD));
+    fwd_t f;
+    fwd_of(&f, FWD_LINK, it->key, it);
+    emit(b, sh, &f);
 }
 
 /* Pass a record on along a chain that goes on elsewhere: to `to`, for
@@ -1134,27 +1188,20 @@ static void apply_handoff(batch_t *b, item_t *it) {
         answered(b, e);
         return;
     }
-    if (e && e->state == ENT_JOURNEY) {
-        journey_t *j = entry_journey(b, e);
-        if (j->pending) j->pending--;
-        close_if_due(b, e);
-    }
+    /* (a journey waiting for this answer has not timed out: it may be
+     * past its deadline, and closes once the anonymous one has joined it) */
+    if (e && e->state == ENT_JOURNEY) entry_journey(b, e);
     if (e && e->state == ENT_JOURNEY && e->j->status == JOURNEY_OPEN && (!it->jnum || e->j->number == it->jnum)) {
         int from = e->j->phase;
         int64_t before[CFG_MAX_PHASES];
         memcpy(before, e->j->phase_ts, sizeof(before));
         journey_merge(e->j, hj, b->cfg);
         funnel_moved(&sh->fd, &sh->reg, b->cfg, e->j, from, before);
-        e->deadline = deadline_or_none(b, e->j);
-        e->dirty = 1;
         sh->stats[STAT_MERGED]++;
-        close_if_due(b, e);
+        answered(b, e);
         return;
     }
-    if (e && e->state == ENT_JOURNEY) {
-        e->deadline = deadline_or_none(b, e->j);
-        e->dirty = 1;
-    }
+    answered(b, e);
     funnel_moved(&sh->fd, &sh->reg, b->cfg, hj, -1, NULL);
     journey_close(hj, b->cfg);
     funnel_closed(&sh->fd, &sh->reg, b->cfg, hj);
@@ -1223,6 +1270,10 @@ static void apply_all(batch_t *b) {
             apply_claim(b, it);
             continue;
         }
+        if (it->kind == ITEM_LINK_OUT) {
+            apply_link_out(b, it);
+            continue;
+        }
         if (it->kind == ITEM_HANDOFF) {
             apply_handoff(b, it);
             continue;
@@ -1241,7 +1292,15 @@ static void apply_all(batch_t *b) {
         }
         funnel_result_t r = apply_event(b, e, it);
         it->sh->stats[r == FUNNEL_DUPLICATE ? STAT_DUPLICATE : STAT_APPLIED]++;
-        if (r == FUNNEL_APPLIED && it->kind == ITEM_LINK) apply_link(b, e, it);
+        if (r == FUNNEL_APPLIED && it->kind == ITEM_LINK) {
+            apply_link(b, e, it);
+        } else if (it->kind == ITEM_LINK && (it->follow & FWD_F_HELD)) { /* no link: let the id go */
+            fwd_t f;
+            fwd_of(&f, FWD_CLAIM, it->other, NULL);
+            copy_str(f.cust, sizeof(f.cust), e->id);
+            f.follow = FWD_F_HELD | FWD_F_REFUSED;
+            emit(b, it->sh, &f);
+        }
     }
     close_by_records(b);
     sweep(b);

@@ -113,7 +113,7 @@ int fwd_decode(const char *buf, size_t len, fwd_t *f, char *errbuf, size_t errle
     static const int64_t lo[FWD_FIELDS] = {[1] = FWD_EVENT, [3] = 1, [8] = INT64_MIN, [10] = -1, [11] = 0,
                                            [12] = -128, [13] = 0};
     static const int64_t hi[FWD_FIELDS] = {[0] = FWD_VERSION, [1] = FWD_CLOCK, [3] = INT64_MAX,
-                                           [6] = UINT32_MAX, [7] = 1, [8] = INT64_MAX, [9] = INT64_MAX,
+                                           [6] = UINT32_MAX, [7] = FWD_F_FOLLOW | FWD_F_HELD | FWD_F_REFUSED, [8] = INT64_MAX, [9] = INT64_MAX,
                                            [10] = CFG_MAX_PHASES - 1, [11] = 127, [12] = 127, [13] = 127,
                                            [14] = 1, [15] = 1};
     static const int ints[] = {0, 1, 3, 6, 7, 8, 10, 11, 12, 13, 14, 15};

@@ -51,9 +51,14 @@
 typedef enum { FWD_EVENT = 1, FWD_LINK, FWD_CLAIM, FWD_HANDOFF, FWD_RELEASE, FWD_CLOCK } fwd_kind_t;
 #define FWD_CLOCK_ID "*" /* the id of a FWD_CLOCK record, which goes to every partition */
 
+/* fwd_t.follow */
+#define FWD_F_FOLLOW 1  /* CLAIM: id is on the chain from the id to link, not that id */
+#define FWD_F_HELD 2    /* LINK, CLAIM: the id to link is held open in its home until the claim */
+#define FWD_F_REFUSED 4 /* CLAIM: the customer refused the link (its cap): only let the id go */
+
 typedef struct fwd {
     uint8_t kind;                 /* fwd_kind_t */
-    uint8_t follow;               /* FWD_CLAIM: id is on the chain from the id to link */
+    uint8_t follow;               /* FWD_F_* flags */
     char src[FWD_SRC_MAX];        /* the shard that sent it */
     int64_t seq;                  /* its number there, from 1 */
     char id[JD_ID_MAX + 1];       /* addressed to (the Kafka key; its home is the partition) */

@@ -59,7 +59,7 @@ def gen(topic, tdir):
     r = subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "23", "--customers", str(CUSTOMERS),
                         "--topic", topic, "--brokers", jdtest.BROKERS, "--encoding", "msgpack",
                         "--anon-rate", "0.3", "--anon-key", "anon", "--dup-rate", "0.02",
-                        "--return-rate", "0", "--heartbeats", "0",
+                        "--return-rate", "0",
                         "--truth", paths["truth.json"], "--journeys", paths["journeys.ndjson"]],
                        capture_output=True, text=True)
     if r.returncode:
@@ -108,16 +108,14 @@ class StitchTest(unittest.TestCase):
             prefix, group = jdtest.unique("st"), jdtest.unique("g")
             cls.prefixes.append(prefix)
             cls.groups.append(group)
-            cfg = jdtest.static_config(topic, cls.dlq, prefix, group, EXTRA, input_extra=INPUT)
+            cfg = jdtest.static_config(topic, cls.dlq, prefix, group, "", input_extra=INPUT)
             if i == 0:
                 d = jdtest.Daemon(cfg)
-                jdtest.wait_committed(prefix, topic, PARTITIONS, timeout=300, proc=d.proc,
-                                      lateness_ms=7 * 86400000)
+                jdtest.wait_committed(prefix, topic, PARTITIONS, timeout=300, proc=d.proc)
                 assert d.stop() == 0
             else:
                 total = sum(jdtest.high_watermarks(topic, PARTITIONS).values())
                 jdtest.run_with_kills(unittest.TestCase(), cfg, prefix, topic, PARTITIONS, total, KILLS, 23)
-            close_all(cfg, prefix, topic, cls.last_ts)
             cls.runs.append(result(cfg))
 
     @classmethod
@@ -175,7 +173,7 @@ class StitchTest(unittest.TestCase):
 
     def check_counters(self, stats, clean):
         t = self.truth
-        self.assertEqual(stats["consumed"], t["messages"] + PARTITIONS)
+        self.assertEqual(stats["consumed"], t["messages"])
         self.assertEqual(stats["applied"], t["valid"])
         self.assertEqual(stats["duplicate"], t["duplicates"])
         self.assertEqual(stats["linked"], t["identifies"])
