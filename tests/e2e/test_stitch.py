@@ -34,8 +34,6 @@ CUSTOMERS = int(os.environ.get("JD_STITCH_CUSTOMERS", "20000"))
 KILLS = int(os.environ.get("JD_STITCH_KILLS", "3"))
 PHASES = ["search", "information", "purchase", "loyalty"]
 INPUT = "  partitioner: consistent_random\n"
-# the lateness must stay below every timeout: the phases' timeouts are
-# longer than the default ones, which the simulation's gaps stay within
 SCORE0 = {"nps": 0, "csat": 1, "ces": 1}
 
 
