@@ -406,6 +406,7 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
     it->sh = sh;
     it->handoff = NULL;
     if (ev.ts_ms > sh->batch_clock) sh->batch_clock = ev.ts_ms;
+    if (ev.ts_ms > sh->iclock) sh->iclock = ev.ts_ms; /* as if committed: memory is dropped if it is not */
     if (ev.type == EV_HEARTBEAT) {
         it->kind = ITEM_HEARTBEAT;
         it->ts = ev.ts_ms;
@@ -500,6 +501,7 @@ void batch_tick(batch_t *b, shard_t *sh, int64_t clock) {
     if (!sh->in_batch) join_batch(b, sh);
     if (clock > sh->clock) sh->clock = clock;
     if (clock > sh->batch_clock) sh->batch_clock = clock;
+    if (clock > sh->iclock) sh->iclock = clock;
 }
 
 int batch_open(const batch_t *b) { return b->n_shards > 0; }
@@ -1390,18 +1392,20 @@ static void sat_commit(batch_t *b, shard_t *sh, store_commit_req_t *q) {
     sh->sat_log_bytes = 0;
 }
 
-/* A home shard whose clock has moved on tells every other partition, after
- * the records it sends in this batch: a destination that has applied the
- * announcement has applied them, and its watermark may pass them
- * (watermark()). At most once a second of event time. */
+/* A home shard whose own input's clock has moved on tells every other
+ * partition, after the records it sends in this batch: a destination that
+ * has applied the announcement has applied them, and its watermark may
+ * pass them (watermark()). The input's clock, not the shard's: records from
+ * partitions ahead move the shard's clock, and what this partition sends
+ * later is as old as its input. At most once a second of event time. */
 #define ANNOUNCE_EVERY_MS 1000
 static void announce(batch_t *b, shard_t *sh) {
     if (!sh->home || b->n_parts < 2 ||
-        (sh->announced != INT64_MIN && sh->clock < sh->announced + ANNOUNCE_EVERY_MS))
+        (sh->announced != INT64_MIN && sh->iclock < sh->announced + ANNOUNCE_EVERY_MS))
         return;
     fwd_t f;
     fwd_of(&f, FWD_CLOCK, FWD_CLOCK_ID, NULL);
-    f.ts = sh->clock;
+    f.ts = sh->iclock;
     for (int32_t p = 0; p < b->n_parts; p++) {
         if (p == sh->partition) continue;
         char *rec;
@@ -1412,7 +1416,7 @@ static void announce(batch_t *b, shard_t *sh) {
         shard_out_add(&sh->out, p, f.id, rec, len);
         free(rec);
     }
-    sh->announced = sh->clock; /* as if committed: memory is dropped if it is not */
+    sh->announced = sh->iclock; /* as if committed: memory is dropped if it is not */
 }
 
 static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_ents,

@@ -167,6 +167,7 @@ typedef struct learning {
 static void learn_field(const char *field, int64_t value, void *opaque) {
     learning_t *l = opaque;
     if (!strcmp(field, "out_seq")) l->sh->out_seq = value;
+    else if (!strcmp(field, "iclock")) l->sh->iclock = value;
     else if (!strncmp(field, "in|", 3)) shard_mark_set(l->sh, field + 3, value, 0);
     else if (!strncmp(field, "ck|", 3)) shard_mark_clock(l->sh, shard_mark_set(l->sh, field + 3, 0, 0), value, 0);
     else funnel_learn(&l->sh->reg, &l->sh->totals, l->cfg, field, value);
@@ -216,6 +217,7 @@ static int shard_load_offset(ctx_t *c, shard_t *sh) {
     sh->out_seq = 0;
     sh->out_clear = 0;
     sh->low = 0;
+    sh->iclock = 0;
     sh->announced = INT64_MIN; /* announce at the first commit */
     /* the outbox is produced again: its records may not all have been
      * delivered; the destinations' marks drop those that were */

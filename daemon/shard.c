@@ -37,6 +37,7 @@ static void field_add(shard_t *sh, char *name, int64_t v) {
 void shard_fields_build(shard_t *sh) {
     shard_fields_free(sh);
     field_add(sh, strdup("out_seq"), sh->out_seq);
+    field_add(sh, strdup("iclock"), sh->iclock);
     for (int i = 0; i < sh->n_marks; i++) {
         if (!sh->marks[i].dirty) continue;
         size_t n = strlen(sh->marks[i].src) + 4;

@@ -109,6 +109,7 @@ typedef struct shard {
     int64_t low;                /* the lowest clock the other home partitions announced, 0 until all
                                    have: the shard's watermark trails min(clock, low) (stitch.h) */
     int64_t announced;          /* the clock this shard last announced, INT64_MIN: not yet */
+    int64_t iclock;             /* highest event time of its own input (announced; stored as iclock) */
     char **fnames;              /* the open batch's commit: out_seq and changed marks (owned) */
     int64_t *fvals;
     size_t n_f, cap_f;

@@ -221,7 +221,9 @@ def wait_committed(prefix, topic, partitions, timeout=120, proc=None, lateness_m
         if all(got[p] == hw[p] or hw[p] == 0 for p in hw) and \
                 due_timers(prefix, topic, partitions, lateness_ms) == 0 and \
                 internal_caught_up(prefix, partitions):
-            time.sleep(0.3)
+            if prefix not in INTERNAL_TOPICS:
+                return hw
+            time.sleep(1.0)
             if internal_caught_up(prefix, partitions) and \
                     due_timers(prefix, topic, partitions, lateness_ms) == 0:
                 return hw

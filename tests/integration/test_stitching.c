@@ -419,18 +419,22 @@ Test(stitching, a_late_hand_off_closes_on_its_own) {
     cr_assert_eq(counter("f|search|none|active"), 1);
 }
 
-/* A partition's watermark waits for what the other partitions announced:
- * B's clock runs far ahead, but A has said it is at T0 + 1s, so nothing
- * of B times out until A has moved on. */
+/* A partition's watermark waits for what the other partitions announced
+ * of their own input (here moved by ticks: the test's events arrive as
+ * records): B's clock runs 10h on, but A is at its start, so nothing of B
+ * times out until A has moved on. */
 Test(stitching, the_watermark_waits_for_the_slowest_partition) {
     event(idb[0], T0 + 1000, 0, "ads", NULL); /* B: a search journey, 30m */
-    event(ida[0], T0 + 1000, 0, "ads", NULL); /* A: at T0 + 1s */
+    event(ida[0], T0 + 1000, 0, "ads", NULL);
     pump();                                   /* the announcements */
     event(idb[1], T0 + 10LL * 3600000, 0, "ads", NULL); /* B's clock: 10h on */
+    batch_tick(b, &sh[1], T0 + 10LL * 3600000);
+    commit();
     pump();
     cr_assert_eq(counter_of(1, "f|search|none|dropped"), 0);
     cr_assert_eq(counter_of(1, "f|search|none|active"), 2);
-    event(ida[1], T0 + 5LL * 3600000, 0, "ads", NULL); /* A moves to 5h */
+    batch_tick(b, &sh[0], T0 + 5LL * 3600000); /* A's input moves to 5h */
+    commit();
     pump();
     batch_tick(b, &sh[1], T0 + 10LL * 3600000);
     commit();
