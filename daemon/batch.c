@@ -17,16 +17,21 @@
  *      linked to a customer) are loaded in further rounds; then the items
  *      are applied in offset order per shard (touch events through
  *      funnel_event() and journey_apply(); identify/alias link the other id
- *      to the customer, merging its journey -- same shard only;
- *      cross-partition stitching is a later feature -- and leave a redirect
- *      in its key), every journey in memory that is due is closed, the
+ *      to the customer, merging its journey and leaving a redirect in its
+ *      key; with stitching across partitions, items whose id lives in
+ *      another partition, and the steps of a link between two partitions,
+ *      become records of the shard's outbox instead, and the records other
+ *      shards sent are applied like events: stitch.h), every journey in
+ *      memory that is due is closed, the
  *      batch's dead-letter deliveries are confirmed and the commit is
  *      packed, with only the timers that change. A shard whose due timers
  *      were all fetched moves its closed-through mark to the watermark
  *      they were fetched for; a journey closed under the mark is not
  *      written at all (read back, journey_settle() closes it: see
  *      schemas/redis.md);
- *   2. batch_wait(): the previous commit's result; if any shard failed or
+ *   2. batch_wait(): the previous commit's result, and the outbox records
+ *      it holds produced to the internal topic and flushed (so the next
+ *      commit may empty the outbox); if any shard failed or
  *      was fenced, the prepared batch was built on a state that may not
  *      hold: it and everything in memory are dropped, and the shards re-read
  *      their offsets from Redis (resync);

@@ -16,10 +16,17 @@
  * failed or fenced commit the shard is re-read from Redis and the consumer
  * seeks there, so an event is applied exactly once whatever fails when.
  *
+ * Identity stitching across partitions (input.partitioner, stitch.h): the
+ * internal topic is created co-partitioned with the first input topic and
+ * consumed by the same group with the range assignor, so partition p of
+ * both belongs to one shard, with two offsets in Redis committed together;
+ * the shard's outbox is produced again whenever the shard is read back from
+ * Redis, and an empty partition announces the wall clock when idle.
+ *
  * Once a second the loop hands the HTTP server (http.c, its own thread) the
  * readiness verdict and the metrics page (health.c).
  *
- * Owns: the consumer, the dead-letter producer, the metric publisher
+ * Owns: the consumer, the dead-letter producer, the internal topic's producer, the metric publisher
  * (publish.c, a thread of its own), the HTTP server, the store, the batch, the
  * shard table and any reloaded configuration.
  */

@@ -241,6 +241,7 @@ typedef struct counters {
 static void count_add(const char *name, long long v, void *opaque) {
     counters_t *t = opaque;
     if (!strncmp(name, FUNNEL_PREFIX, strlen(FUNNEL_PREFIX))) return; /* journeyctl funnel */
+    if (!strncmp(name, "in|", 3) || !strncmp(name, "ck|", 3)) return; /* marks of other shards' records */
     for (int i = 0; i < t->n; i++)
         if (!strcmp(t->name[i], name)) {
             t->val[i] += v;
@@ -277,7 +278,9 @@ static int cmd_stats(cli_t *c) {
             return 1;
         }
         for (int i = 0; i < t.n; i++)
-            if (strcmp(t.name[i], "clock") && strcmp(t.name[i], "closed_through")) count_add(t.name[i], t.val[i], &total);
+            if (strcmp(t.name[i], "clock") && strcmp(t.name[i], "closed_through") && strcmp(t.name[i], "iclock") &&
+                strcmp(t.name[i], "out_seq"))
+                count_add(t.name[i], t.val[i], &total); /* (not counters: positions) */
         if (c->json) {
             fprintf(stdout, "%s{\"partition\":", s ? "," : "");
             text_json_str(stdout, shards[s]);

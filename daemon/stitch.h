@@ -13,21 +13,27 @@
  *   FWD_EVENT    a touch event for id (arrived elsewhere, or id's redirect
  *                points to a customer homed elsewhere);
  *   FWD_LINK     an identify/alias event for the customer id, linking
- *                `other`: applied there as an event, the customer's link
- *                count reserved (journey.max_linked_ids), then FWD_CLAIM;
+ *                `other`: applied there as an event, a place under
+ *                journey.max_linked_ids reserved, the customer's journey
+ *                made to wait (pending: no timeout) for the answer, then
+ *                FWD_CLAIM. If `other` lives where the event arrived, its
+ *                open journey is held there (pending) until the claim comes;
  *   FWD_CLAIM    to other's home: the shared-device rule (an id linked to
- *                another customer stays there); else other becomes a
- *                redirect to cust, its open journey leaves that shard's
- *                funnel and goes to cust as FWD_HANDOFF (jnum: the
- *                customer's journey the link was made in). `follow`: id is
- *                a redirect target met on the way (a chain), not the id to
- *                link;
- *   FWD_HANDOFF  the anonymous journey (blob), merged into cust's journey
- *                if that is still journey jnum and open, else closed on its
- *                own (counted as the journey it would have been without
- *                the link);
- *   FWD_RELEASE  the link was refused or was there already: the
- *                reservation is given back.
+ *                another customer stays there, chains followed, FWD_F_FOLLOW);
+ *                else other becomes a redirect to cust, its open journey
+ *                leaves that shard's funnel and goes to cust as FWD_HANDOFF
+ *                (jnum: the customer's journey the link was made in);
+ *   FWD_HANDOFF  the answer: the anonymous journey (blob; none if it had
+ *                none open), merged into cust's journey if that is still
+ *                journey jnum and open, else counted and closed on its own
+ *                (as it would have been without the link);
+ *   FWD_RELEASE  the answer to a link refused or there already: the
+ *                reservation is given back;
+ *   FWD_CLOCK    a shard's announcement of its own input's clock, to every
+ *                other partition, after the records it sent: a shard's
+ *                watermark never passes the lowest clock announced, so a
+ *                record on its way from a partition behind finds its
+ *                journey open however far apart the partitions run.
  *
  * Exactly-once: records are not produced while a batch is applied. They
  * are part of the source shard's commit (its outbox, schemas/redis.md),
@@ -36,6 +42,7 @@
  * shard applies a record only if its number is above the highest it has
  * applied from that source (kept with its offsets). So what a source sends
  * is what it committed, and what a destination applies is applied once.
+ * Record format: schemas/internal.md.
  */
 #ifndef JD_STITCH_H
 #define JD_STITCH_H
