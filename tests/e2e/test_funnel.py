@@ -304,7 +304,7 @@ class LiveTest(unittest.TestCase):
             part = keys[0].decode().split("{")[1].split("}")[0]
             stats = json.loads(jdtest.journeyctl(self.cfg, "stats", "--json").stdout)
             mark = [x["counters"]["closed_through"] for x in stats["partitions"] if x["partition"] == part][0]
-            self.assertEqual((len(blob), blob[0], blob[19]), (24, 4, 0))
+            self.assertEqual((len(blob), blob[0], blob[19]), (25, 5, 0))
             self.assertLessEqual(blob[22], mark)
             self.assertEqual(d.stop(), 0)
             d = jdtest.Daemon(self.cfg)

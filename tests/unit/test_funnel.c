@@ -187,6 +187,26 @@ Test(funnel, dropped_exactly_when_the_watermark_passes_the_timeout) {
     part_free(&p);
 }
 
+/* A journey waiting for the answer to a link it sent to another partition
+ * (pending, stitch.h) does not time out, however far the watermark goes; it
+ * closes at the first look once the answer is in, at its own deadline. */
+Test(funnel, a_journey_waiting_for_an_answer_does_not_time_out) {
+    part_t p;
+    part_init(&p, 1);
+    ev(&p, 0, "m1", 0, 0, "ads", NULL);
+    p.j[0].pending = 1;
+    p.j[0].stored_deadline = 30 * MIN; /* as written while open */
+    heartbeat(&p, 10 * 24 * 60 * MIN);
+    cr_assert_eq(sweep(&p), 0);
+    cr_assert_eq(p.j[0].status, JOURNEY_OPEN);
+    cr_assert_eq(journey_settle(&p.j[0], &cfg, 10 * 24 * 60 * MIN), 0); /* nor under the mark */
+    cr_assert_eq(get(&p, "f|search|none|active"), 1);
+    p.j[0].pending = 0;
+    cr_assert_eq(sweep(&p), 1);
+    cr_assert_eq(get(&p, "f|search|none|dropped"), 1);
+    part_free(&p);
+}
+
 Test(funnel, idle_advance_closes_when_traffic_stops) {
     part_t p;
     part_init(&p, 2);

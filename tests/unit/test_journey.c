@@ -262,6 +262,7 @@ Test(journey, blob_is_what_msgpack_c_writes) {
     snprintf(a.mseg, sizeof(a.mseg), "enterprise");
     a.stored_deadline = 4000000000LL; /* uint64 form of a positive int */
     a.linked = 70001;             /* uint32 */
+    a.pending = 70002;            /* uint32 */
     pack(&a, &buf, &len);
 
     msgpack_unpacked u;
@@ -291,6 +292,7 @@ Test(journey, blob_is_what_msgpack_c_writes) {
     cr_assert_str_eq(b.mseg, "enterprise");
     cr_assert_eq(b.stored_deadline, 4000000000LL);
     cr_assert_eq(b.linked, 70001);
+    cr_assert_eq(b.pending, 70002);
     cr_assert_str_eq(b.customer, "a-customer-id-longer-than-thirty-one-bytes");
     pack(&b, &buf2, &len2);
     cr_assert_eq(len2, len);
@@ -308,9 +310,10 @@ Test(journey, blob_is_what_msgpack_c_writes) {
     journey_reset(&b);
 }
 
-/* A version 3 blob (23 elements, no `linked`) is read with linked = merged;
- * the customer's count of linked ids outlives its journeys and adds up in
- * a merge. */
+/* A version 3 blob (23 elements, no `linked`) is read with linked = merged,
+ * a version 4 one (no `pending`) with pending = 0; the customer's count of
+ * linked ids and of links waiting for an answer outlive its journeys and
+ * add up in a merge. */
 Test(journey, linked_ids_are_the_customers) {
     journey_t a, b;
     char *buf, err[128];
@@ -319,18 +322,33 @@ Test(journey, linked_ids_are_the_customers) {
     apply(&a, &EVENTS[0]);
     a.merged = 3;
     a.linked = 5;
+    a.pending = 1;
     pack(&a, &buf, &len);
-    /* the same blob as version 3: array of 23, version 3, without the last element */
     cr_assert_eq((unsigned char)buf[0], 0xdc); /* array 16 */
-    cr_assert_eq((unsigned char)buf[2], 24);
-    cr_assert_eq((unsigned char)buf[3], 4);
-    cr_assert_eq((unsigned char)buf[len - 1], 5); /* linked, a positive fixint */
+    cr_assert_eq((unsigned char)buf[2], 25);
+    cr_assert_eq((unsigned char)buf[3], 5);
+    cr_assert_eq((unsigned char)buf[len - 2], 5); /* linked, a positive fixint */
+    cr_assert_eq((unsigned char)buf[len - 1], 1); /* pending */
+    journey_init(&b, "");
+    cr_assert_eq(journey_unpack(&b, buf, len, &cfg, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(b.pending, 1);
+    journey_reset(&b);
+    /* the same blob as version 4: array of 24, version 4, without the last element */
+    buf[2] = 24;
+    buf[3] = 4;
+    journey_init(&b, "");
+    cr_assert_eq(journey_unpack(&b, buf, len - 1, &cfg, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(b.linked, 5);
+    cr_assert_eq(b.pending, 0);
+    journey_reset(&b);
+    /* as version 3: array of 23, version 3, without the last two */
     buf[2] = 23;
     buf[3] = 3;
     journey_init(&b, "");
-    cr_assert_eq(journey_unpack(&b, buf, len - 1, &cfg, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(journey_unpack(&b, buf, len - 2, &cfg, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(b.merged, 3);
     cr_assert_eq(b.linked, 3);
+    cr_assert_eq(b.pending, 0);
     journey_reset(&b);
     free(buf);
     /* the next journey keeps the customer's count, not the journey's */
@@ -338,12 +356,15 @@ Test(journey, linked_ids_are_the_customers) {
     cr_assert_eq(a.number, 2);
     cr_assert_eq(a.merged, 0);
     cr_assert_eq(a.linked, 5);
+    cr_assert_eq(a.pending, 1);
     journey_init(&b, "d");
     apply(&b, &EVENTS[1]);
     b.merged = b.linked = 2;
+    b.pending = 1;
     journey_merge(&a, &b, &cfg);
     cr_assert_eq(a.merged, 2);
     cr_assert_eq(a.linked, 7);
+    cr_assert_eq(a.pending, 2);
     journey_reset(&a);
     journey_reset(&b);
 }
@@ -402,7 +423,7 @@ Test(journey, unpack_refuses_garbage) {
     char err[128];
     journey_init(&j, "");
     cr_assert_eq(journey_unpack(&j, "\x93\x01\x02\x03", 4, &cfg, err, sizeof(err)), -1);
-    cr_assert_str_eq(err, "journey blob: not a 19-, 22-, 23- or 24-element array");
+    cr_assert_str_eq(err, "journey blob: not a 19-, 22-, 23-, 24- or 25-element array");
     journey_reset(&j);
     journey_init(&j, "");
     cr_assert_eq(journey_unpack(&j, "\xc1", 1, &cfg, err, sizeof(err)), -1);
