@@ -245,12 +245,6 @@ size_t forward_delivered(forward_t *fw, void (*done)(void *owner, size_t n, size
     return groups;
 }
 
-size_t forward_in_flight(const forward_t *fw) {
-    size_t n = 0;
-    for (const group_t *g = fw ? fw->head : NULL; g; g = g->next) n += g->left;
-    return n;
-}
-
 void forward_counters(const forward_t *fw, uint64_t *delivered, uint64_t *failed) {
     *delivered = fw ? fw->delivered : 0;
     *failed = fw ? fw->failed : 0;

@@ -43,8 +43,6 @@ size_t forward_delivered(forward_t *fw, void (*done)(void *owner, size_t n, size
 /* The owner's groups are never reported (its outbox was read back, or it is
  * gone). fw may be NULL. */
 void forward_forget(forward_t *fw, const void *owner);
-/* Records queued and not yet answered (fw may be NULL). */
-size_t forward_in_flight(const forward_t *fw);
 
 void forward_counters(const forward_t *fw, uint64_t *delivered, uint64_t *failed);
 
