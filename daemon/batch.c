@@ -67,7 +67,7 @@
 #define MAX_REDIRECT_HOPS STORE_REDIRECT_HOPS_MAX
 
 /* ITEM_CLOCK: an event forwarded to its home (stitch.h) that still moves
- * this partition's clock; ITEM_CLAIM, _HANDOFF, _RELEASE: records of the
+ * this partition's clock (only input items move it: item_t.internal); ITEM_CLAIM, _HANDOFF, _RELEASE: records of the
  * internal topic (stitch.h). */
 typedef enum {
     ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT, ITEM_CLOCK, ITEM_CLAIM, ITEM_HANDOFF, ITEM_RELEASE,
@@ -86,6 +86,8 @@ typedef struct item {
     int64_t ts;
     uint64_t mid;
     uint8_t follow;            /* link, claim: FWD_F_* */
+    uint8_t internal;          /* a record of the internal topic, not the shard's own input: it
+                                  does not move the shard's clock (watermark()) */
     uint32_t jnum;             /* claim, handoff, release: the customer's journey at the link, 0: any */
     journey_t *handoff;        /* handoff: the journey handed over; owned */
     char key[JD_ID_MAX + 1];   /* journey key: userId, else anonymousId; a record's id */
@@ -410,6 +412,7 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
     item_t *it = &b->items[b->n_items++];
     it->sh = sh;
     it->handoff = NULL;
+    it->internal = 0;
     if (ev.ts_ms > sh->batch_clock) sh->batch_clock = ev.ts_ms;
     if (ev.ts_ms > sh->iclock) sh->iclock = ev.ts_ms; /* as if committed: memory is dropped if it is not */
     if (ev.type == EV_HEARTBEAT) {
@@ -472,6 +475,7 @@ void batch_add_internal(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, de
     memset(it, 0, sizeof(*it));
     it->sh = sh;
     it->handoff = j;
+    it->internal = 1;
     if (f.kind == FWD_CLOCK) { /* takes effect after the source's records before it */
         it->kind = ITEM_ANNOUNCE;
         it->jnum = (uint32_t)mark;
@@ -496,7 +500,6 @@ void batch_add_internal(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, de
     it->explicit_tp = f.explicit_tp;
     copy_str(it->tp, sizeof(it->tp), f.tp);
     copy_str(it->segment, sizeof(it->segment), f.segment);
-    if (it->ts > sh->batch_clock) sh->batch_clock = it->ts;
 }
 
 void batch_tick(batch_t *b, shard_t *sh, int64_t clock) {
@@ -744,7 +747,9 @@ static void add_item_ids(batch_t *b) {
 /* The shard's watermark at its clock: clock - the allowed lateness; with
  * stitching, never past what every other partition has announced (low):
  * a record on its way from a partition behind must not find its journey
- * closed (stitch.h). */
+ * closed (stitch.h). The clock is that of the shard's own input: records
+ * from partitions ahead do not move it, or a partition behind the others
+ * would see its own next events as late and close their journeys early. */
 static int64_t watermark(const batch_t *b, const shard_t *sh, int64_t clock) {
     if (b->n_parts && sh->home && sh->low < clock) clock = sh->low;
     return clock - b->cfg->allowed_lateness_ms;
@@ -880,8 +885,9 @@ static journey_t *entry_journey(const batch_t *b, entry_t *e) {
 }
 
 /* ---- event time, timeouts and the funnel (SPEC §5, §6) --------------------
- * Per shard, the clock is the highest event time seen; the watermark trails
- * it by the allowed lateness. A journey is due when the watermark reaches
+ * Per shard, the clock is the highest event time of its input (events,
+ * heartbeats, idle advance; not the internal topic's records); the watermark
+ * trails it by the allowed lateness. A journey is due when the watermark reaches
  * its deadline (last event + its phase's timeout): it is closed the moment
  * anything looks at it -- an event for it, or the sweep at the end of the
  * batch over every journey in memory, which includes those whose timers
@@ -939,11 +945,10 @@ static void count_answer(batch_t *b, const journey_t *j, const item_t *it) {
     }
 }
 
-static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it) {
+/* wm: the shard's watermark before the item */
+static funnel_result_t apply_event(batch_t *b, entry_t *e, const item_t *it, int64_t wm) {
     shard_t *sh = it->sh;
-    int64_t wm = watermark(b, sh, sh->clock);
     int late;
-    if (it->ts > sh->clock) sh->clock = it->ts;
     event_t ev;
     memset(&ev, 0, sizeof(ev));
     ev.ts_ms = it->ts;
@@ -1263,9 +1268,10 @@ static void sweep(batch_t *b) {
 static void apply_all(batch_t *b) {
     for (int i = 0; i < b->n_items; i++) {
         item_t *it = &b->items[i];
+        int64_t wm = watermark(b, it->sh, it->sh->clock);
+        if (!it->internal && it->ts > it->sh->clock) it->sh->clock = it->ts;
         if (it->kind == ITEM_HEARTBEAT || it->kind == ITEM_CLOCK) {
             it->sh->stats[STAT_HEARTBEAT] += it->kind == ITEM_HEARTBEAT;
-            if (it->ts > it->sh->clock) it->sh->clock = it->ts;
             continue;
         }
         if (it->kind == ITEM_ANNOUNCE) {
@@ -1297,7 +1303,7 @@ static void apply_all(batch_t *b) {
             emit(b, it->sh, &f);
             continue;
         }
-        funnel_result_t r = apply_event(b, e, it);
+        funnel_result_t r = apply_event(b, e, it, wm);
         it->sh->stats[r == FUNNEL_DUPLICATE ? STAT_DUPLICATE : STAT_APPLIED]++;
         if (r == FUNNEL_APPLIED && it->kind == ITEM_LINK) {
             apply_link(b, e, it);
@@ -1400,9 +1406,9 @@ static void sat_commit(batch_t *b, shard_t *sh, store_commit_req_t *q) {
 /* A home shard whose own input's clock has moved on tells every other
  * partition, after the records it sends in this batch: a destination that
  * has applied the announcement has applied them, and its watermark may
- * pass them (watermark()). The input's clock, not the shard's: records from
- * partitions ahead move the shard's clock, and what this partition sends
- * later is as old as its input. At most once a second of event time. */
+ * pass them (watermark()). The input's clock as batch_add() saw it (the
+ * batch's end), which its records of this batch come before. At most once a
+ * second of event time. */
 #define ANNOUNCE_EVERY_MS 1000
 static void announce(batch_t *b, shard_t *sh) {
     if (!sh->home || b->n_parts < 2 ||

@@ -73,7 +73,8 @@ typedef struct shard {
     int paused;                 /* paused in the consumer while it waits for the resync */
 
     /* event time (SPEC §5): the watermark is clock - journey.allowed_lateness */
-    int64_t clock;              /* highest event time seen (events, heartbeats, idle advance) */
+    int64_t clock;              /* highest event time of its input applied (events, heartbeats, idle
+                                   advance; not the internal topic's records) */
     int64_t batch_clock;        /* clock at the end of the open batch */
     int64_t next_due;           /* no timer in Redis is due before this (a lower bound) */
     int timers_more;            /* due timers were left for the next batch */
@@ -109,7 +110,8 @@ typedef struct shard {
     int64_t low;                /* the lowest clock the other home partitions announced, 0 until all
                                    have: the shard's watermark trails min(clock, low) (stitch.h) */
     int64_t announced;          /* the clock this shard last announced, INT64_MIN: not yet */
-    int64_t iclock;             /* highest event time of its own input (announced; stored as iclock) */
+    int64_t iclock;             /* highest event time of its own input read, the open batch's too
+                                   (announced; stored as iclock) */
     char **fnames;              /* the open batch's commit: out_seq and changed marks (owned) */
     int64_t *fvals;
     size_t n_f, cap_f;

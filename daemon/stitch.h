@@ -31,9 +31,11 @@
  *                reservation is given back;
  *   FWD_CLOCK    a shard's announcement of its own input's clock, to every
  *                other partition, after the records it sent: a shard's
- *                watermark never passes the lowest clock announced, so a
- *                record on its way from a partition behind finds its
- *                journey open however far apart the partitions run.
+ *                watermark never passes the lowest clock announced, nor
+ *                its own input's (records do not move it), so a record on
+ *                its way from a partition behind, and the next event of a
+ *                partition behind, find their journey open however far
+ *                apart the partitions run.
  *
  * Exactly-once: records are not produced while a batch is applied. They
  * are part of the source shard's commit (its outbox, schemas/redis.md),

@@ -257,7 +257,8 @@ def run_with_kills(test, cfg, prefix, topic, partitions, total, kills, seed):
     random points (each incarnation makes progress first, and usually dies
     with a batch in flight), then let a last one finish."""
     rnd = random.Random(seed)
-    points = sorted(rnd.uniform(0.05, 0.95) * total for _ in range(kills))
+    # (not too near the end: a fast incarnation would finish before its kill)
+    points = sorted(rnd.uniform(0.05, 0.8) * total for _ in range(kills))
     at = []
     for point in points:
         before = committed_total(prefix, topic, partitions)

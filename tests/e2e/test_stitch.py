@@ -151,6 +151,12 @@ class StitchTest(unittest.TestCase):
         self.assertEqual(stats["linked"], t["identifies"])
         self.assertEqual(stats.get("link_conflict", 0), 0)
         self.assertEqual(stats.get("handoff_closed", 0), 0)
+        self.assertEqual(stats.get("merged", 0), sum(j["merged"] for j in self.journeys))
+        # the generator sends each partition's events in event-time order
+        # (truth: out_of_order 0), so none is late: a partition behind the
+        # others must not take their clocks for its own
+        self.assertEqual(t["out_of_order"], 0)
+        self.assertEqual(stats.get("late", 0), 0)
         self.assertGreater(stats["forwarded"], t["identifies"])
         # every record sent was applied exactly once, whatever was sent again
         # (the outbox of a daemon that stops is produced again by the next)

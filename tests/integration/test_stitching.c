@@ -442,6 +442,31 @@ Test(stitching, the_watermark_waits_for_the_slowest_partition) {
     cr_assert_eq(counter_of(1, "f|search|none|active"), 1);
 }
 
+/* A partition behind the others takes neither their announcements nor
+ * the records they send for its own clock: B's input is at T0, A's at 10h,
+ * and an event of 10h comes to B from A; B's journey of T0 stays open, and
+ * B's own next event for it, a minute later, is applied to it, not late. */
+Test(stitching, a_partition_behind_keeps_its_own_clock) {
+    const char *u = idb[0];
+    batch_tick(b, &sh[1], T0);
+    event(u, T0 + 1000, 0, "ads", NULL);      /* B: a search journey, due at 30m */
+    batch_tick(b, &sh[0], T0 + 10LL * 3600000); /* A's input: 10h on */
+    commit();
+    pump();                                   /* A's announcement reaches B */
+    event(idb[1], T0 + 10LL * 3600000, 0, "ads", NULL); /* an event from A, 10h on */
+    pump();
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 0);
+    cr_assert_eq(counter_of(1, "f|search|none|active"), 2);
+    event(u, T0 + 61000, 0, "search_engine", NULL);
+    cr_assert_eq(journey_of(u)->events, 2);
+    cr_assert_eq(journey_of(u)->number, 1);
+    cr_assert_eq(counter_of(1, "late"), 0);
+    batch_tick(b, &sh[1], T0 + 10LL * 3600000); /* B's own input moves on: now it is due */
+    commit();
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 1);
+    cr_assert_eq(counter_of(1, "f|search|none|active"), 1);
+}
+
 /* A record for an id whose home is another partition is refused to the
  * dead letters (daemons that disagree on input.partitioner), not applied. */
 Test(stitching, a_record_for_another_home_is_refused) {
