@@ -30,8 +30,10 @@
  *      written at all (read back, journey_settle() closes it: see
  *      schemas/redis.md);
  *   2. batch_wait(): the previous commit's result, and the outbox records
- *      it holds produced to the internal topic and flushed (so the next
- *      commit may empty the outbox); if any shard failed or
+ *      it holds produced to the internal topic, without waiting for them:
+ *      the records delivered so far (forward_delivered()) are trimmed off
+ *      the front of their outbox by the shard's next commit; if any shard
+ *      failed, a delivery failed, or a shard
  *      was fenced, the prepared batch was built on a state that may not
  *      hold: it and everything in memory are dropped, and the shards re-read
  *      their offsets from Redis (resync);
@@ -147,6 +149,7 @@ typedef struct pending {
     size_t n_vals;
     store_timer_t *timers;     /* prepared only */
     shard_out_t *outs;         /* sent only: each shard's records, produced once it has committed */
+    uint32_t *loads;           /* sent only: each shard's loads when it was sent */
 } pending_t;
 
 struct batch {
@@ -1553,6 +1556,7 @@ static void commit_prepare(batch_t *b) {
 static void pending_free(pending_t *p) {
     for (int s = 0; p->outs && s < p->n; s++) shard_out_free(&p->outs[s]);
     free(p->outs);
+    free(p->loads);
     for (size_t i = 0; i < p->n_vals; i++) free((void *)p->vals[i]);
     free(p->ids);
     free(p->vals);
@@ -1683,44 +1687,51 @@ fail:
     return rc;
 }
 
-/* Produce a committed shard's records; how many were queued. */
-static int produce_outbox(batch_t *b, const shard_out_t *o) {
-    int n = 0;
-    if (!b->fw) return 0; /* (tests: the records stay in the outbox) */
+/* Produce a committed shard's records, as one group (forward.h). */
+static void produce_outbox(batch_t *b, shard_t *sh, const shard_out_t *o) {
+    forward_begin(b->fw, sh);
     for (size_t i = 0; i < o->n; i++) {
         int32_t part;
         const char *key, *val;
         size_t kl, vl;
-        if (shard_out_parse(o->v[i], o->lens[i], &part, &key, &kl, &val, &vl) < 0) continue; /* ours: cannot happen */
-        forward_send(b->fw, part, key, kl, val, vl); /* a failure is counted for forward_sync() */
-        n++;
+        if (shard_out_parse(o->v[i], o->lens[i], &part, &key, &kl, &val, &vl) < 0) abort(); /* ours */
+        forward_send(b->fw, part, key, kl, val, vl); /* a failure is reported with its group */
     }
-    return n;
+    forward_end(b->fw);
+}
+
+/* A group of sh's records is answered: delivered, the next commit trims
+ * them off its outbox; else the shard is read back and its outbox
+ * produced again. */
+static void on_group(void *owner, size_t n, size_t failed, void *opaque) {
+    shard_t *sh = owner;
+    if (failed) {
+        sh->resync = 1;
+        *(int *)opaque = 1;
+    } else {
+        sh->out_trim += n;
+    }
 }
 
 store_status_t batch_wait(batch_t *b, store_t *st, char *errbuf, size_t errlen) {
     pending_t *p = &b->pend;
     if (!p->n) return STORE_OK;
     store_status_t rc = store_commit_recv(st, p->reqs, (size_t)p->n, errbuf, errlen);
-    int sent = 0;
     for (int s = 0; s < p->n; s++) {
         shard_t *sh = p->shards[s];
         if (rc != STORE_RETRY && p->reqs[s].status == STORE_OK) {
             sh->committed = p->reqs[s].new_offset;
             if (p->reqs[s].new_ioffset >= 0) sh->icommitted = p->reqs[s].new_ioffset;
-            sent += p->outs && p->outs[s].n ? produce_outbox(b, &p->outs[s]) : 0;
+            /* (a shard read back since has produced its whole outbox) */
+            if (b->fw && p->outs[s].n && p->loads[s] == sh->loads) produce_outbox(b, sh, &p->outs[s]);
         } else {
             sh->resync = 1;
         }
     }
-    if (sent) { /* delivered: the next commit of those shards empties their outboxes */
-        int ok = forward_sync(b->fw, b->cfg->shutdown_timeout_ms, errbuf, errlen) == 0;
-        for (int s = 0; s < p->n; s++) {
-            if (!p->outs[s].n || p->reqs[s].status != STORE_OK || rc == STORE_RETRY) continue;
-            if (ok) p->shards[s]->out_clear = 1;
-            else p->shards[s]->resync = 1; /* produced again from its outbox */
-        }
-        if (!ok && rc == STORE_OK) rc = STORE_RETRY;
+    int failed = 0;
+    if (b->fw && forward_delivered(b->fw, on_group, &failed) && failed && rc == STORE_OK) {
+        snprintf(errbuf, errlen, "internal topic: records not delivered (they stay in the outbox)");
+        rc = STORE_RETRY;
     }
     if (rc == STORE_OK)
         for (int s = 0; s < p->n; s++) rc = p->reqs[s].status == STORE_FENCED ? STORE_FENCED : rc;
@@ -1739,7 +1750,7 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
         p->reqs[s].new_offset = next_offset(sh);
         p->reqs[s].expected_ioffset = sh->icommitted;
         p->reqs[s].new_ioffset = sh->ibatch_last >= 0 ? sh->ibatch_last + 1 : -1;
-        p->reqs[s].out_clear = sh->out_clear;
+        p->reqs[s].out_trim = sh->out_trim;
     }
     store_status_t rc = store_commit_send(st, p->reqs, (size_t)p->n, errbuf, errlen);
     if (rc != STORE_OK) { /* never sent whole: nothing to wait for */
@@ -1753,11 +1764,14 @@ store_status_t batch_send(batch_t *b, store_t *st, char *errbuf, size_t errlen) 
     free(p->timers);
     b->pend = (pending_t){.reqs = p->reqs, .shards = p->shards, .n = p->n};
     if (b->n_parts) { /* the records go out once the commit holds them */
-        if (!(b->pend.outs = calloc((size_t)p->n, sizeof(*b->pend.outs)))) abort();
+        if (!(b->pend.outs = calloc((size_t)p->n, sizeof(*b->pend.outs))) ||
+            !(b->pend.loads = calloc((size_t)p->n, sizeof(*b->pend.loads))))
+            abort();
         for (int s = 0; s < p->n; s++) {
             b->pend.outs[s] = p->shards[s]->out;
+            b->pend.loads[s] = p->shards[s]->loads;
             memset(&p->shards[s]->out, 0, sizeof(p->shards[s]->out));
-            p->shards[s]->out_clear = 0;
+            p->shards[s]->out_trim = 0; /* (lost if the commit fails: the outbox is read back then) */
         }
     }
     for (int s = 0; s < p->n; s++) { /* nothing pending may point into the batch */

@@ -134,6 +134,7 @@ static void shard_remove(ctx_t *c, const char *topic, int32_t partition) {
     if (is_internal(c, topic)) topic = c->boot_cfg->topics[0];
     for (int i = 0; i < c->n_shards; i++) {
         if (c->shards[i]->partition != partition || strcmp(c->shards[i]->topic_buf, topic)) continue;
+        forward_forget(c->fw, c->shards[i]); /* (its next owner produces its outbox again) */
         shard_release(c->shards[i]);
         free(c->shards[i]);
         c->shards[i] = c->shards[--c->n_shards];
@@ -222,22 +223,24 @@ static int shard_load_offset(ctx_t *c, shard_t *sh) {
     sat_strs_free(&sh->sat_gone);
     shard_marks_free(sh);
     sh->out_seq = 0;
-    sh->out_clear = 0;
+    sh->out_trim = 0;
+    sh->loads++;
     sh->low = 0;
     sh->iclock = 0;
     sh->announced = INT64_MIN; /* announce at the first commit */
-    /* the outbox is produced again: its records may not all have been
-     * delivered; the destinations' marks drop those that were */
-    if (store_shard_open(c->st, sh->name, &sh->committed, &sh->icommitted, c->fw ? learn_out : NULL, &l, err,
-                         sizeof(err)) == STORE_OK &&
-        store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err, sizeof(err)) == STORE_OK &&
-        store_shard_sat(c->st, sh->name, learn_sat, learn_sat_log, &l, NULL, 0, err, sizeof(err)) == STORE_OK &&
-        (!l.n_out || forward_sync(c->fw, c->boot_cfg->shutdown_timeout_ms, err, sizeof(err)) == 0)) {
+    /* the outbox is produced again, as one group (forward.h) in place of
+     * any still in flight: its records may not all have been delivered; the
+     * destinations' marks drop those that were */
+    forward_forget(c->fw, sh);
+    if (c->fw) forward_begin(c->fw, sh);
+    int ok = store_shard_open(c->st, sh->name, &sh->committed, &sh->icommitted, c->fw ? learn_out : NULL, &l, err,
+                              sizeof(err)) == STORE_OK;
+    if (c->fw) forward_end(c->fw);
+    if (ok && store_shard_state(c->st, sh->name, &sh->clock, &sh->closed_through, learn_field, &l, err,
+                                sizeof(err)) == STORE_OK &&
+        store_shard_sat(c->st, sh->name, learn_sat, learn_sat_log, &l, NULL, 0, err, sizeof(err)) == STORE_OK) {
         shard_low_update(sh, c->n_parts - 1);
-        if (l.n_out) {
-            sh->out_clear = 1;
-            log_info("outbox produced again", "shard=%s records=%zu", sh->name, l.n_out);
-        }
+        if (l.n_out) log_info("outbox produced again", "shard=%s records=%zu", sh->name, l.n_out);
         sh->sat_expired = sh->clock - c->live_cfg->allowed_lateness_ms;
         sh->funnel_expired = INT64_MIN; /* expire at the first commit: windows may have changed */
         c->backoff_ms = 0;

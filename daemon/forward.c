@@ -2,8 +2,11 @@
  * forward.c -- the internal topic's producer and its creation (forward.h).
  *
  * Records are produced only after the commit that holds them in the
- * source shard's outbox (batch.c), and forward_sync() waits for them before
- * the outbox is emptied; a record whose delivery failed stays in the
+ * source shard's outbox (batch.c), in groups: one per shard and commit (or
+ * per outbox read back). Nothing waits for them: forward_delivered() hands
+ * back, in the order they were produced, the groups whose every record has
+ * been acknowledged, and their shard's next commit trims that many records
+ * off the front of its outbox. A record whose delivery failed stays in the
  * outbox and is produced again when the shard is read back. The producer is
  * idempotent with no message timeout, so per partition records arrive in
  * the order they were produced and none is skipped: a destination's mark
@@ -18,25 +21,38 @@
 
 #include "log.h"
 
+/* Records produced together for one owner; freed once all are answered
+ * and every group before it is too. */
+typedef struct group {
+    void *owner;           /* NULL: forgotten (the owner read its outbox back or is gone) */
+    size_t n;              /* records in it */
+    size_t left;           /* not yet answered by the broker */
+    size_t failed;
+    struct group *next;
+} group_t;
+
 struct forward {
     rd_kafka_t *rk;        /* owned */
     char *topic;           /* owned copy */
-    uint64_t queued;       /* since the last sync */
-    uint64_t failed_since_sync;
+    group_t *head, *tail;  /* in the order produced; owned */
+    group_t *open;         /* the group forward_send() adds to, NULL: none */
     uint64_t delivered, failed;
 };
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     forward_t *fw = opaque;
+    group_t *g = m->_private;
     if (m->err) {
         fw->failed++;
-        fw->failed_since_sync++;
         log_error("internal record delivery failed", "topic=%s partition=%d error=\"%s\"", fw->topic,
                   (int)m->partition, rd_kafka_err2str(m->err));
     } else {
         fw->delivered++;
     }
+    if (!g) return;
+    g->left--;
+    g->failed += m->err != 0;
 }
 
 forward_t *forward_open(const config_t *cfg, char *errbuf, size_t errlen) {
@@ -69,7 +85,11 @@ void forward_close(forward_t *fw, int timeout_ms) {
     if (rd_kafka_flush(fw->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
         log_warn("internal topic flush timed out: the outbox keeps the records", "pending=%d",
                  rd_kafka_outq_len(fw->rk));
-    rd_kafka_destroy(fw->rk);
+    rd_kafka_destroy(fw->rk); /* (answers every record still queued) */
+    for (group_t *g = fw->head, *next; g; g = next) {
+        next = g->next;
+        free(g);
+    }
     free(fw->topic);
     free(fw);
 }
@@ -162,37 +182,67 @@ int forward_prepare(forward_t *fw, const config_t *cfg, int32_t *partitions, cha
     return 1;
 }
 
+void forward_begin(forward_t *fw, void *owner) {
+    group_t *g = calloc(1, sizeof(*g));
+    if (!g) abort();
+    g->owner = owner;
+    if (fw->tail) fw->tail->next = g;
+    else fw->head = g;
+    fw->tail = g;
+    fw->open = g;
+}
+
+void forward_end(forward_t *fw) {
+    fw->open = NULL;
+    rd_kafka_poll(fw->rk, 0);
+}
+
 int forward_send(forward_t *fw, int32_t p, const char *key, size_t keylen, const char *val, size_t len) {
+    group_t *g = fw->open;
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             fw->rk, RD_KAFKA_V_TOPIC(fw->topic), RD_KAFKA_V_PARTITION(p), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_END);
+            RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_OPAQUE(g), RD_KAFKA_V_END);
         if (!err) break;
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(fw->rk, 10);
             continue;
         }
         log_error("internal record produce failed", "error=\"%s\"", rd_kafka_err2str(err));
-        fw->failed_since_sync++;
+        fw->failed++;
+        if (g) {
+            g->n++;
+            g->failed++;
+        }
         return -1;
     }
-    fw->queued++;
-    rd_kafka_poll(fw->rk, 0);
+    if (g) {
+        g->n++;
+        g->left++;
+    }
     return 0;
 }
 
-int forward_sync(forward_t *fw, int timeout_ms, char *errbuf, size_t errlen) {
-    if (!fw->queued && !fw->failed_since_sync) return 0;
-    rd_kafka_resp_err_t err = rd_kafka_flush(fw->rk, timeout_ms);
-    int rc = 0;
-    if (err || fw->failed_since_sync) {
-        snprintf(errbuf, errlen, "internal topic: %s, %llu failed deliveries", err ? rd_kafka_err2str(err) : "flushed",
-                 (unsigned long long)fw->failed_since_sync);
-        rc = -1;
+void forward_forget(forward_t *fw, const void *owner) {
+    if (!fw) return;
+    for (group_t *g = fw->head; g; g = g->next)
+        if (g->owner == owner) g->owner = NULL;
+}
+
+size_t forward_delivered(forward_t *fw, void (*done)(void *owner, size_t n, size_t failed, void *opaque),
+                         void *opaque) {
+    size_t groups = 0;
+    rd_kafka_poll(fw->rk, 0);
+    while (fw->head && !fw->head->left && fw->head != fw->open) {
+        group_t *g = fw->head;
+        if (!(fw->head = g->next)) fw->tail = NULL;
+        if (g->owner && g->n) {
+            done(g->owner, g->n, g->failed, opaque);
+            groups++;
+        }
+        free(g);
     }
-    fw->queued = 0;
-    fw->failed_since_sync = 0;
-    return rc;
+    return groups;
 }
 
 void forward_counters(const forward_t *fw, uint64_t *delivered, uint64_t *failed) {

@@ -103,8 +103,10 @@ typedef struct shard {
     int64_t out_seq;            /* number of the last record sent */
     shard_out_t out;            /* the open batch's records */
     shard_out_t sent;           /* the outbox read from Redis, to be produced again */
-    int out_clear;              /* every record committed so far is delivered: the next commit
-                                   empties the outbox */
+    size_t out_trim;            /* records at the front of the outbox that are delivered: the
+                                   next commit removes them (forward.h) */
+    uint32_t loads;             /* times its state was read from Redis (a commit sent before the
+                                   last read has its records in the outbox read back) */
     shard_mark_t *marks;        /* per source shard */
     int n_marks, cap_marks;
     int64_t low;                /* the lowest clock the other home partitions announced, 0 until all

@@ -830,10 +830,12 @@ static size_t append_shard_writes(store_t *st, const store_commit_req_t *q) {
         resp_str(&r, q->field_names[i]);
         resp_i64(&r, q->field_values[i]);
     }
-    if (q->out_clear) { /* every record in the outbox is delivered */
-        resp_cmd(&r, 2);
-        resp_str(&r, "DEL");
+    if (q->out_trim) { /* the records at the front of the outbox that are delivered */
+        resp_cmd(&r, 4);
+        resp_str(&r, "LTRIM");
         resp_key(&r, pre, q->shard, "x", NULL);
+        resp_i64(&r, (int64_t)q->out_trim);
+        resp_i64(&r, -1);
         queued++;
     }
     if (q->n_out) { /* the records this batch sends, produced once it has committed */

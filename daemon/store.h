@@ -64,7 +64,8 @@ typedef struct store_commit_req {
     size_t n_fields;          /* more integer fields of the counters hash (out_seq, in|<source>) */
     const char *const *field_names;
     const int64_t *field_values;
-    int out_clear;            /* every record of the outbox (list <prefix>:{shard}:x) is delivered: delete it */
+    size_t out_trim;          /* records at the front of the outbox (list <prefix>:{shard}:x) that are
+                                 delivered: removed (LTRIM) */
     size_t n_out;             /* records to append to the outbox */
     const char *const *out;
     const size_t *out_lens;

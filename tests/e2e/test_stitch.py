@@ -163,7 +163,7 @@ class StitchTest(unittest.TestCase):
         self.assertEqual(stats["received"], stats["forwarded"])
         if not clean:
             self.assertGreater(stats.get("received_again", 0), 0)
-        # delivered records are removed from the outboxes by later commits:
+        # delivered records are trimmed off the outboxes by later commits:
         # what is left is at most the last few batches' records, not all
         self.assertLess(stats["outbox_left"], stats["forwarded"] // 20)
 
