@@ -24,9 +24,10 @@
  *      shards sent are applied like events: stitch.h), every journey in
  *      memory that is due is closed, the
  *      batch's dead-letter deliveries are confirmed and the commit is
- *      packed, with only the timers that change. A shard whose due timers
- *      were all fetched moves its closed-through mark to the watermark
- *      they were fetched for; a journey closed under the mark is not
+ *      packed, with only the timers that change. A shard moves its
+ *      closed-through mark to the deadline up to which its due timers were
+ *      all fetched (the watermark they were fetched for, unless
+ *      batch_max_events cut them short); a journey closed under the mark is not
  *      written at all (read back, journey_settle() closes it: see
  *      schemas/redis.md);
  *   2. batch_wait(): the previous commit's result, and the outbox records
@@ -116,6 +117,7 @@ typedef struct entry {
                                   daemon wrote it, else (read from Redis) at or
                                   before this deadline; -1: it has none */
     int64_t deadline;          /* the journey's deadline now, -1: none (deadline_of()) */
+    int64_t due_at;            /* a candidate: its timer, as fetched */
     char id[JD_ID_MAX + 1];
     char target[JD_ID_MAX + 1];/* ENT_REDIRECT */
     journey_t *j;              /* ENT_JOURNEY; owned */
@@ -337,6 +339,7 @@ static void join_batch(batch_t *b, shard_t *sh) {
     sh->in_batch = b->n_shards; /* its index + 1 */
     sh->batch_clock = sh->clock;
     sh->closing_through = sh->closed_through;
+    sh->due_through = INT64_MIN;
 }
 
 /* The offset a shard's commit stores: after its last message, or, if the
@@ -768,8 +771,8 @@ static int by_record(batch_t *b, shard_t *sh, store_due_req_t *q, size_t i) {
     int64_t deadline;
     funnel_close_t fc;
     uint64_t hash = ent_hash(sh, q->ids[i]);
-    if (sh->timers_more || table_find(b, sh, q->ids[i]) ||
-        !closes_get(b->closes, sh, q->ids[i], hash, &deadline, &fc) || deadline > q->until)
+    if (table_find(b, sh, q->ids[i]) || !closes_get(b->closes, sh, q->ids[i], hash, &deadline, &fc) ||
+        deadline > q->through)
         return 0;
     if (b->n_rcs == b->cap_rcs) {
         b->cap_rcs = b->cap_rcs ? 2 * b->cap_rcs : 256;
@@ -806,16 +809,17 @@ static store_status_t load_first(batch_t *b, store_t *st, int *more, char *errbu
     for (size_t q = 0; rc == STORE_OK && q < n; q++) {
         shs[q]->next_due = due[q].next;
         shs[q]->timers_more = due[q].n == due[q].limit;
-        /* every timer up to `until` is a candidate of this batch, which
-         * closes or re-arms each: the mark its commit stores (unless some
-         * were left for the next batch: then the mark stays) */
-        if (!shs[q]->timers_more && due[q].until > shs[q]->closing_through)
-            shs[q]->closing_through = due[q].until;
+        /* every timer up to `through` (`until`, unless some were left for
+         * the next batch) is a candidate of this batch, which closes or
+         * re-arms each: the mark its commit stores */
+        shs[q]->due_through = due[q].through;
+        if (due[q].through > shs[q]->closing_through) shs[q]->closing_through = due[q].through;
         for (size_t i = 0; i < due[q].n; i++) {
             if (by_record(b, shs[q], &due[q], i)) continue;
             size_t n0 = b->n_tab;
             entry_t *e = table_get(b, shs[q], due[q].ids[i]);
             e->cand = 1;
+            e->due_at = due[q].at[i];
             e->head = b->n_tab > n0; /* nothing else in this batch names it */
             *more += e->state == ENT_UNKNOWN;
         }
@@ -1360,13 +1364,13 @@ typedef struct commit_buf {
  * the deadline (a candidate still open) is re-armed; a stale one (its journey
  * closed, merged away or gone) is removed, unless the commit's closed-through
  * mark removes it anyway (a candidate's timer is at or before the mark when
- * its shard's due timers were all fetched). 0: no change. */
+ * every due timer up to it was fetched: due_through). 0: no change. */
 static int timer_change(const entry_t *e, int64_t now, store_timer_t *t) {
     int had = e->cand || e->timer >= 0;
     int64_t mark = e->sh->closing_through;
     if (e->state == ENT_UNKNOWN) return 0; /* never loaded (a chain too long): not touched */
     if (now < 0) {
-        if (!had || (e->cand ? !e->sh->timers_more : e->timer <= mark)) return 0;
+        if (!had || (e->cand ? e->due_at <= e->sh->due_through : e->timer <= mark)) return 0;
         *t = (store_timer_t){.id = e->id, .at = 0, .op = STORE_TIMER_DEL};
     } else if (e->cand || (e->timer >= 0 && e->timer <= mark)) {
         /* fired early; or written by the commit that was in flight when the

@@ -78,6 +78,8 @@ typedef struct shard {
     int64_t batch_clock;        /* clock at the end of the open batch */
     int64_t next_due;           /* no timer in Redis is due before this (a lower bound) */
     int timers_more;            /* due timers were left for the next batch */
+    int64_t due_through;        /* the open batch fetched every due timer up to here
+                                   (store_due_req_t.through), INT64_MIN: none */
     int64_t closed_through;     /* every timer at or before it has fired and its journey
                                    is closed or re-armed (as of the last commit prepared);
                                    a journey stored open with a deadline at or before it

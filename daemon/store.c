@@ -532,9 +532,11 @@ static void due_send(store_t *st, store_due_req_t *reqs, size_t nreq) {
         snprintf(until, sizeof(until), "%lld", (long long)reqs[q].until);
         snprintf(after, sizeof(after), "(%lld", (long long)reqs[q].until);
         snprintf(limit, sizeof(limit), "%zu", reqs[q].limit);
-        redisAppendCommandArgv(st->c, 7, (const char *[]){"ZRANGEBYSCORE", key, "-inf", until, "LIMIT", "0", limit}, NULL);
+        redisAppendCommandArgv(st->c, 8, (const char *[]){"ZRANGEBYSCORE", key, "-inf", until, "WITHSCORES", "LIMIT", "0", limit},
+                               NULL);
         redisAppendCommandArgv(st->c, 8, (const char *[]){"ZRANGEBYSCORE", key, after, "+inf", "WITHSCORES", "LIMIT", "0", "1"}, NULL);
         reqs[q].ids = NULL;
+        reqs[q].at = NULL;
         reqs[q].n = 0;
     }
     st->commands += 2 * nreq;
@@ -557,12 +559,18 @@ static store_status_t due_recv(store_t *st, store_due_req_t *reqs, size_t nreq, 
             s = STORE_FATAL;
             break;
         }
-        reqs[q].ids = calloc(a->elements + 1, sizeof(char *));
-        if (!reqs[q].ids) abort();
-        for (size_t i = 0; i < a->elements; i++) {
+        reqs[q].ids = calloc(a->elements / 2 + 1, sizeof(char *));
+        reqs[q].at = calloc(a->elements / 2 + 1, sizeof(int64_t));
+        if (!reqs[q].ids || !reqs[q].at) abort();
+        for (size_t i = 0; i + 1 < a->elements; i += 2) { /* id, score */
+            reqs[q].at[reqs[q].n] = strtoll(a->element[i + 1]->str, NULL, 10);
             reqs[q].ids[reqs[q].n] = strndup(a->element[i]->str, a->element[i]->len);
             if (!reqs[q].ids[reqs[q].n++]) abort();
         }
+        /* sorted by deadline: short of the limit, they are all there; else
+         * all of those before the last one's (its ties may be cut off) */
+        reqs[q].through = reqs[q].n < reqs[q].limit ? reqs[q].until
+                        : reqs[q].n ? reqs[q].at[reqs[q].n - 1] - 1 : INT64_MIN;
         reqs[q].next = b->elements == 2 ? strtoll(b->element[1]->str, NULL, 10) : INT64_MAX;
     }
     for (size_t i = 0; i < 2 * nreq; i++) freeReplyObject(r[i]);
@@ -592,7 +600,9 @@ void store_due_free(store_due_req_t *reqs, size_t nreq) {
     for (size_t q = 0; q < nreq; q++) {
         for (size_t i = 0; i < reqs[q].n; i++) free(reqs[q].ids[i]);
         free(reqs[q].ids);
+        free(reqs[q].at);
         reqs[q].ids = NULL;
+        reqs[q].at = NULL;
         reqs[q].n = 0;
     }
 }

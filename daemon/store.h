@@ -104,7 +104,10 @@ typedef struct store_due_req {
     int64_t until;            /* due: deadline <= until */
     size_t limit;             /* at most this many ids */
     char **ids;               /* out: malloc'ed, each id too (store_due_free) */
+    int64_t *at;              /* out: each id's deadline (its score); malloc'ed */
     size_t n;
+    int64_t through;          /* out: every timer due at or before it is in ids: `until`, or, if
+                                 `limit` cut the list short, just before the last one's deadline */
     int64_t next;             /* out: the earliest deadline after `until`, INT64_MAX: none */
 } store_due_req_t;
 

@@ -307,3 +307,37 @@ Test(store, answer_log_tail_and_checkpoint_header) {
     cr_assert_eq(c.len[1], 4);
     store_close(st);
 }
+
+/* Due timers come in deadline order with their deadlines; `through` says up
+ * to where the list is whole: the watermark asked for, or, when the limit
+ * cut it short, just before the last deadline returned (a tie of it may be
+ * left out). */
+Test(store, due_timers_in_deadline_order_and_how_far_they_are_whole) {
+    char key[128], err[256];
+    snprintf(key, sizeof(key), "%s:{events:3}:t", prefix);
+    redisContext *c = redisConnect("127.0.0.1", redis_port());
+    cr_assert(c && !c->err);
+    freeReplyObject(redisCommand(c, "ZADD %s 1767225600100 a 1767225600300 b 1767225600300 c 1767225600500 d "
+                                    "1767225609000 e", key));
+    redisFree(c);
+    store_t *st = open_store();
+    store_due_req_t q = {.shard = "events:3", .until = 1767225600600, .limit = 10};
+    cr_assert_eq(store_due_load(st, &q, 1, NULL, 0, err, sizeof(err)), STORE_OK, "%s", err);
+    cr_assert_eq(q.n, 4);
+    const char *want[] = {"a", "b", "c", "d"};
+    const int64_t at[] = {1767225600100, 1767225600300, 1767225600300, 1767225600500};
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert_str_eq(q.ids[i], want[i]);
+        cr_assert_eq(q.at[i], at[i]);
+    }
+    cr_assert_eq(q.through, 1767225600600);
+    cr_assert_eq(q.next, 1767225609000);
+    store_due_free(&q, 1);
+    q = (store_due_req_t){.shard = "events:3", .until = 1767225600600, .limit = 2};
+    cr_assert_eq(store_due_load(st, &q, 1, NULL, 0, err, sizeof(err)), STORE_OK, "%s", err);
+    cr_assert_eq(q.n, 2);
+    cr_assert_str_eq(q.ids[1], "b");
+    cr_assert_eq(q.through, 1767225600299); /* c, due with b, was left out */
+    store_due_free(&q, 1);
+    store_close(st);
+}
