@@ -132,11 +132,16 @@ typedef struct loadset {
     size_t n, nreq;
 } loadset_t;
 
-/* A due journey not in memory that its close record closes (closes.h). */
+/* A due timer of a journey not in memory that its close record answers
+ * (closes.h): it closes the journey, or (rearm) says that the timer fired
+ * early and the journey is still open, to be timed again at its deadline. */
 typedef struct rec_close {
     shard_t *sh;
     char *id;                  /* owned */
     uint64_t hash;
+    int64_t due_at;            /* its timer, as fetched */
+    int64_t deadline;          /* rearm: the journey's deadline, from the record */
+    uint8_t rearm;             /* 1: re-arm; 2: re-armed through its entry instead */
     funnel_close_t fc;
 } rec_close_t;
 
@@ -763,22 +768,25 @@ static int64_t watermark(const batch_t *b, const shard_t *sh, int64_t clock) {
 
 static entry_t *table_find(batch_t *b, shard_t *sh, const char *id);
 
-/* Due timer i of due request q: if its journey is not in memory, is closed
- * by this batch (the mark moves past its deadline) and has a close record,
- * it is closed from the record after the items (close_by_records()), and
- * not read. The ids are taken over. */
+/* Due timer i of due request q, if its journey is not in memory and has a
+ * close record: if the batch closes it (the mark moves past its deadline),
+ * it is closed from the record after the items (close_by_records()); if its
+ * deadline is not due yet (the timer fired early: events came after it was
+ * set), its timer is set again at the deadline. Either way it is not read.
+ * The ids are taken over. */
 static int by_record(batch_t *b, shard_t *sh, store_due_req_t *q, size_t i) {
     int64_t deadline;
     funnel_close_t fc;
     uint64_t hash = ent_hash(sh, q->ids[i]);
     if (table_find(b, sh, q->ids[i]) || !closes_get(b->closes, sh, q->ids[i], hash, &deadline, &fc) ||
-        deadline > q->through)
+        (deadline > q->through && deadline <= q->until)) /* (due, but the mark does not cover it) */
         return 0;
     if (b->n_rcs == b->cap_rcs) {
         b->cap_rcs = b->cap_rcs ? 2 * b->cap_rcs : 256;
         if (!(b->rcs = realloc(b->rcs, b->cap_rcs * sizeof(*b->rcs)))) abort();
     }
-    b->rcs[b->n_rcs++] = (rec_close_t){.sh = sh, .id = q->ids[i], .hash = hash, .fc = fc};
+    b->rcs[b->n_rcs++] = (rec_close_t){.sh = sh, .id = q->ids[i], .hash = hash, .due_at = q->at[i],
+                                       .deadline = deadline, .rearm = deadline > q->until, .fc = fc};
     q->ids[i] = NULL;
     return 1;
 }
@@ -1250,10 +1258,13 @@ static void close_by_records(batch_t *b) {
     for (size_t i = 0; i < b->n_rcs; i++) {
         rec_close_t *r = &b->rcs[i];
         entry_t *e = table_find(b, r->sh, r->id);
-        if (e && e->state != ENT_UNKNOWN) {
+        if (e && e->state != ENT_UNKNOWN) { /* read after all: closed or timed as a candidate */
             e->cand = 1;
+            e->due_at = r->due_at;
+            r->rearm += r->rearm;
             continue;
         }
+        if (r->rearm) continue; /* (its commit sets the timer: build_shard_req()) */
         funnel_count_close(&r->sh->fd, &r->sh->reg, b->cfg, &r->fc);
         closes_del(b->closes, r->sh, r->id, r->hash);
         b->closed_by_record++;
@@ -1521,6 +1532,13 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
         (*k)++;
         q->n_keys++;
     }
+    for (size_t i = 0; i < b->n_rcs; i++) { /* timers that fired early, of journeys not read */
+        const rec_close_t *r = &b->rcs[i];
+        if (r->sh != sh || r->rearm != 1) continue;
+        cb->timers[cb->n_timers++] = (store_timer_t){.id = r->id, .at = r->deadline, .op = STORE_TIMER_SET};
+        q->n_timers++;
+        if (r->deadline < sh->next_due) sh->next_due = r->deadline;
+    }
 }
 
 /* Pack the commit of every shard of the open batch into b->prep; offsets
@@ -1540,7 +1558,7 @@ static void commit_prepare(batch_t *b) {
     cb.ids = malloc((n + 1) * sizeof(*cb.ids));
     cb.vals = malloc((n + 1) * sizeof(*cb.vals));
     cb.lens = malloc((n + 1) * sizeof(*cb.lens));
-    cb.timers = malloc((n + 1) * sizeof(*cb.timers));
+    cb.timers = malloc((n + b->n_rcs + 1) * sizeof(*cb.timers));
     cb.n_timers = 0;
     shard_t **shards = malloc((size_t)b->n_shards * sizeof(*shards));
     if (!cb.reqs || !cb.ids || !cb.vals || !cb.lens || !cb.timers || !shards) abort();

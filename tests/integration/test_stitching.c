@@ -519,6 +519,53 @@ Test(stitching, more_due_journeys_than_a_batch_fetches) {
     freeReplyObject(r);
 }
 
+/* A timer that fires early (the journey's deadline moved on since it was
+ * set: timers only move earlier) for a journey out of memory: its close
+ * record says it is still open, so the timer is set again at the deadline
+ * without the journey being read (the load connection sends only the due
+ * timers' query), and it closes there, by its record. */
+Test(stitching, an_early_timer_is_set_again_from_the_close_record) {
+    const char *u = idb[0];
+    const int64_t M = 60000;
+    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0);
+    commit();
+    pump();
+    event(u, T0 + 1000, 0, "ads", NULL);       /* timer at 30m */
+    event(u, T0 + 20 * M, 0, "ads", NULL);     /* deadline at 50m, the timer stays */
+    event(idb[1], T0 + 20 * M, 0, "ads", NULL); /* u leaves memory */
+    char key[128];
+    snprintf(key, sizeof(key), "%s:{t:1}:t", prefix);
+    redisReply *r = redisCommand(rc, "ZSCORE %s %s", key, u);
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    cr_assert_eq(strtoll(r->str, NULL, 10), T0 + 1000 + 30 * M);
+    freeReplyObject(r);
+    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 40 * M);
+    commit();
+    pump(); /* B's watermark may pass 35m now */
+    uint64_t rt, before, after;
+    store_counters(st_load, &rt, &before);
+    batch_tick(b, &sh[1], T0 + 40 * M);
+    commit();
+    store_counters(st_load, &rt, &after);
+    cr_assert_eq(after - before, 2); /* the due timers (two ZRANGEBYSCORE), no MGET */
+    r = redisCommand(rc, "ZSCORE %s %s", key, u);
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    cr_assert_eq(strtoll(r->str, NULL, 10), T0 + 20 * M + 30 * M);
+    freeReplyObject(r);
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 0);
+    size_t bytes;
+    uint64_t by0, by1;
+    batch_close_records(b, &bytes, &by0);
+    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 2 * 60 * M);
+    commit();
+    pump();
+    batch_tick(b, &sh[1], T0 + 2 * 60 * M);
+    commit();
+    batch_close_records(b, &bytes, &by1);
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 2); /* u and idb[1] */
+    cr_assert_eq(by1 - by0, 2);
+}
+
 /* A record for an id whose home is another partition is refused to the
  * dead letters (daemons that disagree on input.partitioner), not applied. */
 Test(stitching, a_record_for_another_home_is_refused) {
