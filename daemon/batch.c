@@ -27,9 +27,10 @@
  *      packed, with only the timers that change. A shard moves its
  *      closed-through mark to the deadline up to which its due timers were
  *      all fetched (the watermark they were fetched for, unless
- *      batch_max_events cut them short); a journey closed under the mark is not
- *      written at all (read back, journey_settle() closes it: see
- *      schemas/redis.md);
+ *      batch_max_events cut them short); a journey closed under the mark
+ *      is not written at all (read back, journey_settle() closes it: see
+ *      schemas/redis.md), and one out of memory is closed, or its early
+ *      timer set again, from its close record, without being read;
  *   2. batch_wait(): the previous commit's result, and the outbox records
  *      it holds produced to the internal topic, without waiting for them:
  *      the records delivered so far (forward_delivered()) are trimmed off
@@ -70,8 +71,8 @@
 #define MAX_REDIRECT_HOPS STORE_REDIRECT_HOPS_MAX
 
 /* ITEM_CLOCK: an event forwarded to its home (stitch.h) that still moves
- * this partition's clock (only input items move it: item_t.internal); ITEM_CLAIM, _HANDOFF, _RELEASE: records of the
- * internal topic (stitch.h). */
+ * this partition's clock (only input items move it: item_t.internal);
+ * ITEM_CLAIM, _HANDOFF, _RELEASE: records of the internal topic (stitch.h). */
 typedef enum {
     ITEM_TOUCH = 0, ITEM_LINK, ITEM_HEARTBEAT, ITEM_CLOCK, ITEM_CLAIM, ITEM_HANDOFF, ITEM_RELEASE,
     ITEM_ANNOUNCE,             /* FWD_CLOCK: jnum is the source's mark, ts its clock */
@@ -901,12 +902,12 @@ static journey_t *entry_journey(const batch_t *b, entry_t *e) {
 
 /* ---- event time, timeouts and the funnel (SPEC §5, §6) --------------------
  * Per shard, the clock is the highest event time of its input (events,
- * heartbeats, idle advance; not the internal topic's records); the watermark
- * trails it by the allowed lateness. A journey is due when the watermark reaches
- * its deadline (last event + its phase's timeout): it is closed the moment
- * anything looks at it -- an event for it, or the sweep at the end of the
- * batch over every journey in memory, which includes those whose timers
- * Redis says are due (load_first). So when a journey closes depends on event
+ * heartbeats, idle advance; not the internal topic's records); the
+ * watermark trails it by the allowed lateness. A journey is due when the
+ * watermark reaches its deadline (last event + its phase's timeout): it is
+ * closed the moment anything looks at it -- an event for it, or the sweep at
+ * the end of the batch over every journey in memory, which includes those
+ * whose timers Redis says are due (load_first). So when a journey closes depends on event
  * time alone, never on batch boundaries. An event at or after its journey's
  * deadline closes it at once and starts the customer's next journey; an
  * event that belongs to an already closed journey is late: remembered in the

@@ -532,7 +532,8 @@ static void due_send(store_t *st, store_due_req_t *reqs, size_t nreq) {
         snprintf(until, sizeof(until), "%lld", (long long)reqs[q].until);
         snprintf(after, sizeof(after), "(%lld", (long long)reqs[q].until);
         snprintf(limit, sizeof(limit), "%zu", reqs[q].limit);
-        redisAppendCommandArgv(st->c, 8, (const char *[]){"ZRANGEBYSCORE", key, "-inf", until, "WITHSCORES", "LIMIT", "0", limit},
+        redisAppendCommandArgv(st->c, 8,
+                               (const char *[]){"ZRANGEBYSCORE", key, "-inf", until, "WITHSCORES", "LIMIT", "0", limit},
                                NULL);
         redisAppendCommandArgv(st->c, 8, (const char *[]){"ZRANGEBYSCORE", key, after, "+inf", "WITHSCORES", "LIMIT", "0", "1"}, NULL);
         reqs[q].ids = NULL;
