@@ -1262,7 +1262,7 @@ static void close_by_records(batch_t *b) {
         if (e && e->state != ENT_UNKNOWN) { /* read after all: closed or timed as a candidate */
             e->cand = 1;
             e->due_at = r->due_at;
-            r->rearm += r->rearm;
+            if (r->rearm) r->rearm = 2; /* (its entry sets the timer) */
             continue;
         }
         if (r->rearm) continue; /* (its commit sets the timer: build_shard_req()) */
