@@ -17,7 +17,7 @@
  * exactly the sum of every delta made to them, whatever the batching.
  *
  * Reading: the counters of all partitions are summed per (segment, phase);
- * windowed ones per partition at its own watermark (funnel_snap_end_part());
+ * windowed ones per partition at its own watermark (funnel_snap_add());
  * derived values (dropoff_rate, conversion, quantiles) are computed from the
  * sums, never stored. Segments beyond the requested top N, by journeys
  * reached in the first phase, are folded into "other".
@@ -116,6 +116,12 @@ static int64_t win_res(const config_t *cfg, int w) {
 /* The first bucket window w holds at watermark wm (it holds k of them). */
 static int64_t win_first(const config_t *cfg, int w, int64_t wm) {
     return floor_div(wm, win_res(cfg, w)) - cfg->funnel_buckets + 1;
+}
+
+/* Whether window w holds bucket b at watermark wm. */
+static int win_holds(const config_t *cfg, int w, int64_t b, int64_t wm) {
+    int64_t first = win_first(cfg, w, wm);
+    return b >= first && b < first + cfg->funnel_buckets;
 }
 
 /* The bucket number whose low 32 bits are x, the nearest to the clock's. */
@@ -634,23 +640,35 @@ static void phase_add(funnel_phase_t *dst, const funnel_phase_t *src) {
     for (int b = 0; b < FUNNEL_TIP_BUCKETS; b++) dst->tip[b] += src->tip[b];
 }
 
-void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *name, int64_t value) {
+/* Whether field is a windowed counter ("...|<res_ms>|<bucket>", read from
+ * its end, before anything is copied) whose window does not hold its bucket
+ * at wm. While a backlog is read with stitching across partitions, the
+ * watermark trails the partition's clock by hours and most of its windowed
+ * counters are ahead of it: they are dropped here at the cost of a scan. */
+static int win_skip(const config_t *cfg, const char *field, int64_t wm) {
+    const char *b = strrchr(field, '|'), *r;
+    if (!b || b == field) return 0;
+    for (r = b - 1; r > field && *r >= '0' && *r <= '9'; r--) {}
+    if (*r != '|' || r + 1 == b) return 0;
+    char *end;
+    long long bucket = strtoll(b + 1, &end, 10), res = strtoll(r + 1, NULL, 10);
+    if (end == b + 1 || *end) return 0;
+    for (int w = 0; w < cfg->n_funnel_windows; w++)
+        if (win_res(cfg, w) == res) return !win_holds(cfg, w, bucket, wm);
+    return 0;
+}
+
+void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *name, int64_t value, int64_t wm) {
     char buf[512], *phase, *seg, *kind, *x;
+    if (win_skip(cfg, name, wm)) return;
     snprintf(buf, sizeof(buf), "%s", name);
     if (split_field(buf, &phase, &seg, &kind, &x) < 0) return;
     int k = config_phase_index(cfg, phase);
     if (k < 0) return; /* a phase no longer configured */
     int w, o;
     int64_t bucket;
-    if (x && win_parse(cfg, kind, x, &w, &o, &bucket) == 0) { /* until the partition's watermark is known */
-        if (s->n_pend == s->cap_pend) {
-            s->cap_pend = s->cap_pend ? 2 * s->cap_pend : 256;
-            if (!(s->pend = realloc(s->pend, s->cap_pend * sizeof(*s->pend)))) abort();
-        }
-        funnel_pend_t *q = &s->pend[s->n_pend++];
-        snprintf(q->seg, sizeof(q->seg), "%s", seg);
-        q->phase = (int8_t)k, q->window = (int8_t)w, q->outcome = (int8_t)o;
-        q->bucket = bucket, q->n = value;
+    if (x && win_parse(cfg, kind, x, &w, &o, &bucket) == 0) {
+        if (win_holds(cfg, w, bucket, wm)) snap_seg(s, seg)->ph[k].win[w][o] += value;
         return;
     }
     if (x && outcome_of(kind) >= 0) return; /* a window no longer configured */
@@ -668,16 +686,6 @@ void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *name, in
     }
 }
 
-void funnel_snap_end_part(funnel_snap_t *s, const config_t *cfg, int64_t wm) {
-    for (size_t i = 0; i < s->n_pend; i++) {
-        const funnel_pend_t *q = &s->pend[i];
-        int64_t first = win_first(cfg, q->window, wm);
-        if (q->bucket >= first && q->bucket < first + cfg->funnel_buckets)
-            snap_seg(s, q->seg)->ph[q->phase].win[q->window][q->outcome] += q->n;
-    }
-    s->n_pend = 0;
-}
-
 static void seg_free(funnel_seg_t *g) {
     for (int k = 0; k < CFG_MAX_PHASES; k++) free(g->ph[k].drops);
 }
@@ -685,7 +693,6 @@ static void seg_free(funnel_seg_t *g) {
 void funnel_snap_free(funnel_snap_t *s) {
     for (int i = 0; i < s->n_segs; i++) seg_free(&s->segs[i]);
     free(s->segs);
-    free(s->pend);
     memset(s, 0, sizeof(*s));
 }
 

@@ -171,27 +171,18 @@ typedef struct funnel_seg {
     funnel_phase_t ph[CFG_MAX_PHASES];
 } funnel_seg_t;
 
-/* A windowed counter read, waiting for its partition's watermark. */
-typedef struct funnel_pend {
-    char seg[JD_NAME_MAX + 1];
-    int8_t phase, window, outcome;
-    int64_t bucket, n;
-} funnel_pend_t;
 
 typedef struct funnel_snap {
     funnel_seg_t *segs;           /* owned */
     int n_segs, cap_segs;
-    funnel_pend_t *pend;          /* the partition being read's windowed counters; owned */
-    size_t n_pend, cap_pend;
     int64_t watermark;            /* lowest partition watermark, INT64_MAX: none */
     int64_t late, shards;
 } funnel_snap_t;
 
-/* Add one stored counter of a partition (any field; others than f|... are
- * ignored); then, once all its fields are added, funnel_snap_end_part()
- * with its watermark adds its windowed counters those windows hold. */
-void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *field, int64_t value);
-void funnel_snap_end_part(funnel_snap_t *s, const config_t *cfg, int64_t wm);
+/* Add one stored counter of a partition whose watermark is wm (any field;
+ * others than f|... are ignored); a windowed counter only if its window
+ * holds its bucket at wm. */
+void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *field, int64_t value, int64_t wm);
 void funnel_snap_free(funnel_snap_t *s);
 
 /* One entry of the snapshot as it is printed: kind "funnel" (segment set:

@@ -32,8 +32,8 @@ static void snap_field(const char *name, long long v, void *opaque) {
         s->clock = v;
     } else if (!strcmp(name, "late")) {
         s->snap.late += v;
-    } else {
-        funnel_snap_add(&s->snap, s->cfg, name, v);
+    } else { /* (after the clock: store_shard_stats() hands it first) */
+        funnel_snap_add(&s->snap, s->cfg, name, v, s->clock - s->cfg->allowed_lateness_ms);
     }
 }
 
@@ -223,7 +223,6 @@ int snapshot_read(snapshot_t *s, store_t *st, const config_t *cfg, snapshot_cach
             read_sat(s, st, cache, shards[i], off, i, errbuf, errlen) != STORE_OK)
             goto out;
         s->sat_wm[i] = s->clock - cfg->allowed_lateness_ms;
-        funnel_snap_end_part(&s->snap, cfg, s->sat_wm[i]);
         s->snap.shards++;
     }
     rc = 0;

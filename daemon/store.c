@@ -1036,8 +1036,12 @@ store_status_t store_shard_stats(store_t *st, const char *shard, int64_t *offset
     redisReply *r = redisCommand(st->c, "HGETALL %s", key);
     st->round_trips++;
     if ((s = reply_error(st, r, "HGETALL", errbuf, errlen)) != STORE_OK) return s;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-        fn(r->element[i]->str, strtoll(r->element[i + 1]->str, NULL, 10), opaque);
+    size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements & ~(size_t)1 : 0, clock = n;
+    for (size_t i = 0; i < n && clock == n; i += 2)
+        if (!strcmp(r->element[i]->str, "clock")) clock = i;
+    if (clock < n) fn("clock", strtoll(r->element[clock + 1]->str, NULL, 10), opaque);
+    for (size_t i = 0; i < n; i += 2)
+        if (i != clock) fn(r->element[i]->str, strtoll(r->element[i + 1]->str, NULL, 10), opaque);
     freeReplyObject(r);
     return STORE_OK;
 }

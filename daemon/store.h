@@ -206,7 +206,8 @@ store_status_t store_commit(store_t *st, store_commit_req_t *reqs, size_t nreq,
 store_status_t store_shards(store_t *st, char ***names, size_t *n, char *errbuf, size_t errlen);
 
 /* Read a shard's counters (hash <prefix>:{shard}:s) and offset. Calls
- * fn(name, value, opaque) for each counter; *offset = -1 if none. */
+ * fn(name, value, opaque) for each counter, "clock" (if there is one)
+ * first; *offset = -1 if none. */
 store_status_t store_shard_stats(store_t *st, const char *shard, int64_t *offset,
                                  void (*fn)(const char *, long long, void *), void *opaque,
                                  char *errbuf, size_t errlen);

@@ -8,7 +8,16 @@ interval bounds the error); the first second of each run is warm-up (the
 consumer's first fetches), reported apart. Prints p50/p90/p99 per rate and whether the
 generator kept up; appends the raw numbers to tests/bench/results.tsv.
 
+With --stitch, journeyd runs with identity stitching across partitions
+(`input.partitioner: consistent_random`, issue #7) and --gen-args adds to
+the generator's arguments ("--anon-rate 0.2 --anon-key anon": a fifth of
+the customers anonymous until identified mid-journey, their anonymous
+events on other partitions): the sustained rate of a live stream, where
+the partitions' clocks run together, beside the backlog drain that
+throughput.py --stitch measures.
+
 Usage: tests/bench/latency.py [--rates 50000,100000,150000] [--seconds 8]
+       [--stitch] [--gen-args ARGS]
 Needs the local services (deploy/local/up.sh) and a build in build/.
 """
 import argparse
@@ -82,7 +91,7 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def open_loop(cfg, prefix, topic, rate, seconds):
+def open_loop(cfg, prefix, topic, rate, seconds, gen_args=()):
     """journeyd on cfg, a Poller of its commits, then rate events/s for
     seconds, each stamped with its scheduled send time, until every one is
     committed: (daemon, poller, events, whether the generator kept up)."""
@@ -95,20 +104,21 @@ def open_loop(cfg, prefix, topic, rate, seconds):
     events = int(rate * seconds)
     g = subprocess.run([jdtest.JOURNEYCTL, "gen", "--seed", "3", "--customers", str(max(events // 10, 1)),
                         "--events", str(events), "--rate", str(rate), "--epoch-ms", "--heartbeats", "0",
-                        "--topic", topic, "--brokers", jdtest.BROKERS], capture_output=True, text=True)
+                        "--topic", topic, "--brokers", jdtest.BROKERS] + list(gen_args), capture_output=True, text=True)
     if g.returncode not in (0, 3):
         raise RuntimeError(g.stderr)
     jdtest.wait_committed(prefix, topic, PARTITIONS, timeout=300, proc=d.proc)
     return d, poller, events, g.returncode == 0
 
 
-def run_rate(rate, seconds):
+def run_rate(rate, seconds, stitch=False, gen_args=()):
     topic, dlq = jdtest.unique("lat"), jdtest.unique("lat-dlq")
     prefix = jdtest.unique("lat")
     jdtest.create_topic(topic, PARTITIONS)
     jdtest.create_topic(dlq, 1)
-    cfg = jdtest.write_config(topic, dlq, prefix, jdtest.unique("lat-g"))
-    d, poller, events, kept_up = open_loop(cfg, prefix, topic, rate, seconds)
+    cfg = jdtest.write_config(topic, dlq, prefix, jdtest.unique("lat-g"),
+                              input_extra="  partitioner: consistent_random\n" if stitch else "")
+    d, poller, events, kept_up = open_loop(cfg, prefix, topic, rate, seconds, gen_args)
     time.sleep(0.05)
     poller.stop = True
     poller.join()
@@ -120,7 +130,7 @@ def run_rate(rate, seconds):
     lat = sorted(poller.committed_at(p, o) - ts for p, o, ts in msgs if ts >= t0 + WARMUP_MS)
     warm = sorted(poller.committed_at(p, o) - ts for p, o, ts in msgs if ts < t0 + WARMUP_MS)
     jdtest.drop_prefix(prefix)
-    jdtest.delete_topics(topic, dlq)
+    jdtest.delete_topics(topic, dlq, *([jdtest.INTERNAL_TOPICS[prefix]] if prefix in jdtest.INTERNAL_TOPICS else []))
     return {"rate": rate, "events": len(msgs), "kept_up": kept_up,
             "p50": pct(lat, 0.50), "p90": pct(lat, 0.90), "p99": pct(lat, 0.99), "max": lat[-1],
             "warmup_p99": pct(warm, 0.99)}
@@ -130,16 +140,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="50000,100000,150000")
     ap.add_argument("--seconds", type=float, default=8)
+    ap.add_argument("--stitch", action="store_true", help="identity stitching across partitions on")
+    ap.add_argument("--gen-args", default="", help="more arguments for journeyctl gen")
     a = ap.parse_args()
+    kind = "latency-stitch" if a.stitch else "latency"
     commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     date = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = []
     for rate in [int(x) for x in a.rates.split(",")]:
-        m = run_rate(rate, a.seconds)
+        m = run_rate(rate, a.seconds, a.stitch, a.gen_args.split())
         rows.append(m)
         with open(os.path.join(HERE, "results.tsv"), "a") as f:
-            f.write("\t".join(str(x) for x in [date, commit, machine(), "latency", "json", m["events"],
+            f.write("\t".join(str(x) for x in [date, commit, machine(), kind, "json", m["events"],
                                                 rate, int(m["kept_up"]), "%.1f" % m["p50"],
                                                 "%.1f" % m["p90"], "%.1f" % m["p99"], "%.1f" % m["max"],
                                                 "%.1f" % m["warmup_p99"]]) + "\n")
@@ -147,7 +160,8 @@ def main():
               "(first second: p99 %.1f)" % (
                   rate, m["events"], "kept up" if m["kept_up"] else "FELL BEHIND (run invalid)",
                   m["p50"], m["p90"], m["p99"], m["max"], m["warmup_p99"]), flush=True)
-    print("\nmachine: %s; commit %s; %s; %.0f s per rate; poll interval 2 ms" % (machine(), commit, date, a.seconds))
+    print("\nmachine: %s; commit %s; %s; %.0f s per rate; poll interval 2 ms%s" % (
+        machine(), commit, date, a.seconds, "; stitching, gen " + a.gen_args if a.stitch else ""))
     print("%9s %9s %8s %9s %9s %9s" % ("rate/s", "events", "kept up", "p50 ms", "p90 ms", "p99 ms"))
     for m in rows:
         print("%9d %9d %8s %9.1f %9.1f %9.1f" % (m["rate"], m["events"], "yes" if m["kept_up"] else "NO",

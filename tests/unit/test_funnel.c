@@ -447,22 +447,22 @@ Test(funnel, partitions_merge_into_one_snapshot) {
     s.watermark = 60000;
     s.shards = 2;
     /* partition 1 */
-    funnel_snap_add(&s, &cfg, "f|search|a|reached", 3);
-    funnel_snap_add(&s, &cfg, "f|search|a|progressed", 1);
-    funnel_snap_add(&s, &cfg, "f|search|a|dropped", 2);
-    funnel_snap_add(&s, &cfg, "f|search|a|drop|ads", 2);
-    funnel_snap_add(&s, &cfg, "f|search|a|tip|8", 1);
-    funnel_snap_add(&s, &cfg, "f|information|a|reached", 1);
-    funnel_snap_add(&s, &cfg, "f|information|a|active", 1);
-    funnel_snap_add(&s, &cfg, "consumed", 99);        /* not a funnel field */
-    funnel_snap_add(&s, &cfg, "f|gone|a|reached", 7); /* a phase no longer configured */
+    funnel_snap_add(&s, &cfg, "f|search|a|reached", 3, 0);
+    funnel_snap_add(&s, &cfg, "f|search|a|progressed", 1, 0);
+    funnel_snap_add(&s, &cfg, "f|search|a|dropped", 2, 0);
+    funnel_snap_add(&s, &cfg, "f|search|a|drop|ads", 2, 0);
+    funnel_snap_add(&s, &cfg, "f|search|a|tip|8", 1, 0);
+    funnel_snap_add(&s, &cfg, "f|information|a|reached", 1, 0);
+    funnel_snap_add(&s, &cfg, "f|information|a|active", 1, 0);
+    funnel_snap_add(&s, &cfg, "consumed", 99, 0);        /* not a funnel field */
+    funnel_snap_add(&s, &cfg, "f|gone|a|reached", 7, 0); /* a phase no longer configured */
     /* partition 2 */
-    funnel_snap_add(&s, &cfg, "f|search|a|reached", 1);
-    funnel_snap_add(&s, &cfg, "f|search|a|dropped", 1);
-    funnel_snap_add(&s, &cfg, "f|search|a|drop|forum", 1);
-    funnel_snap_add(&s, &cfg, "f|search|b|reached", 1);
-    funnel_snap_add(&s, &cfg, "f|search|b|dropped", 1);
-    funnel_snap_add(&s, &cfg, "f|search|b|drop|forum", 1);
+    funnel_snap_add(&s, &cfg, "f|search|a|reached", 1, 0);
+    funnel_snap_add(&s, &cfg, "f|search|a|dropped", 1, 0);
+    funnel_snap_add(&s, &cfg, "f|search|a|drop|forum", 1, 0);
+    funnel_snap_add(&s, &cfg, "f|search|b|reached", 1, 0);
+    funnel_snap_add(&s, &cfg, "f|search|b|dropped", 1, 0);
+    funnel_snap_add(&s, &cfg, "f|search|b|drop|forum", 1, 0);
     char *j = snapshot_json(&s, NULL, 1);
     const char *phase_rest =
         "{\"phase\":\"purchase\",\"reached\":0,\"active\":0,\"progressed\":0,\"dropped\":0,\"completed\":0,"
@@ -691,14 +691,24 @@ Test(funnel, windowed_counters_of_partitions_at_their_watermarks) {
     memset(&s, 0, sizeof(s));
     s.watermark = 80 * MIN;
     s.shards = 2;
-    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|100", 2);
-    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|40", 5);     /* before the window */
-    funnel_snap_add(&s, &cfg, "f|purchase|a|progressed|60000|101", 7); /* after the watermark */
-    funnel_snap_add(&s, &cfg, "f|purchase|a|completed|900000|3", 9);   /* a window not configured */
-    funnel_snap_end_part(&s, &cfg, 100 * MIN);                         /* buckets 41..100 */
-    funnel_snap_add(&s, &cfg, "f|purchase|a|progressed|60000|60", 6);
-    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|50", 1);
-    funnel_snap_end_part(&s, &cfg, 80 * MIN);                          /* buckets 21..80 */
+    /* partition 1, watermark at minute 100: it holds buckets 41..100 */
+    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|100", 2, 100 * MIN);
+    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|40", 5, 100 * MIN);     /* before the window */
+    funnel_snap_add(&s, &cfg, "f|purchase|a|progressed|60000|101", 7, 100 * MIN); /* after the watermark */
+    funnel_snap_add(&s, &cfg, "f|purchase|a|completed|900000|3", 9, 100 * MIN);   /* a window not configured */
+    /* not windowed, though they end in numbers: a touchpoint and a segment
+     * named by digits, a time-in-phase bucket */
+    funnel_snap_add(&s, &cfg, "f|purchase|a|drop|60000", 4, 100 * MIN);
+    funnel_snap_add(&s, &cfg, "f|purchase|60000|reached", 3, 100 * MIN);
+    funnel_snap_add(&s, &cfg, "f|purchase|a|tip|3", 1, 100 * MIN);
+    /* partition 2, watermark at minute 80: buckets 21..80 */
+    funnel_snap_add(&s, &cfg, "f|purchase|a|progressed|60000|60", 6, 80 * MIN);
+    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|50", 1, 80 * MIN);
+    funnel_snap_add(&s, &cfg, "f|purchase|a|dropped|60000|81", 8, 80 * MIN);      /* after the watermark */
+    char *all = snapshot_json(&s, NULL, 2);
+    cr_assert(strstr(all, "\"dropoff_points\":[{\"touchpoint\":\"60000\",\"dropped\":4}]"), "%s", all);
+    cr_assert(strstr(all, "{\"segment\":\"60000\",\"phases\":["), "%s", all);
+    free(all);
     char *j = snapshot_json(&s, "a", 1);
     cr_assert(strstr(j, "\"funnel_windows\":[{\"window\":\"1h\",\"length_ms\":3600000,\"bucket_ms\":60000}]"), "%s", j);
     cr_assert(strstr(j, "{\"phase\":\"purchase\",\"reached\":0,\"active\":0,\"progressed\":0,\"dropped\":0,"
