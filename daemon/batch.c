@@ -298,14 +298,15 @@ static int is_local(const batch_t *b, const shard_t *sh, const char *id) {
 static void emit(batch_t *b, shard_t *sh, fwd_t *f) {
     char *rec;
     size_t len;
+    int32_t home = home_of(b, f->id);
     snprintf(f->src, sizeof(f->src), "%s", sh->name);
     f->seq = ++sh->out_seq;
     if (fwd_encode(f, &rec, &len) < 0) abort(); /* out of memory */
-    shard_out_add(&sh->out, home_of(b, f->id), f->id, rec, len);
+    shard_out_add(&sh->out, home, f->id, rec, len);
     free(rec);
     sh->stats[STAT_FORWARDED]++;
     log_debug("record forwarded", "shard=%s kind=%s id=%s home=%d seq=%lld", sh->name, fwd_kind_name(f->kind), f->id,
-              (int)home_of(b, f->id), (long long)f->seq);
+              (int)home, (long long)f->seq);
 }
 
 /* A record of kind addressed to id, with it's event (EVENT, LINK). */
@@ -436,9 +437,10 @@ void batch_add(batch_t *b, shard_t *sh, const rd_kafka_message_t *m, deadletter_
     fill_item(it, &ev, &cl);
     if (cl.phase < 0 && it->kind == ITEM_TOUCH) sh->stats[STAT_UNCLASSIFIED]++;
     it->follow = 0;
-    if (!is_local(b, sh, it->key) && it->kind == ITEM_LINK && is_local(b, sh, it->other)) {
+    if (is_local(b, sh, it->key)) return;
+    if (it->kind == ITEM_LINK && is_local(b, sh, it->other)) {
         it->kind = ITEM_LINK_OUT; /* the id to link is here: held open first (apply_link_out()) */
-    } else if (!is_local(b, sh, it->key)) { /* its journey lives in another partition: it goes there */
+    } else { /* its journey lives in another partition: it goes there */
         fwd_t f;
         fwd_of(&f, it->kind == ITEM_LINK ? FWD_LINK : FWD_EVENT, it->key, it);
         emit(b, sh, &f);
