@@ -21,6 +21,7 @@ static char prefix[64], cfg_path[128];
 static config_t *cfg;
 static store_t *st, *st_load;
 static deadletter_t *dl;
+static char dlq[80]; /* the dead-letter topic, once a test has created it */
 static batch_t *b;
 static shard_t sh[2];
 static int64_t ioff[2];       /* next offset of each internal partition */
@@ -32,19 +33,23 @@ static rd_kafka_topic_t *rkt;
 static char ida[4][16], idb[8][16];
 
 /* Create topic on the local broker (the dead letters of these tests). */
-static void create_topic(const char *topic) {
+/* Create (create = 1) or delete a one-partition topic on the local broker. */
+static void admin_topic(const char *topic, int create) {
     char err[256];
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_conf_set(kc, "bootstrap.servers", "127.0.0.1:19092", err, sizeof(err));
     rd_kafka_t *admin = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
     cr_assert(admin, "%s", err);
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, 1, err, sizeof(err));
     rd_kafka_queue_t *q = rd_kafka_queue_new(admin);
-    rd_kafka_CreateTopics(admin, &nt, 1, NULL, q);
+    rd_kafka_NewTopic_t *nt = create ? rd_kafka_NewTopic_new(topic, 1, 1, err, sizeof(err)) : NULL;
+    rd_kafka_DeleteTopic_t *dt = create ? NULL : rd_kafka_DeleteTopic_new(topic);
+    if (create) rd_kafka_CreateTopics(admin, &nt, 1, NULL, q);
+    else rd_kafka_DeleteTopics(admin, &dt, 1, NULL, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
     cr_assert(ev && !rd_kafka_event_error(ev));
     rd_kafka_event_destroy(ev);
-    rd_kafka_NewTopic_destroy(nt);
+    if (nt) rd_kafka_NewTopic_destroy(nt);
+    if (dt) rd_kafka_DeleteTopic_destroy(dt);
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(admin);
 }
@@ -108,6 +113,8 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+    if (dlq[0]) admin_topic(dlq, 0);
+    dlq[0] = '\0';
     redisReply *r = redisCommand(rc, "KEYS %s:*", prefix);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
         freeReplyObject(redisCommand(rc, "UNLINK %b", r->element[i]->str, r->element[i]->len));
@@ -579,9 +586,8 @@ Test(stitching, a_record_for_another_home_is_refused) {
     f.seq = 1;
     f.ts = T0;
     cr_assert_eq(fwd_encode(&f, &rec, &len), 0);
-    char dlq[80];
     snprintf(dlq, sizeof(dlq), "%s.dlq", prefix);
-    create_topic(dlq);
+    admin_topic(dlq, 1); /* deleted by teardown() */
     take(1, rec, len); /* ida[0] lives in A */
     take(1, "not a record", 12);
     free(rec);
