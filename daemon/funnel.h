@@ -171,7 +171,6 @@ typedef struct funnel_seg {
     funnel_phase_t ph[CFG_MAX_PHASES];
 } funnel_seg_t;
 
-
 typedef struct funnel_snap {
     funnel_seg_t *segs;           /* owned */
     int n_segs, cap_segs;

@@ -32,8 +32,8 @@ static rd_kafka_t *rk;         /* only to name the messages' topic */
 static rd_kafka_topic_t *rkt;
 static char ida[4][16], idb[8][16];
 
-/* Create topic on the local broker (the dead letters of these tests). */
-/* Create (create = 1) or delete a one-partition topic on the local broker. */
+/* Create (create = 1) or delete a one-partition topic on the local broker
+ * (the dead letters of these tests). */
 static void admin_topic(const char *topic, int create) {
     char err[256];
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
