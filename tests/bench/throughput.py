@@ -252,14 +252,14 @@ def main():
     ap.add_argument("--foreign-keys", action="store_true",
                     help="run even if Redis holds keys of something else")
     a = ap.parse_args()
+    if sum(map(bool, (a.baseline, a.baseline_extra, a.stitch))) > 1:
+        ap.error("--baseline, --baseline-extra and --stitch exclude each other")
     foreign = jdtest.redis_client().dbsize()
     if foreign and not a.foreign_keys:
         # keys left by other runs slow Redis, and not evenly for the two
         # sides of a comparison (2026-12-04: 478,000 of them made the
         # stitching ratio 0.747, an empty Redis 0.668)
         ap.error("Redis holds %d keys of something else (flush them, or --foreign-keys)" % foreign)
-    if sum(map(bool, (a.baseline, a.baseline_extra, a.stitch))) > 1:
-        ap.error("--baseline, --baseline-extra and --stitch exclude each other")
     stitch = "  partitioner: consistent_random\n" if a.stitch else ""
     if a.stitch:
         a.baseline_extra = "\n"  # the same build, as it is
