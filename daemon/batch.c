@@ -1461,8 +1461,16 @@ static void build_shard_req(batch_t *b, shard_t *sh, entry_t **ents, size_t n_en
     q->stat_deltas = sh->stats;
     /* funnel: the counters that changed, and, each time the watermark has
      * moved on by the shortest window's bucket, the buckets no window holds
-     * any more (deleted, which bounds the hash) */
-    int64_t wm = watermark(b, sh, sh->clock);
+     * any more (deleted, which bounds the hash). Windows are read at the
+     * shard's own watermark (snapshot.c), so they expire at it, not at the
+     * one held for the partitions behind (watermark()): while a backlog is
+     * read with stitching, that one can lag a day, and the windows' buckets
+     * of that day would be kept, written and read for nothing (measured:
+     * satisfaction 32 MB instead of 15 MB). A record from a partition
+     * behind that counts into a bucket already dead is what a window at
+     * this watermark does not hold: dropped (funnel), or kept until the
+     * next expiry (satisfaction) and ignored by readers. */
+    int64_t wm = sh->clock - b->cfg->allowed_lateness_ms;
     if (b->cfg->n_funnel_windows) {
         int64_t res = b->cfg->funnel_windows_ms[0] / b->cfg->funnel_buckets;
         if (sh->funnel_expired == INT64_MIN || wm / res != sh->funnel_expired / res) {

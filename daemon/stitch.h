@@ -35,7 +35,9 @@
  *                its own input's (records do not move it), so a record on
  *                its way from a partition behind, and the next event of a
  *                partition behind, find their journey open however far
- *                apart the partitions run.
+ *                apart the partitions run. (Only the journeys wait:
+ *                windowed counters are read and expired at the shard's
+ *                own watermark.)
  *
  * Exactly-once: records are not produced while a batch is applied. They
  * are part of the source shard's commit (its outbox, schemas/redis.md),

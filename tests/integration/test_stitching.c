@@ -456,6 +456,54 @@ Test(stitching, the_watermark_waits_for_the_slowest_partition) {
     cr_assert_eq(counter_of(1, "f|search|none|active"), 1);
 }
 
+/* How many fields of partition p's hash `suffix` end with end. */
+static int fields_ending(int p, const char *suffix, const char *end) {
+    redisReply *r = redisCommand(rc, "HKEYS %s:{t:%d}:%s", prefix, p, suffix);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    int n = 0;
+    size_t el = strlen(end);
+    for (size_t i = 0; i < r->elements; i++)
+        n += r->element[i]->len >= el && !memcmp(r->element[i]->str + r->element[i]->len - el, end, el);
+    freeReplyObject(r);
+    return n;
+}
+
+/* While B's journeys wait for A (held watermark), B's windowed counters
+ * follow B's own watermark, the one its windows are read at: the 1h
+ * windows' buckets of T0 are deleted once B is 10h on (in the funnel and
+ * in satisfaction's memory), the 24h windows' kept, and the journey stays open. */
+Test(stitching, windowed_counters_follow_the_partitions_own_watermark) {
+    const int64_t h = 3600000;
+    char b1h[64], b24h[64];
+    snprintf(b1h, sizeof(b1h), "|%lld|%lld", 300000LL, (long long)((T0 + 1000) / 300000));
+    snprintf(b24h, sizeof(b24h), "|%lld|%lld", 7200000LL, (long long)((T0 + 1000) / 7200000));
+    fwd_t f;
+    memset(&f, 0, sizeof(f));
+    f.kind = FWD_EVENT;
+    snprintf(f.id, sizeof(f.id), "%s", idb[0]);
+    f.ts = T0 + 1000;
+    f.mid = 42;
+    f.phase = 0;
+    f.metric = EV_METRIC_NPS; /* a touch with an answer: B, search, ads */
+    f.score = 9;
+    snprintf(f.tp, sizeof(f.tp), "ads");
+    queue_fwd(&f);
+    commit();
+    event(ida[0], T0 + 1000, 0, "ads", NULL);
+    pump(); /* the announcements: A is at T0 */
+    cr_assert_eq(fields_ending(1, "s", b1h), 1);
+    cr_assert_eq(sat_part_buckets(&sh[1].sat), 2 * 4); /* by touchpoint and by segment, 4 windows */
+    event(idb[1], T0 + 10 * h, 0, "ads", NULL);
+    batch_tick(b, &sh[1], T0 + 10 * h);
+    commit();
+    pump();
+    cr_assert_eq(counter_of(1, "f|search|none|active"), 2); /* idb[0]'s journey waits for A */
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 0);
+    cr_assert_eq(fields_ending(1, "s", b1h), 0);
+    cr_assert_eq(fields_ending(1, "s", b24h), 1);
+    cr_assert_eq(sat_part_buckets(&sh[1].sat), 2 * 3); /* (the log holds them until a checkpoint) */
+}
+
 /* A partition behind the others takes neither their announcements nor
  * the records they send for its own clock: B's input is at T0, A's at 10h,
  * and an event of 10h comes to B from A; B's journey of T0 stays open, and
