@@ -773,23 +773,27 @@ static entry_t *table_find(batch_t *b, shard_t *sh, const char *id);
 
 /* Due timer i of due request q, if its journey is not in memory and has a
  * close record: if the batch closes it (the mark moves past its deadline),
- * it is closed from the record after the items (close_by_records()); if its
- * deadline is not due yet (the timer fired early: events came after it was
- * set), its timer is set again at the deadline. Either way it is not read.
- * The ids are taken over. */
+ * it is closed from the record after the items (close_by_records()); if the
+ * mark does not reach its deadline (the timer fired early: events came
+ * after it was set), its timer is set again at the deadline, due or not:
+ * when more timers are due than a batch fetches, a later batch's mark
+ * covers it. Either way it is not read. Only a deadline among the ties of
+ * the last timer fetched (the mark stops just before them) makes it a
+ * candidate, read and closed like one, so that every timer this batch
+ * fetched leaves the range it fetched. The ids are taken over. */
 static int by_record(batch_t *b, shard_t *sh, store_due_req_t *q, size_t i) {
     int64_t deadline;
     funnel_close_t fc;
     uint64_t hash = ent_hash(sh, q->ids[i]);
     if (table_find(b, sh, q->ids[i]) || !closes_get(b->closes, sh, q->ids[i], hash, &deadline, &fc) ||
-        (deadline > q->through && deadline <= q->until)) /* (due, but the mark does not cover it) */
+        (deadline > q->through && deadline <= q->at[q->n - 1]))
         return 0;
     if (b->n_rcs == b->cap_rcs) {
         b->cap_rcs = b->cap_rcs ? 2 * b->cap_rcs : 256;
         if (!(b->rcs = realloc(b->rcs, b->cap_rcs * sizeof(*b->rcs)))) abort();
     }
     b->rcs[b->n_rcs++] = (rec_close_t){.sh = sh, .id = q->ids[i], .hash = hash, .due_at = q->at[i],
-                                       .deadline = deadline, .rearm = deadline > q->until, .fc = fc};
+                                       .deadline = deadline, .rearm = deadline > q->through, .fc = fc};
     q->ids[i] = NULL;
     return 1;
 }

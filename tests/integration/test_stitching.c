@@ -574,6 +574,57 @@ Test(stitching, more_due_journeys_than_a_batch_fetches) {
     freeReplyObject(r);
 }
 
+/* The same with a timer that fired early among those fetched: u's timer
+ * (at 30m) comes first, its deadline (50m) is past the last deadline the
+ * first batch fetches, so the mark does not cover it: it is set again at
+ * 50m from u's close record, not read, and closed by the record in the
+ * next batch. */
+Test(stitching, an_early_timer_beyond_the_fetched_ones_is_set_again) {
+    enum { N = 3000 };
+    static char ids[2 * N][16];
+    const int64_t M = 60000;
+    const char *u = idb[0];
+    for (int i = 0, n = 0; n < 2 * N; i++) {
+        snprintf(ids[n], sizeof(ids[n]), "z%d", i);
+        n += stitch_home(CFG_PART_CONSISTENT_RANDOM, ids[n], 2) == 1;
+    }
+    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0);
+    commit();
+    pump();
+    event(u, T0 + 500, 0, "ads", NULL);   /* timer at 30m */
+    event(u, T0 + 20 * M, 0, "ads", NULL); /* deadline at 50m, the timer stays */
+    for (int k = 0; k < 2; k++) {          /* deadlines from 30m + 1s: u leaves memory */
+        for (int i = 0; i < N; i++) queue_event(ids[k * N + i], T0 + 1000 + k * N + i, 0, "ads", NULL);
+        commit();
+    }
+    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 2 * 60 * M);
+    commit();
+    pump();
+    size_t bytes;
+    uint64_t by0, by1;
+    batch_close_records(b, &bytes, &by0);
+    batch_tick(b, &sh[1], T0 + 2 * 60 * M);
+    commit(); /* u and the first 4999 */
+    batch_close_records(b, &bytes, &by1);
+    cr_assert_eq(by1 - by0, 4998); /* the last one fetched is read */
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 4999);
+    redisReply *r = redisCommand(rc, "ZSCORE %s:{t:1}:t %s", prefix, u);
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    cr_assert_eq(strtoll(r->str, NULL, 10), T0 + 50 * M);
+    freeReplyObject(r);
+    batch_tick(b, &sh[1], T0 + 2 * 60 * M);
+    commit(); /* the rest, and u */
+    batch_close_records(b, &bytes, &by1);
+    cr_assert_eq(by1 - by0, 2 * N);
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 2 * N + 1);
+    cr_assert_eq(counter_of(1, "f|search|none|active"), 0);
+    r = redisCommand(rc, "ZCARD %s:{t:1}:t", prefix);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    cr_assert_eq(r->integer, 0);
+    freeReplyObject(r);
+    cr_assert_eq(journey_of(u)->events, 2);
+}
+
 /* A timer that fires early (the journey's deadline moved on since it was
  * set: timers only move earlier) for a journey out of memory: its close
  * record says it is still open, so the timer is set again at the deadline
