@@ -804,7 +804,7 @@ static int by_record(batch_t *b, shard_t *sh, store_due_req_t *q, size_t i) {
  * rounds unless already in memory). A commit may be in flight meanwhile:
  * what it changes is in the table already (the entries it touched are kept),
  * so a stale answer only adds candidates, which are checked against the
- * journey itself. */
+ * journey itself; the timers its mark removes are not asked for. */
 static store_status_t load_first(batch_t *b, store_t *st, int *more, char *errbuf, size_t errlen) {
     store_due_req_t *due = calloc((size_t)b->n_shards + 1, sizeof(*due));
     shard_t **shs = calloc((size_t)b->n_shards + 1, sizeof(*shs));
@@ -814,7 +814,10 @@ static store_status_t load_first(batch_t *b, store_t *st, int *more, char *errbu
         shard_t *sh = b->shards[i];
         int64_t wm = watermark(b, sh, sh->batch_clock);
         if (wm < sh->next_due && !sh->timers_more) continue;
-        due[n] = (store_due_req_t){.shard = sh->name, .until = wm, .limit = (size_t)b->cfg->batch_max_events};
+        /* (the timers up to the last mark are gone, or going with the
+         * commit in flight: asked for again, they would all be read) */
+        due[n] = (store_due_req_t){.shard = sh->name, .after = sh->closed_through, .until = wm,
+                                   .limit = (size_t)b->cfg->batch_max_events};
         shs[n++] = sh;
     }
     load_prepare(b);

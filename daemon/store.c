@@ -526,14 +526,16 @@ store_status_t store_alerts_save(store_t *st, size_t n, const char *const *field
 }
 
 static void due_send(store_t *st, store_due_req_t *reqs, size_t nreq) {
-    char key[512], until[24], after[26], limit[24];
+    char key[512], from[26], until[24], after[26], limit[24];
     for (size_t q = 0; q < nreq; q++) {
         store_key(st->cfg->redis_prefix, reqs[q].shard, "t", NULL, key, sizeof(key));
+        if (reqs[q].after == INT64_MIN) snprintf(from, sizeof(from), "-inf");
+        else snprintf(from, sizeof(from), "(%lld", (long long)reqs[q].after);
         snprintf(until, sizeof(until), "%lld", (long long)reqs[q].until);
         snprintf(after, sizeof(after), "(%lld", (long long)reqs[q].until);
         snprintf(limit, sizeof(limit), "%zu", reqs[q].limit);
         redisAppendCommandArgv(st->c, 8,
-                               (const char *[]){"ZRANGEBYSCORE", key, "-inf", until, "WITHSCORES", "LIMIT", "0", limit},
+                               (const char *[]){"ZRANGEBYSCORE", key, from, until, "WITHSCORES", "LIMIT", "0", limit},
                                NULL);
         redisAppendCommandArgv(st->c, 8, (const char *[]){"ZRANGEBYSCORE", key, after, "+inf", "WITHSCORES", "LIMIT", "0", "1"}, NULL);
         reqs[q].ids = NULL;

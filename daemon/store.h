@@ -101,7 +101,8 @@ typedef struct store_commit_req {
 /* Timers due in one shard (zset <prefix>:{shard}:t, score = deadline). */
 typedef struct store_due_req {
     const char *shard;
-    int64_t until;            /* due: deadline <= until */
+    int64_t after;            /* due: after < deadline <= until; INT64_MIN: from the first */
+    int64_t until;
     size_t limit;             /* at most this many ids */
     char **ids;               /* out: malloc'ed, each id too (store_due_free) */
     int64_t *at;              /* out: each id's deadline (its score); malloc'ed */

@@ -625,6 +625,38 @@ Test(stitching, an_early_timer_beyond_the_fetched_ones_is_set_again) {
     cr_assert_eq(journey_of(u)->events, 2);
 }
 
+/* The due timers are asked for after the shard's closed-through mark: the
+ * ones before it go with the commit that moved it, which may still be in
+ * flight while the next batch loads (simulated here by setting one of
+ * them again); asked for, each would be read, its journey closed already. */
+Test(stitching, timers_before_the_mark_are_not_asked_for) {
+    const char *u = idb[0];
+    const int64_t M = 60000;
+    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0);
+    commit();
+    pump();
+    event(u, T0 + 1000, 0, "ads", NULL);        /* due at 30m */
+    event(idb[2], T0 + 8 * M, 0, "ads", NULL);  /* due at 38m */
+    event(idb[1], T0 + 2000, 0, "ads", NULL);   /* the others leave memory */
+    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 40 * M);
+    commit();
+    pump();
+    batch_tick(b, &sh[1], T0 + 40 * M);
+    commit(); /* u and idb[1] closed by their records, the mark at 35m */
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 2);
+    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 44 * M);
+    commit();
+    pump(); /* B's watermark may pass 39m now */
+    freeReplyObject(redisCommand(rc, "ZADD %s:{t:1}:t %lld %s", prefix, (long long)(T0 + 1000 + 30 * M), u));
+    uint64_t rt, before, after;
+    store_counters(st_load, &rt, &before);
+    batch_tick(b, &sh[1], T0 + 44 * M);
+    commit(); /* idb[2] due, closed by its record */
+    store_counters(st_load, &rt, &after);
+    cr_assert_eq(after - before, 2); /* the due timers (two ZRANGEBYSCORE), no MGET */
+    cr_assert_eq(counter_of(1, "f|search|none|dropped"), 3);
+}
+
 /* A timer that fires early (the journey's deadline moved on since it was
  * set: timers only move earlier) for a journey out of memory: its close
  * record says it is still open, so the timer is set again at the deadline

@@ -321,7 +321,7 @@ Test(store, due_timers_in_deadline_order_and_how_far_they_are_whole) {
                                     "1767225609000 e", key));
     redisFree(c);
     store_t *st = open_store();
-    store_due_req_t q = {.shard = "events:3", .until = 1767225600600, .limit = 10};
+    store_due_req_t q = {.shard = "events:3", .after = INT64_MIN, .until = 1767225600600, .limit = 10};
     cr_assert_eq(store_due_load(st, &q, 1, NULL, 0, err, sizeof(err)), STORE_OK, "%s", err);
     cr_assert_eq(q.n, 4);
     const char *want[] = {"a", "b", "c", "d"};
@@ -333,11 +333,18 @@ Test(store, due_timers_in_deadline_order_and_how_far_they_are_whole) {
     cr_assert_eq(q.through, 1767225600600);
     cr_assert_eq(q.next, 1767225609000);
     store_due_free(&q, 1);
-    q = (store_due_req_t){.shard = "events:3", .until = 1767225600600, .limit = 2};
+    q = (store_due_req_t){.shard = "events:3", .after = INT64_MIN, .until = 1767225600600, .limit = 2};
     cr_assert_eq(store_due_load(st, &q, 1, NULL, 0, err, sizeof(err)), STORE_OK, "%s", err);
     cr_assert_eq(q.n, 2);
     cr_assert_str_eq(q.ids[1], "b");
     cr_assert_eq(q.through, 1767225600299); /* c, due with b, was left out */
+    store_due_free(&q, 1);
+    /* after a closed-through mark: the timers up to it are not asked for */
+    q = (store_due_req_t){.shard = "events:3", .after = 1767225600300, .until = 1767225600600, .limit = 2};
+    cr_assert_eq(store_due_load(st, &q, 1, NULL, 0, err, sizeof(err)), STORE_OK, "%s", err);
+    cr_assert_eq(q.n, 1);
+    cr_assert_str_eq(q.ids[0], "d");
+    cr_assert_eq(q.through, 1767225600600);
     store_due_free(&q, 1);
     store_close(st);
 }
