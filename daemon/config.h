@@ -111,7 +111,7 @@ typedef struct config {
     /* processing */
     int batch_max_events;       /* events per batch (one Redis commit per partition) */
     int batch_max_ms;           /* max time a batch stays open */
-    int cache_journeys;         /* journeys kept in memory across batches */
+    int cache_journeys;         /* reserved: accepted, not used yet (config/journeyd.yaml) */
     int close_records;          /* open journeys whose close is kept in memory (closes.h) */
     int shutdown_timeout_ms;    /* bound on graceful shutdown */
     int retry_backoff_max_ms;   /* max backoff while Redis/Kafka are down */
