@@ -221,6 +221,13 @@ static int pump(void) {
     return total;
 }
 
+/* Both partitions' inputs move to t, and each learns the other's clock. */
+static void tick_both(int64_t t) {
+    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], t);
+    commit();
+    pump();
+}
+
 /* The value stored for id: a journey (unpacked into j) or a redirect
  * (its target in target); 0 if absent. */
 static int stored(const char *id, journey_t *j, char *target) {
@@ -529,6 +536,20 @@ Test(stitching, a_partition_behind_keeps_its_own_clock) {
     cr_assert_eq(counter_of(1, "f|search|none|active"), 1);
 }
 
+/* 2 n search journeys of ids homed in B, ids[i] at T0 + 1s + i ms, in two
+ * commits (a batch holds 5000 events). */
+#define ID_LEN 16
+static void search_journeys(char (*ids)[ID_LEN], int n) {
+    for (int i = 0, k = 0; k < 2 * n; i++) {
+        snprintf(ids[k], ID_LEN, "z%d", i);
+        k += stitch_home(CFG_PART_CONSISTENT_RANDOM, ids[k], 2) == 1;
+    }
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < n; i++) queue_event(ids[k * n + i], T0 + 1000 + k * n + i, 0, "ads", NULL);
+        commit();
+    }
+}
+
 /* More journeys due than a batch fetches (processing.batch_max_events,
  * 5000): the mark moves to just before the last deadline fetched, so the
  * due journeys that have left memory are closed by their close records
@@ -538,22 +559,11 @@ Test(stitching, a_partition_behind_keeps_its_own_clock) {
  * and due at once. */
 Test(stitching, more_due_journeys_than_a_batch_fetches) {
     enum { N = 3000 };
-    static char ids[2 * N][16];
-    for (int i = 0, n = 0; n < 2 * N; i++) {
-        snprintf(ids[n], sizeof(ids[n]), "z%d", i);
-        n += stitch_home(CFG_PART_CONSISTENT_RANDOM, ids[n], 2) == 1;
-    }
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0);
-    commit();
-    pump();
-    for (int k = 0; k < 2; k++) {
-        for (int i = 0; i < N; i++) queue_event(ids[k * N + i], T0 + 1000 + k * N + i, 0, "ads", NULL);
-        commit();
-    }
+    static char ids[2 * N][ID_LEN];
+    tick_both(T0);
+    search_journeys(ids, N);
     cr_assert_eq(counter_of(1, "f|search|none|active"), 2 * N);
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 2LL * 3600000);
-    commit();
-    pump(); /* the announcements: B's watermark may pass 30m now */
+    tick_both(T0 + 2LL * 3600000); /* the announcements: B's watermark may pass 30m now */
     size_t bytes;
     uint64_t by_record0, by_record;
     batch_close_records(b, &bytes, &by_record0);
@@ -581,25 +591,14 @@ Test(stitching, more_due_journeys_than_a_batch_fetches) {
  * next batch. */
 Test(stitching, an_early_timer_beyond_the_fetched_ones_is_set_again) {
     enum { N = 3000 };
-    static char ids[2 * N][16];
+    static char ids[2 * N][ID_LEN];
     const int64_t M = 60000;
     const char *u = idb[0];
-    for (int i = 0, n = 0; n < 2 * N; i++) {
-        snprintf(ids[n], sizeof(ids[n]), "z%d", i);
-        n += stitch_home(CFG_PART_CONSISTENT_RANDOM, ids[n], 2) == 1;
-    }
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0);
-    commit();
-    pump();
+    tick_both(T0);
     event(u, T0 + 500, 0, "ads", NULL);   /* timer at 30m */
     event(u, T0 + 20 * M, 0, "ads", NULL); /* deadline at 50m, the timer stays */
-    for (int k = 0; k < 2; k++) {          /* deadlines from 30m + 1s: u leaves memory */
-        for (int i = 0; i < N; i++) queue_event(ids[k * N + i], T0 + 1000 + k * N + i, 0, "ads", NULL);
-        commit();
-    }
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 2 * 60 * M);
-    commit();
-    pump();
+    search_journeys(ids, N); /* deadlines from 30m + 1s: u leaves memory */
+    tick_both(T0 + 2 * 60 * M);
     size_t bytes;
     uint64_t by0, by1;
     batch_close_records(b, &bytes, &by0);
@@ -632,21 +631,15 @@ Test(stitching, an_early_timer_beyond_the_fetched_ones_is_set_again) {
 Test(stitching, timers_before_the_mark_are_not_asked_for) {
     const char *u = idb[0];
     const int64_t M = 60000;
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0);
-    commit();
-    pump();
+    tick_both(T0);
     event(u, T0 + 1000, 0, "ads", NULL);        /* due at 30m */
     event(idb[2], T0 + 8 * M, 0, "ads", NULL);  /* due at 38m */
     event(idb[1], T0 + 2000, 0, "ads", NULL);   /* the others leave memory */
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 40 * M);
-    commit();
-    pump();
+    tick_both(T0 + 40 * M);
     batch_tick(b, &sh[1], T0 + 40 * M);
     commit(); /* u and idb[1] closed by their records, the mark at 35m */
     cr_assert_eq(counter_of(1, "f|search|none|dropped"), 2);
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 44 * M);
-    commit();
-    pump(); /* B's watermark may pass 39m now */
+    tick_both(T0 + 44 * M); /* B's watermark may pass 39m now */
     freeReplyObject(redisCommand(rc, "ZADD %s:{t:1}:t %lld %s", prefix, (long long)(T0 + 1000 + 30 * M), u));
     uint64_t rt, before, after;
     store_counters(st_load, &rt, &before);
@@ -665,9 +658,7 @@ Test(stitching, timers_before_the_mark_are_not_asked_for) {
 Test(stitching, an_early_timer_is_set_again_from_the_close_record) {
     const char *u = idb[0];
     const int64_t M = 60000;
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0);
-    commit();
-    pump();
+    tick_both(T0);
     event(u, T0 + 1000, 0, "ads", NULL);       /* timer at 30m */
     event(u, T0 + 20 * M, 0, "ads", NULL);     /* deadline at 50m, the timer stays */
     event(idb[1], T0 + 20 * M, 0, "ads", NULL); /* u leaves memory */
@@ -677,9 +668,7 @@ Test(stitching, an_early_timer_is_set_again_from_the_close_record) {
     cr_assert(r && r->type == REDIS_REPLY_STRING);
     cr_assert_eq(strtoll(r->str, NULL, 10), T0 + 1000 + 30 * M);
     freeReplyObject(r);
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 40 * M);
-    commit();
-    pump(); /* B's watermark may pass 35m now */
+    tick_both(T0 + 40 * M); /* B's watermark may pass 35m now */
     uint64_t rt, before, after;
     store_counters(st_load, &rt, &before);
     batch_tick(b, &sh[1], T0 + 40 * M);
@@ -694,9 +683,7 @@ Test(stitching, an_early_timer_is_set_again_from_the_close_record) {
     size_t bytes;
     uint64_t by0, by1;
     batch_close_records(b, &bytes, &by0);
-    for (int p = 0; p < 2; p++) batch_tick(b, &sh[p], T0 + 2 * 60 * M);
-    commit();
-    pump();
+    tick_both(T0 + 2 * 60 * M);
     batch_tick(b, &sh[1], T0 + 2 * 60 * M);
     commit();
     batch_close_records(b, &bytes, &by1);
