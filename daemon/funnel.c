@@ -640,27 +640,8 @@ static void phase_add(funnel_phase_t *dst, const funnel_phase_t *src) {
     for (int b = 0; b < FUNNEL_TIP_BUCKETS; b++) dst->tip[b] += src->tip[b];
 }
 
-/* Whether field is a windowed counter ("...|<res_ms>|<bucket>", read from
- * its end, before anything is copied) whose window does not hold its bucket
- * at wm. While a backlog is read with stitching across partitions, the
- * watermark trails the partition's clock by hours and most of its windowed
- * counters are ahead of it: they are dropped here at the cost of a scan. */
-static int win_skip(const config_t *cfg, const char *field, int64_t wm) {
-    const char *b = strrchr(field, '|'), *r;
-    if (!b || b == field) return 0;
-    for (r = b - 1; r > field && *r >= '0' && *r <= '9'; r--) {}
-    if (*r != '|' || r + 1 == b) return 0;
-    char *end;
-    long long bucket = strtoll(b + 1, &end, 10), res = strtoll(r + 1, NULL, 10);
-    if (end == b + 1 || *end) return 0;
-    for (int w = 0; w < cfg->n_funnel_windows; w++)
-        if (win_res(cfg, w) == res) return !win_holds(cfg, w, bucket, wm);
-    return 0;
-}
-
 void funnel_snap_add(funnel_snap_t *s, const config_t *cfg, const char *name, int64_t value, int64_t wm) {
     char buf[512], *phase, *seg, *kind, *x;
-    if (win_skip(cfg, name, wm)) return;
     snprintf(buf, sizeof(buf), "%s", name);
     if (split_field(buf, &phase, &seg, &kind, &x) < 0) return;
     int k = config_phase_index(cfg, phase);
